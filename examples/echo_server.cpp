@@ -1,0 +1,19 @@
+// Echoes every text and binary message back with its opcode.
+//   echo_server [--host 127.0.0.1] [--port 9501] [--max-message BYTES] [--handshake-timeout SECONDS]
+//               [--subprotocol NAME ...]
+#include "cli.hpp"
+
+int main(int argc, char** argv) {
+    const examples::Cli cli(argc, argv, {"--max-message", "--handshake-timeout", "--subprotocol"});
+    swirl::Settings settings = cli.settings();
+    settings.max_message_size = settings.max_frame_size = static_cast<std::size_t>(cli.number("--max-message", 64 << 20));
+    settings.handshake_timeout = std::chrono::milliseconds(static_cast<long>(cli.number("--handshake-timeout", 10) * 1000));
+    settings.subprotocols = cli.subprotocols();
+
+    swirl::Server<> server(settings);
+    server.on_message([](auto& connection, swirl::Frame& frame) -> asio::awaitable<void> {
+        connection.send(frame.payload, frame.opcode);
+        co_return;
+    });
+    return examples::serve(server);
+}

@@ -1,0 +1,16 @@
+#pragma once
+/// swirl: a header-only C++20 coroutine WebSocket server. Include this for everything.
+
+#include <swirl/close_code.hpp>
+#include <swirl/frame.hpp>
+#include <swirl/handshake.hpp>
+#include <swirl/http_request.hpp>
+#include <swirl/http_response.hpp>
+#include <swirl/mask.hpp>
+#include <swirl/message_reader.hpp>
+#include <swirl/utf8.hpp>
+
+#include <swirl/client.hpp>
+#include <swirl/connection.hpp>
+#include <swirl/server.hpp>
+#include <swirl/settings.hpp>

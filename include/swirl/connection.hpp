@@ -1,0 +1,339 @@
+#pragma once
+/// One client connection: identity, user data, statistics and the thread-safe write path.
+/// Everything here may be called from any thread; the socket itself is only touched on the connection's own
+/// event-loop thread.
+
+#include <swirl/close_code.hpp>
+#include <swirl/detail/output_queue.hpp>
+#include <swirl/frame.hpp>
+#include <swirl/message_reader.hpp>
+#include <swirl/settings.hpp>
+
+#include <asio.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace swirl {
+
+/// Connection ids are process-wide unique and never reused.
+using ConnectionId = std::uint64_t;
+
+/// Lifecycle of a connection, as Swoole's WEBSOCKET_STATUS_* constants.
+enum class ConnectionStatus {
+    connection,  ///< TCP accepted, reading the HTTP request
+    handshake,   ///< upgrade request received, handshake hook running
+    active,      ///< WebSocket open: messages flow
+    closing,     ///< a close frame was sent or received
+    closed,
+};
+
+constexpr std::string_view to_string(ConnectionStatus s) noexcept {
+    switch (s) {
+    case ConnectionStatus::connection: return "CONNECTION";
+    case ConnectionStatus::handshake: return "HANDSHAKE";
+    case ConnectionStatus::active: return "ACTIVE";
+    case ConnectionStatus::closing: return "CLOSING";
+    case ConnectionStatus::closed: return "CLOSED";
+    }
+    return "?";
+}
+
+enum class PushStatus {
+    queued,
+    no_such_connection,  ///< unknown or already removed id
+    not_open,            ///< the connection is not (or no longer) ACTIVE
+    buffer_full,         ///< unsent output is over `Settings::max_output_buffer`
+    invalid_frame,       ///< a control frame that is fragmented or longer than 125 bytes
+};
+
+constexpr std::string_view to_string(PushStatus s) noexcept {
+    switch (s) {
+    case PushStatus::queued: return "queued";
+    case PushStatus::no_such_connection: return "no such connection";
+    case PushStatus::not_open: return "connection not open";
+    case PushStatus::buffer_full: return "output buffer full";
+    case PushStatus::invalid_frame: return "invalid frame";
+    }
+    return "?";
+}
+
+/// The outcome of a push: converts to true when the frame was queued for sending.
+struct PushResult {
+    PushStatus status;
+    explicit operator bool() const noexcept { return status == PushStatus::queued; }
+    friend bool operator==(PushResult a, PushResult b) noexcept { return a.status == b.status; }
+    friend bool operator==(PushResult a, PushStatus b) noexcept { return a.status == b; }
+};
+
+/// A snapshot of a connection, as Swoole's `getClientInfo`.
+struct ClientInfo {
+    ConnectionId id = 0;
+    ConnectionStatus status = ConnectionStatus::closed;
+    asio::ip::tcp::endpoint remote;
+    std::chrono::system_clock::time_point connect_time;
+    std::chrono::system_clock::time_point last_activity;  ///< last bytes received
+    std::uint64_t bytes_in = 0;
+    std::uint64_t bytes_out = 0;
+    std::size_t buffered = 0;  ///< bytes queued but not yet written
+};
+
+/// Why a WebSocket connection ended, handed to the close handler.
+struct CloseInfo {
+    std::uint16_t code = close_code::abnormal;  ///< sent by whoever closed first; 1006 when nobody did
+    std::string reason;
+    bool by_server = false;  ///< the server started the close (Swoole: reactorId < 0)
+    bool clean = false;      ///< both close frames were exchanged
+};
+
+template <class UserData>
+class Server;
+
+template <class UserData>
+class Connection : public std::enable_shared_from_this<Connection<UserData>> {
+public:
+    using clock = std::chrono::steady_clock;
+
+    Connection(Server<UserData>& server, ConnectionId id, asio::ip::tcp::socket socket)
+        : server_(server), id_(id), socket_(std::move(socket)), watchdog_(socket_.get_executor()),
+          drain_signal_(socket_.get_executor()) {
+        std::error_code ec;
+        remote_ = socket_.remote_endpoint(ec);
+        connect_system_ = std::chrono::system_clock::now();
+        connect_steady_ = clock::now();
+        last_activity_.store(0, std::memory_order_relaxed);
+    }
+
+    ConnectionId id() const noexcept { return id_; }
+    /// Application data of the type the server was instantiated with.
+    UserData& data() noexcept { return data_; }
+    const UserData& data() const noexcept { return data_; }
+    ConnectionStatus status() const noexcept { return status_.load(std::memory_order_acquire); }
+    bool is_established() const noexcept { return status() == ConnectionStatus::active; }
+    const asio::ip::tcp::endpoint& remote_endpoint() const noexcept { return remote_; }
+    /// The subprotocol agreed in the handshake, empty when none.
+    const std::string& subprotocol() const noexcept { return subprotocol_; }
+    Server<UserData>& server() noexcept { return server_; }
+
+    ClientInfo info() const {
+        ClientInfo info;
+        info.id = id_;
+        info.status = status();
+        info.remote = remote_;
+        info.connect_time = connect_system_;
+        info.last_activity = connect_system_ + std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                                                   clock::duration(last_activity_.load(std::memory_order_relaxed)));
+        info.bytes_in = bytes_in_.load(std::memory_order_relaxed);
+        info.bytes_out = bytes_out_.load(std::memory_order_relaxed);
+        std::lock_guard lock(mutex_);
+        info.buffered = pending_.size() + in_flight_;
+        return info;
+    }
+
+    /// Queues one frame. Writes are coalesced: frames queued while handling one read leave in one write.
+    PushResult send(std::string_view payload, Opcode opcode = Opcode::text, bool fin = true) {
+        if (is_control(opcode) && (!fin || payload.size() > 125)) return {PushStatus::invalid_frame};
+        if (opcode == Opcode::close) return close(close_code::normal) ? PushResult{PushStatus::queued} : PushResult{PushStatus::not_open};
+        return enqueue([&](detail::OutputQueue& q) { q.append_frame(opcode, fin, payload); });
+    }
+
+    /// Queues a pre-encoded frame shared with other connections (see `Server::broadcast`).
+    PushResult send_encoded(std::shared_ptr<const std::string> frame) {
+        return enqueue([&](detail::OutputQueue& q) { q.append_shared(std::move(frame)); });
+    }
+
+    bool ping(std::string_view payload = {}) { return static_cast<bool>(send(payload, Opcode::ping)); }
+
+    /// Starts the close handshake: sends a close frame, then waits (bounded by `close_timeout`) for the peer's.
+    /// Returns false when the connection is not ACTIVE.
+    bool close(std::uint16_t code = close_code::normal, std::string_view reason = {}) {
+        if (code != close_code::no_status && !close_code::is_valid(code)) code = close_code::internal_error;
+        if (reason.size() > 123) reason = reason.substr(0, 123);
+        std::unique_lock lock(mutex_);
+        if (status() != ConnectionStatus::active) return false;
+        begin_close_locked(code, reason, true);
+        lock.unlock();
+        asio::post(socket_.get_executor(), [self = this->shared_from_this()] {
+            self->flush();
+            self->set_deadline(clock::now() + self->settings().close_timeout);
+        });
+        return true;
+    }
+
+    /// Drops the TCP connection without a close handshake.
+    void abort() {
+        asio::post(socket_.get_executor(), [self = this->shared_from_this()] {
+            std::error_code ec;
+            self->socket_.close(ec);
+        });
+    }
+
+private:
+    friend class Server<UserData>;
+
+    const Settings& settings() const noexcept;
+
+    template <class Append>
+    PushResult enqueue(Append&& append) {
+        std::unique_lock lock(mutex_);
+        if (status() != ConnectionStatus::active) return {PushStatus::not_open};
+        if (pending_.size() + in_flight_ >= settings().max_output_buffer) {
+            if (settings().backpressure == BackpressurePolicy::close_connection) {
+                begin_close_locked(close_code::policy_violation, "output buffer full", true);
+                lock.unlock();
+                asio::post(socket_.get_executor(), [self = this->shared_from_this()] {
+                    self->flush();
+                    self->set_deadline(clock::now() + self->settings().close_timeout);
+                });
+            }
+            return {PushStatus::buffer_full};
+        }
+        append(pending_);
+        const bool post = schedule_flush_locked();
+        lock.unlock();
+        if (post) post_flush();
+        return {PushStatus::queued};
+    }
+
+    /// Conn thread or under lock: queues a control frame regardless of status or buffer limits.
+    void enqueue_control(Opcode opcode, std::string_view payload) {
+        std::unique_lock lock(mutex_);
+        pending_.append_frame(opcode, true, payload);
+        const bool post = schedule_flush_locked();
+        lock.unlock();
+        if (post) post_flush();
+    }
+
+    void begin_close_locked(std::uint16_t code, std::string_view reason, bool by_server) {
+        status_.store(ConnectionStatus::closing, std::memory_order_release);
+        close_sent_ = true;
+        close_info_.code = code;
+        close_info_.reason = std::string(reason);
+        close_info_.by_server = by_server;
+        pending_.append_frame(Opcode::close, true, close_payload(code, reason));
+        schedule_flush_locked();
+    }
+
+    bool schedule_flush_locked() noexcept {
+        if (writing_ || flush_posted_) return false;
+        flush_posted_ = true;
+        return true;
+    }
+
+    void post_flush() {
+        asio::post(socket_.get_executor(), [self = this->shared_from_this()] { self->flush(); });
+    }
+
+    /// Conn thread: starts writing everything pending in one gather write, unless a write is running.
+    void flush() {
+        std::unique_lock lock(mutex_);
+        flush_posted_ = false;
+        if (writing_ || pending_.empty() || write_failed_) return;
+        writing_queue_.swap(pending_);
+        in_flight_ = writing_queue_.size();
+        writing_ = true;
+        lock.unlock();
+        buffers_.clear();
+        writing_queue_.for_each_piece([this](const char* p, std::size_t n) { buffers_.emplace_back(p, n); });
+        asio::async_write(socket_, buffers_, [self = this->shared_from_this()](std::error_code ec, std::size_t n) {
+            self->on_written(ec, n);
+        });
+    }
+
+    void on_written(std::error_code ec, std::size_t n) {
+        bytes_out_.fetch_add(n, std::memory_order_relaxed);
+        writing_queue_.clear();
+        std::unique_lock lock(mutex_);
+        writing_ = false;
+        in_flight_ = 0;
+        if (ec) {
+            write_failed_ = true;
+            pending_.clear();
+            lock.unlock();
+            std::error_code ignored;
+            socket_.close(ignored);
+            drain_signal_.cancel();
+            return;
+        }
+        const bool more = !pending_.empty();
+        lock.unlock();
+        if (more) flush();
+        else drain_signal_.cancel();
+    }
+
+    bool drained() const {
+        std::lock_guard lock(mutex_);
+        return write_failed_ || (!writing_ && pending_.empty());
+    }
+
+    /// Conn thread: completes once everything queued so far is written (or writing failed).
+    asio::awaitable<void> wait_drained() {
+        while (!drained()) {
+            flush();
+            if (drained()) break;
+            drain_signal_.expires_at(clock::time_point::max());
+            std::error_code ec;
+            co_await drain_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        }
+    }
+
+    /// Conn thread: moves the watchdog's deadline; an earlier one wakes the watchdog to re-arm.
+    void set_deadline(clock::time_point t) {
+        const bool earlier = t < deadline_;
+        deadline_ = t;
+        if (earlier) watchdog_.cancel();
+    }
+
+    void note_activity(std::size_t n) {
+        bytes_in_.fetch_add(n, std::memory_order_relaxed);
+        const auto now = clock::now();
+        last_activity_.store((now - connect_steady_).count(), std::memory_order_relaxed);
+        if (status() == ConnectionStatus::active && settings().idle_timeout.count() > 0)
+            deadline_ = now + settings().idle_timeout;
+    }
+
+    Server<UserData>& server_;
+    const ConnectionId id_;
+    asio::ip::tcp::socket socket_;
+    asio::ip::tcp::endpoint remote_;
+    std::string subprotocol_;
+    UserData data_{};
+
+    std::atomic<ConnectionStatus> status_{ConnectionStatus::connection};
+    std::chrono::system_clock::time_point connect_system_;
+    clock::time_point connect_steady_;
+    std::atomic<clock::rep> last_activity_;
+    std::atomic<std::uint64_t> bytes_in_{0};
+    std::atomic<std::uint64_t> bytes_out_{0};
+
+    // Write path: `pending_` fills from any thread under `mutex_`; `writing_queue_` belongs to the running write.
+    mutable std::mutex mutex_;
+    detail::OutputQueue pending_;
+    detail::OutputQueue writing_queue_;
+    std::vector<asio::const_buffer> buffers_;
+    std::size_t in_flight_ = 0;
+    bool writing_ = false;
+    bool flush_posted_ = false;
+    bool write_failed_ = false;
+    bool close_sent_ = false;
+    CloseInfo close_info_;
+
+    // Conn thread only.
+    std::optional<MessageReader> reader_;
+    std::vector<std::uint8_t> read_buffer_;
+    clock::time_point deadline_ = clock::time_point::max();
+    asio::steady_timer watchdog_;
+    asio::steady_timer drain_signal_;
+    bool opened_ = false;  ///< on_open ran: on_close will run too
+    bool finished_ = false;
+};
+
+} // namespace swirl

@@ -1,0 +1,47 @@
+#pragma once
+/// Client-to-server payload masking (RFC 6455 §5.3), a machine word at a time.
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace swirl {
+
+using MaskKey = std::array<std::uint8_t, 4>;
+
+namespace detail {
+/// The key rotated to start at `phase`, repeated to fill 8 bytes.
+inline std::uint64_t mask_word(const MaskKey& key, std::size_t phase) noexcept {
+    std::uint8_t bytes[8];
+    for (std::size_t i = 0; i < 8; ++i) bytes[i] = key[(phase + i) & 3];
+    std::uint64_t word;
+    std::memcpy(&word, bytes, 8);
+    return word;
+}
+} // namespace detail
+
+/// XORs `n` bytes from `src` with the key into `dst` (which may equal `src`), starting at key byte `phase`.
+/// Returns the phase to continue with, so a payload can be unmasked in arbitrary chunks.
+inline std::size_t mask_copy(void* dst, const void* src, std::size_t n, const MaskKey& key, std::size_t phase = 0) noexcept {
+    auto* out = static_cast<unsigned char*>(dst);
+    const auto* in = static_cast<const unsigned char*>(src);
+    phase &= 3;
+    const std::uint64_t word = detail::mask_word(key, phase);
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        std::uint64_t chunk;
+        std::memcpy(&chunk, in + i, 8);
+        chunk ^= word;
+        std::memcpy(out + i, &chunk, 8);
+    }
+    for (; i < n; ++i) out[i] = static_cast<unsigned char>(in[i] ^ key[(phase + i) & 3]);
+    return (phase + n) & 3;
+}
+
+/// Masks or unmasks `n` bytes in place; returns the phase to continue with.
+inline std::size_t apply_mask(void* data, std::size_t n, const MaskKey& key, std::size_t phase = 0) noexcept {
+    return mask_copy(data, data, n, key, phase);
+}
+
+} // namespace swirl

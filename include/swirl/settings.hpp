@@ -1,0 +1,50 @@
+#pragma once
+/// Server configuration. Every limit has a safe default; zero timeouts mean "none".
+
+#include <swirl/http_request.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace swirl {
+
+/// What `push` does when a connection's unsent output exceeds `Settings::max_output_buffer` (a slow reader).
+enum class BackpressurePolicy {
+    reject_message,    ///< the push fails with `PushStatus::buffer_full`; the connection stays open (Swoole's behaviour)
+    close_connection,  ///< the push fails and the connection is closed with 1008 "output buffer full"
+};
+
+enum class LogLevel { debug, info, warning, error, off };
+
+struct Settings {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 9501;  ///< 0 picks a free port; see `Server::local_endpoint()`
+    unsigned threads = 1;       ///< event-loop threads; each connection stays on one of them
+    int backlog = 1024;
+
+    std::size_t max_frame_size = 16u << 20;    ///< payload bytes in one frame; more → close 1009
+    std::size_t max_message_size = 16u << 20;  ///< bytes in one reassembled message; more → close 1009
+    RequestLimits http{};                       ///< upgrade/plain request limits (header bytes, fields, body)
+    std::size_t max_connections = 10000;        ///< beyond this, new connections get HTTP 503
+
+    std::chrono::milliseconds handshake_timeout{10000};  ///< from accept to a finished upgrade
+    std::chrono::milliseconds idle_timeout{0};           ///< no frame from the peer for this long → close 1001
+    std::chrono::milliseconds close_timeout{5000};       ///< wait for the peer's close frame / FIN
+
+    std::size_t max_output_buffer = 8u << 20;  ///< unsent bytes per connection before `backpressure` applies
+    BackpressurePolicy backpressure = BackpressurePolicy::reject_message;
+
+    std::vector<std::string> subprotocols;  ///< supported, in order of preference
+
+    bool deliver_close = false;  ///< also hand close frames to the message handler (Swoole's open_websocket_close_frame)
+    bool deliver_ping = false;   ///< also hand ping frames to the message handler
+    bool deliver_pong = false;   ///< hand pong frames to the message handler instead of swallowing them
+    bool auto_pong = true;       ///< answer every ping with a pong carrying its payload
+
+    LogLevel log_level = LogLevel::info;
+};
+
+} // namespace swirl
