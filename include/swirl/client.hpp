@@ -49,7 +49,13 @@ public:
     using Options = ClientOptions;
 
     /// Connects and performs the opening handshake; throws `std::system_error` or `HandshakeRejected`.
-    static asio::awaitable<Client> connect(std::string host, std::uint16_t port, Options options = {}) {
+    static asio::awaitable<Client> connect(std::string host, std::uint16_t port) {
+        return connect(std::move(host), port, Options{});
+    }
+
+    /// As above, with a target, extra headers and subprotocols. (No default argument: GCC 12 mishandles default
+    /// arguments of coroutines.)
+    static asio::awaitable<Client> connect(std::string host, std::uint16_t port, Options options) {
         auto executor = co_await asio::this_coro::executor;
         asio::ip::tcp::resolver resolver(executor);
         const auto endpoints = co_await resolver.async_resolve(host, std::to_string(port), asio::use_awaitable);
@@ -57,7 +63,9 @@ public:
         co_await asio::async_connect(socket, endpoints, asio::use_awaitable);
         socket.set_option(asio::ip::tcp::no_delay(true));
         Client client(std::move(socket), options);
-        co_await client.handshake(host + ":" + std::to_string(port), options);
+        // Named, not a temporary: GCC 12 destroys temporaries of a throwing co_await expression twice.
+        const std::string authority = host + ":" + std::to_string(port);
+        co_await client.handshake(authority, options);
         co_return client;
     }
 

@@ -4,7 +4,6 @@
 #include <swirl/detail/ascii.hpp>
 #include <swirl/http_request.hpp>
 
-#include <charconv>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -103,9 +102,11 @@ inline std::optional<Response> parse_response_head(std::string_view head) {
     Response res;
     const auto eol = head.find("\r\n");
     const std::string_view line = head.substr(0, eol);
-    if (line.size() < 12 || line.substr(0, 7) != "HTTP/1." || line[8] != ' ') return std::nullopt;
-    const auto [p, ec] = std::from_chars(line.data() + 9, line.data() + 12, res.status);
-    if (ec != std::errc{} || p != line.data() + 12) return std::nullopt;
+    auto digit = [](char c) { return c >= '0' && c <= '9'; };
+    if (line.size() < 12 || line.substr(0, 7) != "HTTP/1." || !digit(line[7]) || line[8] != ' ' ||
+        !digit(line[9]) || !digit(line[10]) || !digit(line[11]) || (line.size() > 12 && line[12] != ' '))
+        return std::nullopt;
+    res.status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
     if (line.size() > 13) res.reason = std::string(line.substr(13));
     head = eol == std::string_view::npos ? std::string_view{} : head.substr(eol + 2);
     while (!head.empty()) {
