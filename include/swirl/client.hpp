@@ -9,7 +9,7 @@
 #include <swirl/http_response.hpp>
 #include <swirl/message_reader.hpp>
 
-#include <asio.hpp>
+#include <swirl/detail/asio.hpp>
 
 #include <array>
 #include <cstdint>

@@ -9,7 +9,7 @@
 #include <swirl/message_reader.hpp>
 #include <swirl/settings.hpp>
 
-#include <asio.hpp>
+#include <swirl/detail/asio.hpp>
 
 #include <atomic>
 #include <chrono>
