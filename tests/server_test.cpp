@@ -98,7 +98,11 @@ TEST_CASE("disconnect sends the close frame and reports a server-initiated clean
     test::run([&]() -> asio::awaitable<void> {
         auto client = co_await Client::connect("127.0.0.1", running.port());
         REQUIRE(test::eventually([&] { return id != 0; }));
+        CHECK(server.client_info(id)->status == swirl::ConnectionStatus::active);
         CHECK(server.disconnect(id, 4100, "kicked"));
+        CHECK(server.client_info(id)->status == swirl::ConnectionStatus::closing);
+        CHECK_FALSE(server.is_established(id));
+        CHECK(server.push(id, "after close") == PushStatus::not_open);
         CHECK_FALSE(server.disconnect(id, 4100, "twice"));  // already closing
         const auto frame = co_await client.receive();
         REQUIRE(frame);
@@ -254,6 +258,8 @@ TEST_CASE("a custom handshake can reject with any response or accept with extra 
             co_return false;
         }
         c.data().user = "token-holder";
+        const auto info = c.server().client_info(c.id());
+        events.add(fmt::format("status during handshake {}", info ? swirl::to_string(info->status) : "none"));
         res.add_header("Set-Cookie", "session=abc");
         co_return swirl::accept_handshake(req, res);
     });
@@ -283,6 +289,7 @@ TEST_CASE("a custom handshake can reject with any response or accept with extra 
         co_await client.close();
     });
     CHECK(events.contains("open token-holder"));
+    CHECK(events.contains("status during handshake HANDSHAKE"));
 }
 
 TEST_CASE("a handshake hook that accepts without a 101 response gets a 500") {
