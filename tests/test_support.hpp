@@ -121,6 +121,22 @@ inline std::string client_frame(std::string_view payload, swirl::Opcode opcode =
     return swirl::pack(payload, opcode, fin, swirl::MaskKey{0x11, 0x22, 0x33, 0x44});
 }
 
+/// The payload of the next frame; fails the test when the connection ends instead.
+inline asio::awaitable<std::string> next_payload(swirl::Client& client) {
+    auto frame = co_await client.receive();
+    REQUIRE(frame);
+    co_return std::move(frame->payload);
+}
+
+/// A fresh connection still gets its message echoed: the server survived whatever the test did before.
+inline asio::awaitable<void> check_still_serving(std::uint16_t port) {
+    auto client = co_await swirl::Client::connect("127.0.0.1", port);
+    co_await client.send("still here");
+    const auto echoed = co_await next_payload(client);
+    CHECK(echoed == "still here");
+    co_await client.close();
+}
+
 /// Echo handler used by most tests.
 template <class C>
 asio::awaitable<void> echo(C& connection, swirl::Frame& frame) {
