@@ -562,3 +562,15 @@ TEST_CASE("reader keeps the message buffer when smaller messages follow a large 
         CHECK(reader.frame().payload.capacity() == capacity);
     }
 }
+
+TEST_CASE("a reader keeps working after being moved between messages") {
+    swirl::MessageReader original(swirl::Role::server);
+    const std::string first = swirl::pack("first", swirl::Opcode::text, true, swirl::MaskKey{1, 2, 3, 4});
+    const std::string second = swirl::pack("second", swirl::Opcode::text, true, swirl::MaskKey{5, 6, 7, 8});
+    auto bytes = [](const std::string& s) { return std::span(reinterpret_cast<const std::uint8_t*>(s.data()), s.size()); };
+    REQUIRE(original.read(bytes(first)).event == swirl::ReadEvent::message);
+    CHECK(original.frame().payload == "first");
+    swirl::MessageReader moved(std::move(original));
+    REQUIRE(moved.read(bytes(second)).event == swirl::ReadEvent::message);
+    CHECK(moved.frame().payload == "second");
+}

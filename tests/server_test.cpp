@@ -709,3 +709,101 @@ TEST_CASE("replies to pipelined messages are coalesced into few writes") {
         co_await client.close();
     });
 }
+
+TEST_CASE("a peer that closes or errs and then stops reading is dropped after close_timeout") {
+    auto settings = test::local_settings();
+    settings.close_timeout = 300ms;
+    settings.max_output_buffer = 64u << 20;
+    Server server(settings);
+    server.on_message([](Conn& c, Frame& f) -> asio::awaitable<void> {
+        const std::string chunk(1 << 20, 'f');
+        if (f.payload == "flood")
+            for (int i = 0; i < 32; ++i) c.send(chunk);  // far more than the kernel buffers hold
+        co_return;
+    });
+    test::RunningServer running(server);
+    for (const std::string& last : {test::client_frame(swirl::close_payload(1000, ""), Opcode::close), swirl::pack("unmasked")}) {
+        test::run([&]() -> asio::awaitable<void> {
+            auto client = co_await Client::connect("127.0.0.1", running.port());
+            co_await client.send("flood");
+            co_await client.send_raw(last);  // ...and never read again
+            const auto start = std::chrono::steady_clock::now();
+            CHECK(test::eventually([&] { return server.connection_count() == 0; }, 3s));
+            CHECK(std::chrono::steady_clock::now() - start < 2s);
+        });
+    }
+}
+
+TEST_CASE("stop lets a connection that is already closing deliver its queued frames and close frame") {
+    std::atomic<swirl::ConnectionId> id{0};
+    Server server(test::local_settings());
+    server.on_open([&](Conn& c, const swirl::Request&) -> asio::awaitable<void> { id = c.id(); co_return; });
+    server.on_message(echo_message);
+    test::RunningServer running(server);
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await Client::connect("127.0.0.1", running.port());
+        REQUIRE(test::eventually([&] { return id != 0; }));
+        const std::string chunk(64 * 1024, 'q');
+        for (int i = 0; i < 64; ++i) REQUIRE(static_cast<bool>(server.push(id, chunk)));
+        REQUIRE(server.disconnect(id, 4000, "bye"));
+        server.stop();
+        int received = 0;
+        std::optional<Frame> f;
+        while ((f = co_await client.receive()) && f->opcode != Opcode::close) received += f->payload == chunk;
+        CHECK(received == 64);
+        REQUIRE(f);
+        CHECK(f->code == 4000);
+    });
+}
+
+TEST_CASE("broadcast refuses close, pong and oversized ping frames") {
+    Server server(test::local_settings());
+    server.on_message(echo_message);
+    CHECK(server.broadcast(swirl::close_payload(1000, ""), Opcode::close) == 0);
+    CHECK(server.broadcast("x", Opcode::pong) == 0);
+    CHECK(server.broadcast(std::string(126, 'p'), Opcode::ping) == 0);
+}
+
+TEST_CASE("stop finishes even when a close handler adds timers, and wait is safe from a server thread") {
+    Server server(test::local_settings());
+    server.on_message([&](Conn&, Frame& f) -> asio::awaitable<void> {
+        if (f.payload == "stop") {
+            server.stop();
+            server.wait();  // on the server's own thread: must not terminate
+        }
+        co_return;
+    });
+    server.on_close([&](Conn&, const swirl::CloseInfo&) -> asio::awaitable<void> {
+        CHECK(server.tick(10ms, [] {}) == 0);  // refused during shutdown
+        co_return;
+    });
+    server.listen();
+    auto runner = std::async(std::launch::async, [&] { server.run(); });
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await Client::connect("127.0.0.1", server.local_endpoint().port());
+        co_await client.send("stop");
+        const auto f = co_await client.receive();
+        REQUIRE(f);
+        CHECK(f->code == swirl::close_code::going_away);
+    });
+    CHECK(runner.wait_for(5s) == std::future_status::ready);
+}
+
+TEST_CASE("a close reason longer than a control frame allows is cut on a character boundary") {
+    std::atomic<swirl::ConnectionId> id{0};
+    Server server(test::local_settings());
+    server.on_open([&](Conn& c, const swirl::Request&) -> asio::awaitable<void> { id = c.id(); co_return; });
+    server.on_message(echo_message);
+    test::RunningServer running(server);
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await Client::connect("127.0.0.1", running.port());
+        REQUIRE(test::eventually([&] { return id != 0; }));
+        std::string reason;
+        for (int i = 0; i < 100; ++i) reason += "\xc3\xa9";  // 'é' × 100 = 200 bytes
+        REQUIRE(server.disconnect(id, 4000, reason));
+        const auto f = co_await client.receive();  // the client's reader would throw on invalid UTF-8
+        REQUIRE(f);
+        CHECK(f->reason.size() == 122);
+        CHECK(swirl::is_valid_utf8(f->reason));
+    });
+}

@@ -44,6 +44,8 @@ struct ClientOptions {
     bool auto_pong = true;  ///< answer pings (they are still returned by `receive`)
 };
 
+/// One coroutine at a time may use a client: `receive` may write (pong, close reply), so concurrent `send` and
+/// `receive` from different coroutines would interleave writes.
 class Client {
 public:
     using Options = ClientOptions;
@@ -71,7 +73,8 @@ public:
 
     /// Sends one masked frame.
     asio::awaitable<void> send(std::string_view data, Opcode opcode = Opcode::text, bool fin = true) {
-        co_await send_raw(pack(data, opcode, fin, next_mask()));
+        const std::string frame = pack(data, opcode, fin, next_mask());  // named: see connect()
+        co_await send_raw(frame);
     }
 
     /// Writes bytes as they are: for tests that need malformed frames.
@@ -97,7 +100,8 @@ public:
                     if (!close_sent_) {
                         close_sent_ = true;
                         const auto& f = reader_.frame();
-                        co_await send(close_payload(f.code, f.reason), Opcode::close);
+                        const std::string payload = close_payload(f.code, f.reason);
+                        co_await send(payload, Opcode::close);
                     }
                     have_ = 0;
                     co_return reader_.frame();
@@ -115,7 +119,8 @@ public:
     asio::awaitable<std::optional<Frame>> close(std::uint16_t code = close_code::normal, std::string_view reason = {}) {
         if (!close_sent_) {
             close_sent_ = true;
-            co_await send(close_payload(code, reason), Opcode::close);
+            const std::string payload = close_payload(code, reason);
+            co_await send(payload, Opcode::close);
         }
         std::optional<Frame> reply;
         while (auto f = co_await receive())

@@ -145,31 +145,34 @@ public:
         return enqueue([&](detail::OutputQueue& q) { q.append_frame(opcode, fin, payload); });
     }
 
-    /// Queues a pre-encoded frame shared with other connections (see `Server::broadcast`).
-    PushResult send_encoded(std::shared_ptr<const std::string> frame) {
-        return enqueue([&](detail::OutputQueue& q) { q.append_shared(std::move(frame)); });
-    }
-
     bool ping(std::string_view payload = {}) { return static_cast<bool>(send(payload, Opcode::ping)); }
 
     /// Starts the close handshake: sends a close frame, then waits (bounded by `close_timeout`) for the peer's.
     /// Returns false when the connection is not ACTIVE.
     bool close(std::uint16_t code = close_code::normal, std::string_view reason = {}) {
         if (code != close_code::no_status && !close_code::is_valid(code)) code = close_code::internal_error;
-        if (reason.size() > 123) reason = reason.substr(0, 123);
+        if (reason.size() > 123) {  // a control frame holds 125 bytes; cut on a UTF-8 character boundary
+            std::size_t cut = 123;
+            while (cut > 0 && (static_cast<unsigned char>(reason[cut]) & 0xC0) == 0x80) --cut;
+            reason = reason.substr(0, cut);
+        }
         std::unique_lock lock(mutex_);
         if (status() != ConnectionStatus::active) return false;
         begin_close_locked(code, reason, true);
         lock.unlock();
         asio::post(socket_.get_executor(), [self = this->shared_from_this()] {
             self->flush();
-            self->set_deadline(clock::now() + self->settings().close_timeout);
+            self->arm_close_timeout();
         });
         return true;
     }
 
     /// Drops the TCP connection without a close handshake.
     void abort() {
+        {
+            std::lock_guard lock(mutex_);
+            settle_close_info_locked({close_code::abnormal, "aborted by the server", true, false});
+        }
         asio::post(socket_.get_executor(), [self = this->shared_from_this()] {
             std::error_code ec;
             self->socket_.close(ec);
@@ -181,6 +184,11 @@ private:
 
     const Settings& settings() const noexcept;
 
+    /// Queues a pre-encoded data frame shared with other connections (see `Server::broadcast`).
+    PushResult send_encoded(std::shared_ptr<const std::string> frame) {
+        return enqueue([&](detail::OutputQueue& q) { q.append_shared(std::move(frame)); });
+    }
+
     template <class Append>
     PushResult enqueue(Append&& append) {
         std::unique_lock lock(mutex_);
@@ -191,7 +199,7 @@ private:
                 lock.unlock();
                 asio::post(socket_.get_executor(), [self = this->shared_from_this()] {
                     self->flush();
-                    self->set_deadline(clock::now() + self->settings().close_timeout);
+                    self->arm_close_timeout();
                 });
             }
             return {PushStatus::buffer_full};
@@ -203,9 +211,11 @@ private:
         return {PushStatus::queued};
     }
 
-    /// Conn thread or under lock: queues a control frame regardless of status or buffer limits.
+    /// Conn thread: queues a control frame regardless of buffer limits, unless our close frame went first
+    /// (nothing may follow it).
     void enqueue_control(Opcode opcode, std::string_view payload) {
         std::unique_lock lock(mutex_);
+        if (close_sent_) return;
         pending_.append_frame(opcode, true, payload);
         const bool post = schedule_flush_locked();
         lock.unlock();
@@ -215,11 +225,22 @@ private:
     void begin_close_locked(std::uint16_t code, std::string_view reason, bool by_server) {
         status_.store(ConnectionStatus::closing, std::memory_order_release);
         close_sent_ = true;
-        close_info_.code = code;
-        close_info_.reason = std::string(reason);
-        close_info_.by_server = by_server;
+        settle_close_info_locked({code, std::string(reason), by_server, false});
         pending_.append_frame(Opcode::close, true, close_payload(code, reason));
         schedule_flush_locked();
+    }
+
+    /// The first reason the connection started to end wins; later ones (the read failing after an abort, say)
+    /// do not overwrite it.
+    void settle_close_info_locked(CloseInfo info) {
+        if (close_info_settled_) return;
+        close_info_ = std::move(info);
+        close_info_settled_ = true;
+    }
+
+    /// Conn thread: bounds how long a close may wait for the peer; `close_timeout = 0` waits indefinitely.
+    void arm_close_timeout() {
+        if (settings().close_timeout.count() > 0) set_deadline(clock::now() + settings().close_timeout);
     }
 
     bool schedule_flush_locked() noexcept {
@@ -256,6 +277,7 @@ private:
         in_flight_ = 0;
         if (ec) {
             write_failed_ = true;
+            settle_close_info_locked({close_code::abnormal, "write failed: " + ec.message(), false, false});
             pending_.clear();
             lock.unlock();
             std::error_code ignored;
@@ -324,6 +346,7 @@ private:
     bool flush_posted_ = false;
     bool write_failed_ = false;
     bool close_sent_ = false;
+    bool close_info_settled_ = false;
     CloseInfo close_info_;
 
     // Conn thread only.

@@ -45,9 +45,12 @@ public:
 
     /// Consumes input until one event is complete. The frame returned by `frame()` stays valid until the next call.
     ReadResult read(std::span<const std::uint8_t> input) {
-        if (delivered_ != nullptr) {
-            delivered_->payload.clear();
-            delivered_ = nullptr;
+        if (delivered_ != Delivered::none) {
+            Frame& f = delivered_ == Delivered::message ? message_ : control_;
+            // Keep the buffer for the next message unless one huge message would pin it.
+            if (f.payload.capacity() > (1u << 20)) std::string().swap(f.payload);
+            else f.payload.clear();
+            delivered_ = Delivered::none;
         }
         if (state_ == State::failed || state_ == State::closed) return {state_ == State::failed ? ReadEvent::error : ReadEvent::need_more, input.size()};
 
@@ -97,7 +100,7 @@ public:
     }
 
     /// The last completed message or control frame.
-    Frame& frame() noexcept { return *last_; }
+    Frame& frame() noexcept { return last_is_control_ ? control_ : message_; }
     std::uint16_t error_code() const noexcept { return error_code_; }
     std::string_view error_reason() const noexcept { return error_reason_; }
     /// True while a fragmented message is partly received.
@@ -145,8 +148,8 @@ private:
 
     ReadEvent finish_frame() {
         if (is_control(header_.opcode)) {
-            last_ = &control_;
-            delivered_ = &control_;
+            last_is_control_ = true;
+            delivered_ = Delivered::control;
             switch (header_.opcode) {
             case Opcode::ping: return ReadEvent::ping;
             case Opcode::pong: return ReadEvent::pong;
@@ -162,7 +165,7 @@ private:
                 control_.reason.assign(p, 2);
                 if (!is_valid_utf8(control_.reason)) return fail(close_code::invalid_payload, "invalid UTF-8 in close reason", 0).event;
             }
-            delivered_ = nullptr;  // keep the close frame: nothing follows it
+            delivered_ = Delivered::none;  // keep the close frame: nothing follows it
             state_ = State::closed;
             return ReadEvent::close;
         }
@@ -171,8 +174,8 @@ private:
         if (message_.opcode == Opcode::text && !utf8_.complete())
             return fail(close_code::invalid_payload, "text message ends inside a UTF-8 sequence", 0).event;
         message_.fin = true;
-        last_ = &message_;
-        delivered_ = &message_;
+        last_is_control_ = false;
+        delivered_ = Delivered::message;
         return ReadEvent::message;
     }
 
@@ -198,8 +201,11 @@ private:
     Utf8Validator utf8_;
     Frame message_;
     Frame control_;
-    Frame* last_ = &message_;
-    Frame* delivered_ = nullptr;
+    // Which frame the caller holds, and which to clear on the next read: flags, not pointers, so that a reader
+    // can be moved.
+    enum class Delivered { none, message, control };
+    bool last_is_control_ = false;
+    Delivered delivered_ = Delivered::none;
     std::uint16_t error_code_ = 0;
     std::string_view error_reason_;
 };

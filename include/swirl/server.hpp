@@ -132,10 +132,14 @@ public:
     }
 
     /// Joins the threads started by `start()` / `run()` (after `stop()`).
+    /// Called from one of the server's own threads, that thread is left to return from `run()` by itself.
     void wait() {
-        for (auto& t : threads_)
-            if (t.joinable() && t.get_id() != std::this_thread::get_id()) t.join();
-        threads_.clear();
+        std::vector<std::thread> own;
+        for (auto& t : threads_) {
+            if (t.get_id() == std::this_thread::get_id()) own.push_back(std::move(t));
+            else if (t.joinable()) t.join();
+        }
+        threads_ = std::move(own);
     }
 
     /// Graceful shutdown from any thread: stop accepting, close every connection with 1001, wait for them
@@ -207,7 +211,9 @@ public:
 
     /// Sends one message to every established connection, encoding the frame once.
     /// Returns how many connections queued it.
+    /// Only data frames and pings of at most 125 bytes are broadcast; anything else returns 0.
     std::size_t broadcast(std::string_view data, Opcode opcode = Opcode::text) {
+        if (opcode == Opcode::close || opcode == Opcode::pong || (opcode == Opcode::ping && data.size() > 125)) return 0;
         const auto frame = std::make_shared<const std::string>(pack(data, opcode));
         std::size_t queued = 0;
         for (const auto& c : snapshot())
@@ -216,7 +222,7 @@ public:
     }
 
     /// Runs `f` (or `f(timer_id)`) every `interval` on the first event loop until `clear(id)`. `f` may be a
-    /// coroutine returning `asio::awaitable<void>`.
+    /// coroutine returning `asio::awaitable<void>`. Returns 0 (no timer) once `stop()` was called.
     template <class F>
     TimerId tick(std::chrono::milliseconds interval, F f) {
         return add_timer(interval, true, std::move(f));
@@ -282,6 +288,7 @@ private:
         auto state = std::make_shared<TimerState>(*contexts_.front());
         {
             std::lock_guard lock(timers_mutex_);
+            if (stopping_) return 0;  // checked under the lock that shutdown() sweeps timers with
             timers_.emplace(id, state);
         }
         asio::co_spawn(*contexts_.front(), run_timer(id, std::move(state), interval, repeat, std::move(f)), asio::detached);
@@ -317,8 +324,9 @@ private:
             asio::ip::tcp::socket socket(ctx);
             std::error_code ec;
             co_await acceptor_->async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
+            if (stopping_) co_return;  // an accept that completed while stop() closed the acceptor
             if (ec) {
-                if (stopping_ || ec == asio::error::operation_aborted) co_return;
+                if (ec == asio::error::operation_aborted) co_return;
                 log(LogLevel::warning, "accept failed: {}", ec.message());
                 // Out of descriptors and the like: back off instead of spinning.
                 asio::steady_timer pause(*contexts_.front(), std::chrono::milliseconds(50));
@@ -339,12 +347,22 @@ private:
         }
     }
 
+    /// Answers 503 without reading the request, then lingers (at most a second) so the answer is not lost to a
+    /// reset caused by the unread request.
     static asio::awaitable<void> reject_busy(asio::ip::tcp::socket socket) {
         const std::string response = Response(503, "too many connections\n").set_header("Connection", "close").serialize();
         std::error_code ec;
         co_await asio::async_write(socket, asio::buffer(response), asio::redirect_error(asio::use_awaitable, ec));
         socket.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-        socket.close(ec);
+        asio::steady_timer limit(socket.get_executor(), std::chrono::seconds(1));
+        limit.async_wait([&socket](std::error_code) {
+            std::error_code ignored;
+            socket.close(ignored);
+        });
+        char sink[1024];
+        while (!ec) co_await socket.async_read_some(asio::buffer(sink), asio::redirect_error(asio::use_awaitable, ec));
+        limit.cancel();
+        co_await asio::post(socket.get_executor(), asio::use_awaitable);  // let the cancelled wait finish first
     }
 
     /// One connection from accept to close.
@@ -416,7 +434,7 @@ private:
                 res = Response(400, "this endpoint speaks WebSocket only\n");
             }
             if (!keep_alive) res.set_header("Connection", "close");
-            if (!co_await write_response(c, res, keep_alive)) co_return std::nullopt;
+            if (!co_await write_response(c, res, keep_alive) || !keep_alive) co_return std::nullopt;
             parser.reset();
             if (settings_.handshake_timeout.count() > 0)
                 c.deadline_ = Connection::clock::now() + settings_.handshake_timeout;
@@ -452,8 +470,7 @@ private:
             co_return false;
         }
         if (const auto protocol = res.header("Sec-WebSocket-Protocol")) c.subprotocol_ = std::string(*protocol);
-        if (!co_await write_response(c, res, true)) co_return false;
-        co_return !stopping_;
+        co_return co_await write_response(c, res, true);
     }
 
     /// Writes a whole HTTP response; without `keep_open`, then half-closes and lingers so it is not lost to a reset.
@@ -471,7 +488,7 @@ private:
     asio::awaitable<void> linger(Connection& c) {
         std::error_code ec;
         c.socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-        c.set_deadline(Connection::clock::now() + settings_.close_timeout);
+        c.arm_close_timeout();
         c.status_.store(ConnectionStatus::closing, std::memory_order_release);
         while (!ec) {
             const std::size_t n = co_await c.socket_.async_read_some(asio::buffer(c.read_buffer_), asio::redirect_error(asio::use_awaitable, ec));
@@ -489,6 +506,7 @@ private:
         c.deadline_ = settings_.idle_timeout.count() > 0 ? Connection::clock::now() + settings_.idle_timeout
                                                           : Connection::clock::time_point::max();
         c.watchdog_.cancel();
+        if (stopping_) c.close(close_code::going_away, "server shutting down");  // upgraded while stop() ran
         if (on_open_) co_await call_handler(c, "open", [&] { return on_open_(c, req); });
         req = Request{};  // nothing keeps the upgrade request alive past open
 
@@ -502,6 +520,7 @@ private:
                 if (r.event == ReadEvent::error) {
                     log(LogLevel::debug, "connection {}: protocol error {}: {}", c.id(), reader.error_code(), reader.error_reason());
                     fail_connection(c, reader.error_code(), reader.error_reason());
+                    c.arm_close_timeout();  // a peer that stopped reading must not hold us forever
                     co_await c.wait_drained();
                     co_await linger(c);
                     co_return;
@@ -517,7 +536,7 @@ private:
             have = co_await c.socket_.async_read_some(asio::buffer(c.read_buffer_), asio::redirect_error(asio::use_awaitable, ec));
             if (ec) {
                 std::lock_guard lock(c.mutex_);
-                if (!c.close_sent_) c.close_info_ = CloseInfo{close_code::abnormal, ec.message(), false, false};
+                c.settle_close_info_locked({close_code::abnormal, ec.message(), false, false});
                 co_return;
             }
             c.note_activity(have);
@@ -544,13 +563,15 @@ private:
             co_await call_handler(c, "message", [&] { return on_message_(c, frame); });
         {
             std::lock_guard lock(c.mutex_);
-            if (!c.close_sent_) {
-                c.begin_close_locked(frame.code, frame.reason, false);
-            }
-            c.close_info_.clean = true;
+            if (!c.close_sent_) c.begin_close_locked(frame.code, frame.reason, false);
         }
         c.post_flush();
+        c.arm_close_timeout();  // a peer that stopped reading must not hold us forever
         co_await c.wait_drained();
+        {
+            std::lock_guard lock(c.mutex_);
+            c.close_info_.clean = !c.write_failed_;  // both close frames crossed
+        }
         std::error_code ec;
         c.socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
     }
@@ -595,7 +616,8 @@ private:
             case ConnectionStatus::active:
                 log(LogLevel::debug, "connection {}: idle timeout", c->id());
                 c->close(close_code::going_away, "idle timeout");
-                c->deadline_ = Connection::clock::now() + settings_.close_timeout;
+                c->deadline_ = Connection::clock::time_point::max();
+                c->arm_close_timeout();
                 continue;
             case ConnectionStatus::closing:
             case ConnectionStatus::closed:
@@ -607,19 +629,24 @@ private:
         }
     }
 
+    void cancel_all_timers() {
+        std::lock_guard lock(timers_mutex_);
+        for (auto& [id, t] : timers_) {
+            t->cancelled = true;
+            asio::post(*contexts_.front(), [t = t] { t->timer.cancel(); });
+        }
+        timers_.clear();
+    }
+
     asio::awaitable<void> shutdown() {
         std::error_code ec;
         acceptor_->close(ec);
-        {
-            std::lock_guard lock(timers_mutex_);
-            for (auto& [id, t] : timers_) {
-                t->cancelled = true;
-                asio::post(*contexts_.front(), [t = t] { t->timer.cancel(); });
-            }
-            timers_.clear();
-        }
+        cancel_all_timers();
+        // Open connections get a close frame; those still in their HTTP phase are dropped; those already closing
+        // finish their own close handshake (bounded by close_timeout).
         for (const auto& c : snapshot())
-            if (!c->close(close_code::going_away, "server shutting down")) c->abort();
+            if (!c->close(close_code::going_away, "server shutting down") && c->status() != ConnectionStatus::closing)
+                c->abort();
         const auto deadline = std::chrono::steady_clock::now() + settings_.close_timeout + std::chrono::milliseconds(500);
         asio::steady_timer poll(*contexts_.front());
         while (connection_count() != 0 && std::chrono::steady_clock::now() < deadline) {
@@ -627,6 +654,7 @@ private:
             co_await poll.async_wait(asio::redirect_error(asio::use_awaitable, ec));
         }
         for (const auto& c : snapshot()) c->abort();
+        cancel_all_timers();  // again: handlers that ran meanwhile may have added some before stop()
         for (auto& g : guards_) g.reset();
         if (connection_count() != 0)
             for (auto& ctx : contexts_) ctx->stop();

@@ -32,7 +32,7 @@ struct Settings {
 
     std::chrono::milliseconds handshake_timeout{10000};  ///< from accept to a finished upgrade
     std::chrono::milliseconds idle_timeout{0};           ///< no frame from the peer for this long → close 1001
-    std::chrono::milliseconds close_timeout{5000};       ///< wait for the peer's close frame / FIN
+    std::chrono::milliseconds close_timeout{5000};       ///< wait for the peer's close frame / FIN (0: no limit)
 
     std::size_t max_output_buffer = 8u << 20;  ///< unsent bytes per connection before `backpressure` applies
     BackpressurePolicy backpressure = BackpressurePolicy::reject_message;
