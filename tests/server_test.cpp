@@ -21,6 +21,21 @@ using Conn = Server::Connection;
 
 asio::awaitable<void> echo_message(Conn& c, Frame& f) { return test::echo(c, f); }
 
+/// An echo server that remembers the id of the last connection opened.
+struct EchoServer {
+    std::atomic<swirl::ConnectionId> id{0};
+    Server server;
+    explicit EchoServer(swirl::Settings settings) : server(std::move(settings)) {
+        server.on_open([this](Conn& c, const swirl::Request&) -> asio::awaitable<void> {
+            id = c.id();
+            co_return;
+        });
+        server.on_message(echo_message);
+    }
+    /// Waits until a connection has opened.
+    void wait_open() const { REQUIRE(test::eventually([&] { return id != 0; })); }
+};
+
 } // namespace
 
 TEST_CASE("server echoes text and binary messages of every length form") {
@@ -86,10 +101,9 @@ TEST_CASE("events fire in order with user data and close details from a client c
 
 TEST_CASE("disconnect sends the close frame and reports a server-initiated clean close") {
     test::Events events;
-    std::atomic<swirl::ConnectionId> id{0};
-    Server server(test::local_settings());
-    server.on_open([&](Conn& c, const swirl::Request&) -> asio::awaitable<void> { id = c.id(); co_return; });
-    server.on_message(echo_message);
+    EchoServer echo(test::local_settings());
+    auto& server = echo.server;
+    auto& id = echo.id;
     server.on_close([&](Conn&, const swirl::CloseInfo& info) -> asio::awaitable<void> {
         events.add(fmt::format("close {} {} by_server={} clean={}", info.code, info.reason, info.by_server, info.clean));
         co_return;
@@ -97,7 +111,7 @@ TEST_CASE("disconnect sends the close frame and reports a server-initiated clean
     test::RunningServer running(server);
     test::run([&]() -> asio::awaitable<void> {
         auto client = co_await Client::connect("127.0.0.1", running.port());
-        REQUIRE(test::eventually([&] { return id != 0; }));
+        echo.wait_open();
         CHECK(server.client_info(id)->status == swirl::ConnectionStatus::active);
         CHECK(server.disconnect(id, 4100, "kicked"));
         CHECK(server.client_info(id)->status == swirl::ConnectionStatus::closing);
@@ -116,15 +130,14 @@ TEST_CASE("disconnect sends the close frame and reports a server-initiated clean
 }
 
 TEST_CASE("push reports closed, unknown and invalid targets instead of crashing") {
-    std::atomic<swirl::ConnectionId> id{0};
-    Server server(test::local_settings());
-    server.on_open([&](Conn& c, const swirl::Request&) -> asio::awaitable<void> { id = c.id(); co_return; });
-    server.on_message(echo_message);
+    EchoServer echo(test::local_settings());
+    auto& server = echo.server;
+    auto& id = echo.id;
     test::RunningServer running(server);
     CHECK(server.push(12345, "nobody") == PushStatus::no_such_connection);
     test::run([&]() -> asio::awaitable<void> {
         auto client = co_await Client::connect("127.0.0.1", running.port());
-        REQUIRE(test::eventually([&] { return id != 0; }));
+        echo.wait_open();
         CHECK(server.push(id, "x", Opcode::ping, false) == PushStatus::invalid_frame);
         CHECK(server.push(id, std::string(126, 'p'), Opcode::ping) == PushStatus::invalid_frame);
         CHECK(static_cast<bool>(server.push(id, "from the server")));
@@ -141,17 +154,16 @@ TEST_CASE("push reports closed, unknown and invalid targets instead of crashing"
 }
 
 TEST_CASE("push from other threads reaches the client in per-thread order") {
-    std::atomic<swirl::ConnectionId> id{0};
     auto settings = test::local_settings();
     settings.threads = 2;
-    Server server(settings);
-    server.on_open([&](Conn& c, const swirl::Request&) -> asio::awaitable<void> { id = c.id(); co_return; });
-    server.on_message(echo_message);
+    EchoServer echo(settings);
+    auto& server = echo.server;
+    auto& id = echo.id;
     test::RunningServer running(server);
     constexpr int per_thread = 500;
     test::run([&]() -> asio::awaitable<void> {
         auto client = co_await Client::connect("127.0.0.1", running.port());
-        REQUIRE(test::eventually([&] { return id != 0; }));
+        echo.wait_open();
         std::vector<std::thread> pushers;
         for (int t = 0; t < 4; ++t)
             pushers.emplace_back([&, t] {
@@ -193,10 +205,9 @@ TEST_CASE("broadcast encodes once and reaches every established connection") {
 }
 
 TEST_CASE("client_info, exist, is_established and iteration describe live connections") {
-    std::atomic<swirl::ConnectionId> id{0};
-    Server server(test::local_settings());
-    server.on_open([&](Conn& c, const swirl::Request&) -> asio::awaitable<void> { id = c.id(); co_return; });
-    server.on_message(echo_message);
+    EchoServer echo(test::local_settings());
+    auto& server = echo.server;
+    auto& id = echo.id;
     test::RunningServer running(server);
     test::run([&]() -> asio::awaitable<void> {
         const auto before = std::chrono::system_clock::now();
@@ -557,14 +568,13 @@ TEST_CASE("the connection limit answers 503 beyond max_connections") {
 TEST_CASE("a slow reader hits the output high-water mark and push reports buffer_full") {
     auto settings = test::local_settings();
     settings.max_output_buffer = 256 * 1024;
-    std::atomic<swirl::ConnectionId> id{0};
-    Server server(settings);
-    server.on_open([&](Conn& c, const swirl::Request&) -> asio::awaitable<void> { id = c.id(); co_return; });
-    server.on_message(echo_message);
+    EchoServer echo(settings);
+    auto& server = echo.server;
+    auto& id = echo.id;
     test::RunningServer running(server);
     test::run([&]() -> asio::awaitable<void> {
         auto client = co_await Client::connect("127.0.0.1", running.port());
-        REQUIRE(test::eventually([&] { return id != 0; }));
+        echo.wait_open();
         const std::string chunk(64 * 1024, 'z');
         int queued = 0;
         swirl::PushResult last{PushStatus::queued};
@@ -603,14 +613,13 @@ TEST_CASE("with close_connection backpressure a slow reader is closed with 1008"
     auto settings = test::local_settings();
     settings.max_output_buffer = 256 * 1024;
     settings.backpressure = swirl::BackpressurePolicy::close_connection;
-    std::atomic<swirl::ConnectionId> id{0};
-    Server server(settings);
-    server.on_open([&](Conn& c, const swirl::Request&) -> asio::awaitable<void> { id = c.id(); co_return; });
-    server.on_message(echo_message);
+    EchoServer echo(settings);
+    auto& server = echo.server;
+    auto& id = echo.id;
     test::RunningServer running(server);
     test::run([&]() -> asio::awaitable<void> {
         auto client = co_await Client::connect("127.0.0.1", running.port());
-        REQUIRE(test::eventually([&] { return id != 0; }));
+        echo.wait_open();
         const std::string chunk(64 * 1024, 'z');
         swirl::PushResult last{PushStatus::queued};
         for (int i = 0; i < 4000 && last; ++i) last = server.push(id, chunk);
@@ -735,14 +744,13 @@ TEST_CASE("a peer that closes or errs and then stops reading is dropped after cl
 }
 
 TEST_CASE("stop lets a connection that is already closing deliver its queued frames and close frame") {
-    std::atomic<swirl::ConnectionId> id{0};
-    Server server(test::local_settings());
-    server.on_open([&](Conn& c, const swirl::Request&) -> asio::awaitable<void> { id = c.id(); co_return; });
-    server.on_message(echo_message);
+    EchoServer echo(test::local_settings());
+    auto& server = echo.server;
+    auto& id = echo.id;
     test::RunningServer running(server);
     test::run([&]() -> asio::awaitable<void> {
         auto client = co_await Client::connect("127.0.0.1", running.port());
-        REQUIRE(test::eventually([&] { return id != 0; }));
+        echo.wait_open();
         const std::string chunk(64 * 1024, 'q');
         for (int i = 0; i < 64; ++i) REQUIRE(static_cast<bool>(server.push(id, chunk)));
         REQUIRE(server.disconnect(id, 4000, "bye"));
@@ -754,6 +762,17 @@ TEST_CASE("stop lets a connection that is already closing deliver its queued fra
         REQUIRE(f);
         CHECK(f->code == 4000);
     });
+}
+
+TEST_CASE("Server::pack and Server::unpack are Swoole's static helpers") {
+    const std::string bytes = Server::pack("hello", Opcode::binary, false);
+    CHECK(bytes == swirl::pack("hello", Opcode::binary, false));
+    const auto frame = Server::unpack(bytes);
+    REQUIRE(frame);
+    CHECK(frame->payload == "hello");
+    CHECK(frame->opcode == Opcode::binary);
+    CHECK_FALSE(frame->fin);
+    CHECK_FALSE(Server::unpack(bytes.substr(1)));
 }
 
 TEST_CASE("broadcast refuses close, pong and oversized ping frames") {
@@ -790,14 +809,13 @@ TEST_CASE("stop finishes even when a close handler adds timers, and wait is safe
 }
 
 TEST_CASE("a close reason longer than a control frame allows is cut on a character boundary") {
-    std::atomic<swirl::ConnectionId> id{0};
-    Server server(test::local_settings());
-    server.on_open([&](Conn& c, const swirl::Request&) -> asio::awaitable<void> { id = c.id(); co_return; });
-    server.on_message(echo_message);
+    EchoServer echo(test::local_settings());
+    auto& server = echo.server;
+    auto& id = echo.id;
     test::RunningServer running(server);
     test::run([&]() -> asio::awaitable<void> {
         auto client = co_await Client::connect("127.0.0.1", running.port());
-        REQUIRE(test::eventually([&] { return id != 0; }));
+        echo.wait_open();
         std::string reason;
         for (int i = 0; i < 100; ++i) reason += "\xc3\xa9";  // 'é' × 100 = 200 bytes
         REQUIRE(server.disconnect(id, 4000, reason));

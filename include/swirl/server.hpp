@@ -100,6 +100,12 @@ public:
 
     const Settings& settings() const noexcept { return settings_; }
 
+    /// Swoole's static `WebSocket\Server::pack` / `unpack` (see `swirl::pack`, `swirl::unpack`).
+    static std::string pack(std::string_view data, Opcode opcode = Opcode::text, bool fin = true) {
+        return swirl::pack(data, opcode, fin);
+    }
+    static std::optional<Frame> unpack(std::string_view bytes) { return swirl::unpack(bytes); }
+
     /// Binds and listens; throws `std::system_error` on failure. Called by `start`/`run` when needed.
     void listen() {
         if (listening_) return;
