@@ -160,10 +160,7 @@ public:
         if (status() != ConnectionStatus::active) return false;
         begin_close_locked(code, reason, true);
         lock.unlock();
-        asio::post(socket_.get_executor(), [self = this->shared_from_this()] {
-            self->flush();
-            self->arm_close_timeout();
-        });
+        post_close_followup();
         return true;
     }
 
@@ -197,10 +194,7 @@ private:
             if (settings().backpressure == BackpressurePolicy::close_connection) {
                 begin_close_locked(close_code::policy_violation, "output buffer full", true);
                 lock.unlock();
-                asio::post(socket_.get_executor(), [self = this->shared_from_this()] {
-                    self->flush();
-                    self->arm_close_timeout();
-                });
+                post_close_followup();
             }
             return {PushStatus::buffer_full};
         }
@@ -236,6 +230,26 @@ private:
         if (close_info_settled_) return;
         close_info_ = std::move(info);
         close_info_settled_ = true;
+    }
+
+    /// Any thread, after `begin_close_locked`: on the connection's thread, send the close frame and bound the wait
+    /// for the peer.
+    void post_close_followup() {
+        asio::post(socket_.get_executor(), [self = this->shared_from_this()] {
+            self->flush();
+            self->arm_close_timeout();
+        });
+    }
+
+    /// Conn thread: sends our close frame unless one was already sent (answering a peer's close, or failing the
+    /// connection), and bounds the wait for the peer even if it has stopped reading.
+    void close_from_reader(std::uint16_t code, std::string_view reason, bool by_server) {
+        {
+            std::lock_guard lock(mutex_);
+            if (!close_sent_) begin_close_locked(code, reason, by_server);
+        }
+        post_flush();
+        arm_close_timeout();
     }
 
     /// Conn thread: bounds how long a close may wait for the peer; `close_timeout = 0` waits indefinitely.

@@ -525,8 +525,7 @@ private:
                 if (r.event == ReadEvent::need_more) break;
                 if (r.event == ReadEvent::error) {
                     log(LogLevel::debug, "connection {}: protocol error {}: {}", c.id(), reader.error_code(), reader.error_reason());
-                    fail_connection(c, reader.error_code(), reader.error_reason());
-                    c.arm_close_timeout();  // a peer that stopped reading must not hold us forever
+                    c.close_from_reader(reader.error_code(), reader.error_reason(), true);
                     co_await c.wait_drained();
                     co_await linger(c);
                     co_return;
@@ -567,12 +566,7 @@ private:
     asio::awaitable<void> on_close_frame(Connection& c, Frame& frame) {
         if (settings_.deliver_close && on_message_ && c.status() == ConnectionStatus::active)
             co_await call_handler(c, "message", [&] { return on_message_(c, frame); });
-        {
-            std::lock_guard lock(c.mutex_);
-            if (!c.close_sent_) c.begin_close_locked(frame.code, frame.reason, false);
-        }
-        c.post_flush();
-        c.arm_close_timeout();  // a peer that stopped reading must not hold us forever
+        c.close_from_reader(frame.code, frame.reason, false);
         co_await c.wait_drained();
         {
             std::lock_guard lock(c.mutex_);
@@ -580,15 +574,6 @@ private:
         }
         std::error_code ec;
         c.socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-    }
-
-    /// A protocol violation: send the close code the RFC asks for and stop reading messages.
-    void fail_connection(Connection& c, std::uint16_t code, std::string_view reason) {
-        {
-            std::lock_guard lock(c.mutex_);
-            if (!c.close_sent_) c.begin_close_locked(code, reason, true);
-        }
-        c.post_flush();
     }
 
     /// Runs a user handler; an exception is logged and closes the connection with 1011. False when it threw.
@@ -621,9 +606,8 @@ private:
                 break;
             case ConnectionStatus::active:
                 log(LogLevel::debug, "connection {}: idle timeout", c->id());
-                c->close(close_code::going_away, "idle timeout");
+                c->close(close_code::going_away, "idle timeout");  // re-arms the deadline for the close
                 c->deadline_ = Connection::clock::time_point::max();
-                c->arm_close_timeout();
                 continue;
             case ConnectionStatus::closing:
             case ConnectionStatus::closed:
