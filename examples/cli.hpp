@@ -5,22 +5,25 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace examples {
 
 class Cli {
 public:
-    /// `known` lists the flags beyond --host and --port, each taking one value.
+    /// `known` lists the flags beyond the common ones below, each taking one value.
     Cli(int argc, char** argv, std::vector<std::string_view> known) {
-        known.push_back("--host");
-        known.push_back("--port");
+        known.insert(known.end(), {"--host", "--port", "--threads", "--max-connections", "--max-output-buffer",
+                                   "--backpressure", "--idle-timeout", "--log-level"});
         for (int i = 1; i < argc; ++i) {
             const std::string_view flag = argv[i];
             if (flag == "--help" || flag == "-h") usage(argv[0], known, 0);
@@ -41,11 +44,25 @@ public:
     }
     const std::vector<std::string>& subprotocols() const { return subprotocols_; }
 
-    /// Host and port from the command line (defaults 127.0.0.1:9501).
+    /// The common flags: --host (127.0.0.1), --port (9501), --threads (1), --max-connections,
+    /// --max-output-buffer BYTES, --backpressure reject|close, --idle-timeout SECONDS, --log-level
+    /// debug|info|warning|error|off; unset flags keep `swirl::Settings`' defaults.
     swirl::Settings settings() const {
         swirl::Settings s;
         s.host = get("--host", "127.0.0.1");
         s.port = static_cast<std::uint16_t>(number("--port", 9501));
+        s.threads = static_cast<unsigned>(number("--threads", 1));
+        s.max_connections = static_cast<std::size_t>(number("--max-connections", static_cast<double>(s.max_connections)));
+        s.max_output_buffer =
+            static_cast<std::size_t>(number("--max-output-buffer", static_cast<double>(s.max_output_buffer)));
+        if (get("--backpressure", "reject") == "close") s.backpressure = swirl::BackpressurePolicy::close_connection;
+        s.idle_timeout = std::chrono::milliseconds(static_cast<long>(number("--idle-timeout", 0) * 1000));
+        const std::string level = get("--log-level", "info");
+        constexpr std::pair<std::string_view, swirl::LogLevel> levels[] = {
+            {"debug", swirl::LogLevel::debug}, {"info", swirl::LogLevel::info}, {"warning", swirl::LogLevel::warning},
+            {"error", swirl::LogLevel::error}, {"off", swirl::LogLevel::off}};
+        for (const auto& [name, value] : levels)
+            if (level == name) s.log_level = value;
         return s;
     }
 
