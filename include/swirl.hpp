@@ -14,3 +14,10 @@
 #include <swirl/connection.hpp>
 #include <swirl/server.hpp>
 #include <swirl/settings.hpp>
+
+#include <swirl/context.hpp>
+#include <swirl/dispatcher.hpp>
+#include <swirl/parser.hpp>
+#include <swirl/reply.hpp>
+#include <swirl/text_parser.hpp>
+// The JSON parser policy needs nlohmann/json: include <swirl/json_parser.hpp> yourself.

@@ -137,8 +137,12 @@ public:
             const std::size_t search_from = old >= 3 ? old - 3 : 0;
             const auto end = head_.find("\r\n\r\n", search_from);
             if (end == std::string::npos) {
-                if (head_.find("\r\n") == std::string::npos && head_.size() > limits_.max_request_line)
-                    return fail(414, "request line too long");
+                // Judge the request line as soon as it is too long, whether or not it has ended, so that the
+                // verdict does not depend on how the bytes arrive. A trailing CR may be the start of its CRLF.
+                if (line_end_ == std::string::npos) line_end_ = head_.find("\r\n", old != 0 ? old - 1 : 0);
+                const std::size_t line = line_end_ != std::string::npos ? line_end_
+                                         : head_.size() - (!head_.empty() && head_.back() == '\r' ? 1 : 0);
+                if (line > limits_.max_request_line) return fail(414, "request line too long");
                 if (in.size() > room || head_.size() >= limits_.max_header_bytes) return fail(431, "request header too large");
                 return {Status::incomplete, in.size()};
             }
@@ -239,6 +243,7 @@ private:
     RequestLimits limits_;
     Status status_ = Status::incomplete;
     std::string head_;
+    std::size_t line_end_ = std::string::npos;  ///< where the request line's CRLF starts in `head_`, once seen
     bool in_body_ = false;
     std::size_t content_length_ = 0;
     Request request_;

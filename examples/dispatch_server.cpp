@@ -1,0 +1,88 @@
+// Routes JSON text messages to controller actions, EasySwoole-style, and echoes binary messages as they are.
+//   dispatch_server [--host 127.0.0.1] [--port 9501] [--threads N] ...
+// Send {"class":"Index","action":"hello","content":{"name":"Ada"}} (class defaults to Index, action to index).
+#include "cli.hpp"
+
+#include <swirl/json_parser.hpp>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+using Server = swirl::Server<>;
+using Ctx = swirl::Context<swirl::JsonParser, Server::Connection>;
+using swirl::JsonReply;
+
+class Index {
+public:
+    asio::awaitable<JsonReply> index(Ctx&) {
+        co_return JsonReply::ok("actions: hello, echo, broadcast, whoami, add, close, fail");
+    }
+
+    /// {"action":"hello","content":{"name":"Ada"}} → "hello, Ada"
+    asio::awaitable<JsonReply> hello(Ctx& ctx) {
+        co_return JsonReply::ok("hello, " + ctx.args().value("name", std::string("world")));
+    }
+
+    /// Replies with the content exactly as it came (used by the benchmark).
+    asio::awaitable<JsonReply> echo(Ctx& ctx) {
+        auto& args = ctx.args();
+        co_return JsonReply::ok(args.size() == 1 && args.contains("content") ? std::move(args["content"]) : std::move(args));
+    }
+
+    /// Pushes the content to every established connection, this one included, encoding it once.
+    asio::awaitable<void> broadcast(Ctx& ctx) {
+        auto& args = ctx.args();
+        const auto message = ctx.encode(JsonReply::ok(args.size() == 1 && args.contains("content") ? args["content"] : args));
+        ctx.server().broadcast(message->payload);
+        co_return;
+    }
+
+    asio::awaitable<JsonReply> whoami(Ctx& ctx) { co_return JsonReply::ok(ctx.id()); }
+
+    /// {"action":"add","content":{"a":1,"b":2}} → 3; arguments that are not numbers throw std::invalid_argument,
+    /// which `on_exception` turns into an error reply.
+    asio::awaitable<JsonReply> add(Ctx& ctx) {
+        const auto& a = ctx.args()["a"];
+        const auto& b = ctx.args()["b"];
+        if (!a.is_number() || !b.is_number()) throw std::invalid_argument("add needs numbers a and b");
+        if (a.is_number_integer() && b.is_number_integer()) co_return JsonReply::ok(a.get<std::int64_t>() + b.get<std::int64_t>());
+        co_return JsonReply::ok(a.get<double>() + b.get<double>());
+    }
+
+    /// Replies, then closes with 4000.
+    asio::awaitable<JsonReply> close(Ctx&) { co_return JsonReply::response_and_close("bye", 4000, "bye"); }
+
+    /// Throws an exception nobody handles: the connection is closed with 1011 and the error logged.
+    asio::awaitable<JsonReply> fail(Ctx&) { throw std::runtime_error("fail was called"); }
+
+    /// Bad arguments become an error reply; anything else goes on to the dispatcher's default (1011).
+    JsonReply on_exception(std::exception_ptr e) {
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::invalid_argument& bad) {
+            return JsonReply::failure(bad.what());
+        }
+    }
+};
+
+using Dispatcher = swirl::Dispatcher<Ctx, swirl::Controller<Index, "Index",
+    swirl::Action<"index", &Index::index>,
+    swirl::Action<"hello", &Index::hello>,
+    swirl::Action<"echo", &Index::echo>,
+    swirl::Action<"broadcast", &Index::broadcast>,
+    swirl::Action<"whoami", &Index::whoami>,
+    swirl::Action<"add", &Index::add>,
+    swirl::Action<"close", &Index::close>,
+    swirl::Action<"fail", &Index::fail>>>;
+
+int main(int argc, char** argv) {
+    const examples::Cli cli(argc, argv, {});
+    Server server(cli.settings());
+    Dispatcher dispatcher;
+    server.on_message([&dispatcher](Server::Connection& connection, swirl::Frame& frame) -> asio::awaitable<void> {
+        if (frame.is_text()) co_await dispatcher.on_message(connection, frame);
+        else connection.send(frame.payload, frame.opcode);
+    });
+    return examples::serve(server);
+}
