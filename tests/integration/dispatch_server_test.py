@@ -1,0 +1,585 @@
+#!/usr/bin/python3
+"""Integration tests: the dispatch_server example (JSON routing to an EasySwoole-style controller) driven by python3-websockets.
+
+The client is python3-websockets 10.4 (Debian's, hence /usr/bin/python3). The
+server routes JSON text messages `{"class":..., "action":..., "content":...}`
+to its `Index` controller and echoes binary messages unchanged.
+
+Usage:
+    /usr/bin/python3 dispatch_server_test.py --dispatch-server PATH [NAME_SUBSTRING...]
+
+The server is started with `--host 127.0.0.1 --port 0`; the real port is read
+from its `listening on ws://127.0.0.1:PORT` line. Its stderr is captured (and
+copied to ours) so that logged errors can be checked. The last line printed is
+`N passed, N failed`; the exit status is non-zero if anything failed.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+IO_TIMEOUT = 5  # seconds allowed for any single network wait (the server is local)
+TEST_TIMEOUT = 20  # seconds allowed for one whole test case
+FILE_TIMEOUT = 55  # seconds allowed for the whole file (watchdog)
+
+INDEX_ACTIONS = ["hello", "echo", "broadcast", "whoami", "add", "close", "fail"]
+MAX_DEPTH = 64  # JsonParser::max_depth
+
+ARGS = None  # parsed command line, set by main()
+
+
+# --------------------------------------------------------------------------
+# Server process
+# --------------------------------------------------------------------------
+
+
+class ServerProcess:
+    """The dispatch server running as a subprocess on an ephemeral port, its stderr captured."""
+
+    LISTENING = re.compile(rb"listening on ws://127\.0\.0\.1:(\d+)\r?\n")
+
+    def __init__(self, executable, flags=()):
+        self.command = [executable, "--host", "127.0.0.1", "--port", "0", *flags]
+        self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._stderr = bytearray()
+        self._stderr_lock = threading.Lock()
+        threading.Thread(target=self._drain_stderr, daemon=True).start()
+        self.port = self._read_port()
+        threading.Thread(target=self._drain_stdout, daemon=True).start()
+
+    def _read_port(self):
+        fd = self.process.stdout.fileno()
+        deadline = time.monotonic() + IO_TIMEOUT
+        output = b""
+        while True:
+            match = self.LISTENING.search(output)
+            if match:
+                return int(match.group(1))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.stop()
+                raise RuntimeError(
+                    f"{self.command} did not print 'listening on ws://127.0.0.1:PORT' "
+                    f"within {IO_TIMEOUT}s; stdout so far: {output!r}")
+            readable, _, _ = select.select([fd], [], [], remaining)
+            if readable:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    status = self.stop()
+                    raise RuntimeError(
+                        f"{self.command} exited (status {status}) before listening; "
+                        f"stdout: {output!r}; stderr: {self.stderr_text()!r}")
+                output += chunk
+
+    def _drain_stdout(self):
+        # Keep reading so a chatty server never blocks on a full pipe.
+        with contextlib.suppress(OSError, ValueError):
+            while os.read(self.process.stdout.fileno(), 65536):
+                pass
+
+    def _drain_stderr(self):
+        # Captured for assertions and copied to our stderr so diagnostics still reach the test log.
+        with contextlib.suppress(OSError, ValueError):
+            while True:
+                chunk = os.read(self.process.stderr.fileno(), 65536)
+                if not chunk:
+                    return
+                with self._stderr_lock:
+                    self._stderr += chunk
+                with contextlib.suppress(Exception):
+                    sys.stderr.buffer.write(chunk)
+                    sys.stderr.flush()
+
+    def stderr_text(self):
+        with self._stderr_lock:
+            return self._stderr.decode("utf-8", "replace")
+
+    def is_running(self):
+        return self.process.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=5):
+        """Signal the server and wait; returns its exit status (None if it had to be killed)."""
+        if self.is_running():
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            return None
+
+
+_servers = {}  # flags -> ServerProcess, shared by all tests
+_start_failures = {}  # flags -> error, so a broken server fails fast after the first try
+_own_servers = []  # servers a single test started for itself; killed at the end whatever happens
+
+
+def shared_server(*flags):
+    """The running dispatch server with `flags`, started on first use."""
+    if flags in _start_failures:
+        raise RuntimeError(f"failed to start earlier: {_start_failures[flags]}")
+    server = _servers.get(flags)
+    if server is not None and not server.is_running():
+        del _servers[flags]
+        raise RuntimeError(
+            f"dispatch server {list(flags)} died during an earlier test "
+            f"(exit status {server.process.returncode})")
+    if server is None:
+        try:
+            server = _servers[flags] = ServerProcess(ARGS.dispatch_server, flags)
+        except Exception as error:
+            _start_failures[flags] = error
+            raise
+    return server
+
+
+def server_port(*flags):
+    return shared_server(*flags).port
+
+
+def stop_all_servers():
+    died = [f"{list(flags)} (status {server.process.returncode})"
+            for flags, server in _servers.items() if not server.is_running()]
+    for server in [*_servers.values(), *_own_servers]:
+        server.stop()
+    _servers.clear()
+    _own_servers.clear()
+    return died
+
+
+def tearDownModule():
+    died = stop_all_servers()
+    if died:
+        raise RuntimeError("servers exited before the end of the tests: " + ", ".join(died))
+
+
+# --------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------
+
+
+class NetworkTimeout(AssertionError):
+    """A network wait ran out of time: reported as a test failure, not a hang."""
+
+
+async def within(awaitable, timeout=IO_TIMEOUT, waiting_for="the server"):
+    try:
+        return await asyncio.wait_for(awaitable, timeout)
+    except asyncio.TimeoutError:
+        raise NetworkTimeout(f"timed out after {timeout}s waiting for {waiting_for}") from None
+
+
+def ws_connect(port, **kwargs):
+    """python3-websockets client with bounded waits and no keepalive pings."""
+    options = dict(open_timeout=IO_TIMEOUT, close_timeout=IO_TIMEOUT,
+                   ping_interval=None, max_size=None)
+    options.update(kwargs)
+    return websockets.connect(f"ws://127.0.0.1:{port}/", **options)
+
+
+async def recv(ws):
+    return await within(ws.recv(), waiting_for="a message")
+
+
+def request(action=None, content=None, cls=None, **extra):
+    """A JSON request; `None` leaves a field out."""
+    doc = {}
+    if cls is not None:
+        doc["class"] = cls
+    if action is not None:
+        doc["action"] = action
+    if content is not None:
+        doc["content"] = content
+    doc.update(extra)
+    return json.dumps(doc)
+
+
+def ok(action, content, cls="Index"):
+    return {"class": cls, "action": action, "content": content}
+
+
+def failure(action, error, cls="Index"):
+    return {"class": cls, "action": action, "error": error}
+
+
+def nested(depth, inner="1"):
+    return "[" * depth + inner + "]" * depth
+
+
+def _with_deadline(method):
+    @functools.wraps(method)
+    async def wrapper(self):
+        try:
+            await asyncio.wait_for(method(self), TEST_TIMEOUT)
+        except asyncio.TimeoutError:
+            self.fail(f"test did not finish within {TEST_TIMEOUT}s")
+    return wrapper
+
+
+class DispatchTestCase(unittest.IsolatedAsyncioTestCase):
+    """Adds a per-test deadline to every async test_* method, plus JSON helpers."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name, method in list(vars(cls).items()):
+            if name.startswith("test_") and asyncio.iscoroutinefunction(method):
+                setattr(cls, name, _with_deadline(method))
+
+    async def asyncSetUp(self):
+        # IsolatedAsyncioTestCase runs in debug mode; large messages are not "slow callbacks".
+        asyncio.get_running_loop().slow_callback_duration = 60
+
+    async def recv_json(self, ws):
+        message = await recv(ws)
+        self.assertIsInstance(message, str, f"expected a text reply, got {message!r:.200}")
+        try:
+            return json.loads(message)
+        except ValueError:
+            self.fail(f"reply is not JSON: {message!r:.200}")
+
+    async def call(self, ws, message):
+        """Send one text message; return the parsed JSON reply."""
+        await ws.send(message)
+        return await self.recv_json(ws)
+
+    async def assert_reply(self, ws, message, expected):
+        self.assertEqual(await self.call(ws, message), expected, f"reply to {message!r:.200}")
+
+    async def whoami(self, ws):
+        reply = await self.call(ws, request("whoami"))
+        self.assertEqual(set(reply), {"class", "action", "content"}, reply)
+        self.assertEqual((reply["class"], reply["action"]), ("Index", "whoami"))
+        self.assertIs(type(reply["content"]), int, f"connection id is not an integer: {reply}")
+        return reply["content"]
+
+    async def assert_still_open(self, ws):
+        await self.assert_reply(ws, request("hello", {"name": "again"}), ok("hello", "hello, again"))
+
+    async def assert_closed_by_server(self, ws, code, reason):
+        """The server's next frame is a close with `code` and `reason` (no message before it)."""
+        with self.assertRaises(ConnectionClosed) as caught:
+            message = await recv(ws)
+            self.fail(f"expected a close {code} {reason!r}, got message {message!r:.200}")
+        self.assertIsNotNone(caught.exception.rcvd, "server sent no close frame")
+        self.assertEqual((caught.exception.rcvd.code, caught.exception.rcvd.reason), (code, reason))
+        await within(ws.wait_closed(), waiting_for="the closing handshake")
+        self.assertEqual((ws.close_code, ws.close_reason), (code, reason))
+
+    def assert_same_payload(self, received, expected):
+        # Avoid assertEqual's diff, which is unusable (and slow) on megabyte payloads.
+        self.assertIs(type(received), type(expected),
+                      f"expected a {type(expected).__name__} message, got {type(received).__name__}")
+        self.assertEqual(len(received), len(expected), "reply has the wrong length")
+        self.assertTrue(received == expected, "reply differs from what was expected")
+
+
+# --------------------------------------------------------------------------
+# Routing
+# --------------------------------------------------------------------------
+
+
+class Routing(DispatchTestCase):
+
+    async def test_hello_with_name_greets_by_name(self):
+        async with ws_connect(server_port()) as ws:
+            await self.assert_reply(ws, '{"action":"hello","content":{"name":"Ada"}}', ok("hello", "hello, Ada"))
+            await self.assert_reply(ws, '{"class":"Index","action":"hello","content":{"name":"Grace"}}',
+                                    ok("hello", "hello, Grace"))
+
+    async def test_hello_with_scalar_content_is_wrapped_and_greets_world(self):
+        # A non-object content becomes {"content": x}: there is no "name", so the default applies.
+        async with ws_connect(server_port()) as ws:
+            await self.assert_reply(ws, '{"action":"hello","content":"Bob"}', ok("hello", "hello, world"))
+            await self.assert_reply(ws, '{"action":"hello","content":42}', ok("hello", "hello, world"))
+            await self.assert_reply(ws, '{"action":"hello"}', ok("hello", "hello, world"))
+            await self.assert_still_open(ws)
+
+    async def test_scalar_content_is_wrapped_and_echo_returns_it_as_it_came(self):
+        async with ws_connect(server_port()) as ws:
+            for content in ["Bob", 5, -2.5, True, None, [1, "two", [3]], {"x": 1, "y": [1, 2]}]:
+                with self.subTest(content=content):
+                    await self.assert_reply(ws, json.dumps({"action": "echo", "content": content}),
+                                            ok("echo", content))
+
+    async def test_empty_object_runs_index_of_index_listing_actions(self):
+        async with ws_connect(server_port()) as ws:
+            for message in ["{}", '{"class":"Index"}', '{"action":"index"}', '{"class":"Index","action":"index"}']:
+                with self.subTest(message=message):
+                    reply = await self.call(ws, message)
+                    self.assertEqual(set(reply), {"class", "action", "content"}, reply)
+                    self.assertEqual((reply["class"], reply["action"]), ("Index", "index"))
+                    self.assertIsInstance(reply["content"], str)
+                    for action in INDEX_ACTIONS:
+                        self.assertIn(action, reply["content"])
+
+    async def test_whoami_returns_the_numeric_connection_id(self):
+        async with ws_connect(server_port()) as ws:
+            first = await self.whoami(ws)
+            self.assertEqual(await self.whoami(ws), first, "id changed within one connection")
+
+    async def test_distinct_connections_have_distinct_ids(self):
+        port = server_port()
+        async with ws_connect(port) as a, ws_connect(port) as b:
+            id_a, id_b = await self.whoami(a), await self.whoami(b)
+            self.assertNotEqual(id_a, id_b)
+            self.assertEqual(await self.whoami(a), id_a)
+            self.assertEqual(await self.whoami(b), id_b)
+        async with ws_connect(port) as c:
+            self.assertNotIn(await self.whoami(c), {id_a, id_b}, "a later connection reused an id")
+
+    async def test_unknown_action_gets_error_reply_and_connection_stays_open(self):
+        async with ws_connect(server_port()) as ws:
+            await self.assert_reply(ws, '{"action":"nope"}', failure("nope", "unknown action: Index.nope"))
+            await self.assert_reply(ws, '{"class":"Index","action":"nope"}', failure("nope", "unknown action: Index.nope"))
+            await self.assert_still_open(ws)
+
+    async def test_unknown_controller_gets_error_reply_and_connection_stays_open(self):
+        async with ws_connect(server_port()) as ws:
+            await self.assert_reply(ws, '{"class":"X"}', failure("index", "unknown controller: X", cls="X"))
+            await self.assert_reply(ws, '{"class":"X","action":"hello"}',
+                                    failure("hello", "unknown controller: X", cls="X"))
+            await self.assert_still_open(ws)
+
+    async def test_add_sums_numbers(self):
+        async with ws_connect(server_port()) as ws:
+            reply = await self.call(ws, '{"action":"add","content":{"a":1,"b":2}}')
+            self.assertEqual(reply, ok("add", 3))
+            self.assertIs(type(reply["content"]), int, "integer sum came back as a float")
+            await self.assert_reply(ws, '{"action":"add","content":{"a":-5,"b":2}}', ok("add", -3))
+            await self.assert_reply(ws, '{"action":"add","content":{"a":1.5,"b":2}}', ok("add", 3.5))
+
+    async def test_add_with_non_numbers_gets_error_reply_from_on_exception(self):
+        async with ws_connect(server_port()) as ws:
+            for content in [{"a": "1", "b": 2}, {"a": 1}, {"a": True, "b": 1}, {"a": None, "b": None}, None, "12"]:
+                with self.subTest(content=content):
+                    await self.assert_reply(ws, request("add", content),
+                                            failure("add", "add needs numbers a and b"))
+            await self.assert_still_open(ws)
+
+    async def test_echo_returns_string_content_exactly(self):
+        async with ws_connect(server_port()) as ws:
+            await ws.send('{"action":"echo","content":"aaa"}')
+            self.assertEqual(await recv(ws), '{"class":"Index","action":"echo","content":"aaa"}')
+            await self.assert_reply(ws, request("echo", "κόσμε ✓ \"quoted\" \\ \n\t"),
+                                    ok("echo", "κόσμε ✓ \"quoted\" \\ \n\t"))
+
+    async def test_pipelined_messages_are_answered_in_order(self):
+        messages, expected = [], []
+        for i in range(40):
+            kind = i % 5
+            if kind == 0:
+                messages.append(request("hello", {"name": f"n{i}"}))
+                expected.append(ok("hello", f"hello, n{i}"))
+            elif kind == 1:
+                messages.append(request("add", {"a": i, "b": 1000}))
+                expected.append(ok("add", i + 1000))
+            elif kind == 2:
+                messages.append(f"not json {i}")
+                expected.append({"error": "malformed JSON"})
+            elif kind == 3:
+                messages.append(request(f"nope{i}"))
+                expected.append(failure(f"nope{i}", f"unknown action: Index.nope{i}"))
+            else:
+                messages.append(request("echo", [i, str(i)]))
+                expected.append(ok("echo", [i, str(i)]))
+        async with ws_connect(server_port()) as ws:
+            for message in messages:  # all sent before any reply is read
+                await within(ws.send(message))
+            replies = [await self.recv_json(ws) for _ in messages]
+            self.assertEqual(replies, expected)
+            await self.assert_still_open(ws)
+
+    async def test_one_mebibyte_json_message_round_trips_through_echo(self):
+        content = ("swirl dispatches 0123456789 " * (1 << 20))[: 1 << 20]
+        async with ws_connect(server_port()) as ws:
+            await ws.send(request("echo", content))
+            reply = await recv(ws)
+            self.assert_same_payload(reply, '{"class":"Index","action":"echo","content":"' + content + '"}')
+            big_object = {"items": [{"id": i, "name": f"item {i}", "tags": ["a", "b"]} for i in range(20000)]}
+            await ws.send(request("echo", big_object))
+            self.assertTrue(json.loads(await recv(ws)) == ok("echo", big_object), "large object differs")
+            await self.assert_still_open(ws)
+
+
+# --------------------------------------------------------------------------
+# Malformed requests
+# --------------------------------------------------------------------------
+
+
+class MalformedRequests(DispatchTestCase):
+
+    async def assert_refused(self, message, error):
+        async with ws_connect(server_port()) as ws:
+            await self.assert_reply(ws, message, {"error": error})
+            await self.assert_still_open(ws)
+
+    async def test_malformed_json_gets_error_reply_and_connection_stays_open(self):
+        for message in ["not json", "", '{"action":"hello"', "{'action':'hello'}"]:
+            with self.subTest(message=message):
+                await self.assert_refused(message, "malformed JSON")
+
+    async def test_json_that_is_not_an_object_gets_error_reply(self):
+        for message in ["[1]", "1", '"hello"', "null", "true"]:
+            with self.subTest(message=message):
+                await self.assert_refused(message, "expected a JSON object")
+
+    async def test_non_string_action_gets_error_reply(self):
+        for message in ['{"action":1}', '{"action":null}', '{"action":["hello"]}']:
+            with self.subTest(message=message):
+                await self.assert_refused(message, '"action" must be a string')
+
+    async def test_non_string_class_gets_error_reply(self):
+        for message in ['{"class":1}', '{"class":{"name":"Index"}}']:
+            with self.subTest(message=message):
+                await self.assert_refused(message, '"class" must be a string')
+
+    async def test_json_nested_deeper_than_64_gets_error_reply(self):
+        error = f"JSON nested deeper than {MAX_DEPTH} levels"
+        for message in [nested(MAX_DEPTH + 1),
+                        '{"action":"echo","content":' + nested(MAX_DEPTH) + "}",
+                        '{"a":' * 1000 + "1" + "}" * 1000]:
+            with self.subTest(message=message[:40]):
+                await self.assert_refused(message, error)
+        self.assertIn(f"nested deeper than {MAX_DEPTH}", error)
+
+    async def test_json_nested_exactly_64_deep_is_dispatched(self):
+        # The request object is one level, its content 63 more.
+        async with ws_connect(server_port()) as ws:
+            await self.assert_reply(ws, '{"action":"echo","content":' + nested(MAX_DEPTH - 1) + "}",
+                                    ok("echo", json.loads(nested(MAX_DEPTH - 1))))
+            # Brackets inside strings do not count as nesting.
+            await self.assert_reply(ws, request("echo", "[{" * 200), ok("echo", "[{" * 200))
+
+
+# --------------------------------------------------------------------------
+# Binary, broadcast, close and failures
+# --------------------------------------------------------------------------
+
+
+class BinaryAndConnectionEffects(DispatchTestCase):
+
+    async def test_binary_frames_are_echoed_unchanged(self):
+        async with ws_connect(server_port()) as ws:
+            for message in [b"", b"\x00\x01\xff", b'{"action":"whoami"}', b"not json", os.urandom(70000),
+                            os.urandom(1 << 20)]:
+                with self.subTest(size=len(message)):
+                    await ws.send(message)
+                    self.assert_same_payload(await recv(ws), message)
+            await self.assert_still_open(ws)
+
+    async def test_broadcast_reaches_every_connection_including_the_sender(self):
+        port = server_port()
+        async with ws_connect(port) as a, ws_connect(port) as b, ws_connect(port) as c:
+            for ws in (a, b, c):  # a round trip each, so all three are surely established
+                await self.whoami(ws)
+            await b.send('{"action":"broadcast","content":"hi all"}')
+            for name, ws in (("a", a), ("b", b), ("c", c)):
+                with self.subTest(connection=name):
+                    self.assertEqual(await recv(ws), '{"class":"Index","action":"broadcast","content":"hi all"}')
+            # Nothing else was queued for the sender: the next message is the answer to its next request.
+            await self.whoami(b)
+            await self.assert_reply(a, request("broadcast", {"x": [1, 2]}), ok("broadcast", {"x": [1, 2]}))
+            for ws in (b, c):
+                self.assertEqual(await self.recv_json(ws), ok("broadcast", {"x": [1, 2]}))
+
+    async def test_close_action_replies_then_closes_with_4000_bye(self):
+        async with ws_connect(server_port()) as ws:
+            await self.assert_reply(ws, '{"action":"close"}', ok("close", "bye"))
+            await self.assert_closed_by_server(ws, 4000, "bye")
+
+    async def test_fail_action_closes_with_1011_and_server_keeps_serving(self):
+        server = shared_server()
+        async with ws_connect(server.port) as ws:
+            connection_id = await self.whoami(ws)
+            await ws.send('{"action":"fail"}')
+            await self.assert_closed_by_server(ws, 1011, "internal error")
+        self.assertTrue(server.is_running(), "server exited after an action threw")
+        async with ws_connect(server.port) as ws:
+            await self.assert_reply(ws, '{"action":"hello","content":{"name":"Ada"}}', ok("hello", "hello, Ada"))
+            self.assertNotEqual(await self.whoami(ws), connection_id)
+        line = re.compile(rf"^.*error.*connection {connection_id}: Index\.fail threw: fail was called$",
+                          re.MULTILINE)
+        deadline = time.monotonic() + IO_TIMEOUT
+        while not line.search(server.stderr_text()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        self.assertRegex(server.stderr_text(), line, "the exception was not logged on stderr")
+
+
+class Lifecycle(DispatchTestCase):
+
+    async def test_sigterm_closes_open_connections_and_exits_with_status_0(self):
+        server = ServerProcess(ARGS.dispatch_server)
+        _own_servers.append(server)
+        async with ws_connect(server.port) as ws:
+            await self.whoami(ws)
+            server.process.send_signal(signal.SIGTERM)
+            await self.assert_closed_by_server(ws, 1001, "server shutting down")
+        status = await asyncio.get_running_loop().run_in_executor(None, server.stop, signal.SIGTERM, IO_TIMEOUT)
+        self.assertEqual(status, 0, "dispatch server did not exit with status 0 on SIGTERM")
+
+
+# --------------------------------------------------------------------------
+# Runner
+# --------------------------------------------------------------------------
+
+
+def _watchdog(signum, frame_):
+    print(f"\nwatchdog: test file exceeded {FILE_TIMEOUT}s, killing servers", file=sys.stderr)
+    for server in [*_servers.values(), *_own_servers]:
+        with contextlib.suppress(Exception):
+            server.process.kill()
+    print("0 passed, 1 failed", flush=True)
+    os._exit(1)
+
+
+def _selected_tests(suite, name_filters):
+    for item in suite:
+        if isinstance(item, unittest.TestSuite):
+            yield from _selected_tests(item, name_filters)
+        elif not name_filters or any(f in item.id() for f in name_filters):
+            yield item
+
+
+def main():
+    global ARGS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dispatch-server", required=True, help="path to the dispatch_server example")
+    parser.add_argument("names", nargs="*", help="only run tests whose id contains one of these")
+    ARGS = parser.parse_args()
+
+    signal.signal(signal.SIGALRM, _watchdog)
+    signal.alarm(FILE_TIMEOUT)
+
+    loaded = unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__])
+    suite = unittest.TestSuite(_selected_tests(loaded, ARGS.names))
+    try:
+        result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
+    finally:
+        stop_all_servers()
+        signal.alarm(0)
+
+    problems = result.failures + result.errors + [(t, None) for t in result.unexpectedSuccesses]
+    failed_cases = {getattr(t, "test_case", t).id() for t, _ in problems if isinstance(t, unittest.TestCase)}
+    fixture_errors = [t for t, _ in problems if not isinstance(t, unittest.TestCase)]
+    passed = result.testsRun - len(result.skipped) - len(failed_cases)
+    failed = len(failed_cases) + len(fixture_errors)
+    print(f"{passed} passed, {failed} failed", flush=True)
+    sys.exit(0 if failed == 0 and passed > 0 else 1)
+
+
+if __name__ == "__main__":
+    main()
