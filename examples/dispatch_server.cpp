@@ -56,12 +56,15 @@ public:
     /// Throws an exception nobody handles: the connection is closed with 1011 and the error logged.
     asio::awaitable<JsonReply> fail(Ctx&) { throw std::runtime_error("fail was called"); }
 
-    /// Bad arguments become an error reply; anything else goes on to the dispatcher's default (1011).
+    /// Bad arguments (ours, or a JSON value of the wrong type) become an error reply; anything else goes on to
+    /// the dispatcher's default (close with 1011).
     JsonReply on_exception(std::exception_ptr e) {
         try {
             std::rethrow_exception(e);
         } catch (const std::invalid_argument& bad) {
             return JsonReply::failure(bad.what());
+        } catch (const nlohmann::json::type_error& bad) {
+            return JsonReply::failure(std::string("bad arguments: ") + bad.what());
         }
     }
 };

@@ -14,6 +14,7 @@ namespace swirl {
 /// One message being dispatched. Actions and controller hooks receive it; name it once in your app:
 /// `using Ctx = swirl::Context<swirl::JsonParser, swirl::Server<>::Connection>;`
 template <class ParserT, class ConnectionT>
+    requires ParserFor<ParserT, ConnectionT>
 class Context {
 public:
     using parser_type = ParserT;

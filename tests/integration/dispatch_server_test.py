@@ -370,6 +370,13 @@ class Routing(DispatchTestCase):
                                             failure("add", "add needs numbers a and b"))
             await self.assert_still_open(ws)
 
+    async def test_argument_of_the_wrong_json_type_gets_error_reply(self):
+        async with ws_connect(server_port()) as ws:
+            reply = await self.call(ws, '{"action":"hello","content":{"name":5}}')
+            self.assertEqual(set(reply), {"class", "action", "error"})
+            self.assertTrue(reply["error"].startswith("bad arguments: "), reply)
+            await self.assert_still_open(ws)
+
     async def test_echo_returns_string_content_exactly(self):
         async with ws_connect(server_port()) as ws:
             await ws.send('{"action":"echo","content":"aaa"}')

@@ -1,0 +1,186 @@
+#include "doctest.hpp"
+
+#include <swirl/json_parser.hpp>
+
+#include <string>
+#include <vector>
+
+namespace {
+
+using nlohmann::json;
+
+struct Sink {
+    std::uint64_t id() const noexcept { return 1; }
+    void send(std::string_view payload, swirl::Opcode = swirl::Opcode::text) { sent.emplace_back(payload); }
+    bool close(std::uint16_t, std::string_view) { return true; }
+    std::vector<std::string> sent;
+};
+
+swirl::Frame message(std::string payload, swirl::Opcode opcode = swirl::Opcode::text) {
+    swirl::Frame f;
+    f.opcode = opcode;
+    f.payload = std::move(payload);
+    return f;
+}
+
+std::optional<swirl::Caller<json>> decode(const std::string& payload, Sink& sink, const swirl::JsonParser& parser = {}) {
+    auto frame = message(payload);
+    return parser.decode(frame, sink);
+}
+
+/// Decodes `payload`, expecting it to be refused with an error reply containing `what`.
+void check_refused(const std::string& payload, const std::string& what) {
+    Sink sink;
+    CHECK_FALSE(decode(payload, sink));
+    REQUIRE(sink.sent.size() == 1);
+    const auto reply = json::parse(sink.sent[0]);
+    CHECK(reply.size() == 1);
+    CHECK(reply.at("error").get<std::string>().find(what) != std::string::npos);
+}
+
+} // namespace
+
+static_assert(swirl::Parser<swirl::JsonParser>);
+
+TEST_CASE("json parser: class, action and object content") {
+    Sink sink;
+    const auto call = decode(R"({"class":"Room","action":"join","content":{"name":"lobby","n":3}})", sink);
+    REQUIRE(call);
+    CHECK(call->controller == "Room");
+    CHECK(call->action == "join");
+    CHECK(call->args == json{{"name", "lobby"}, {"n", 3}});
+    CHECK(sink.sent.empty());
+}
+
+TEST_CASE("json parser: class defaults to Index, action to index, content to {}") {
+    Sink sink;
+    const auto call = decode("{}", sink);
+    REQUIRE(call);
+    CHECK(call->controller == "Index");
+    CHECK(call->action == "index");
+    CHECK(call->args == json::object());
+
+    swirl::JsonParser custom;
+    custom.default_controller = "Home";
+    custom.default_action = "main";
+    const auto other = decode(R"({"content":{"a":1}})", sink, custom);
+    REQUIRE(other);
+    CHECK(other->controller == "Home");
+    CHECK(other->action == "main");
+    CHECK(other->args == json{{"a", 1}});
+}
+
+TEST_CASE("json parser: scalar and array content is wrapped as {\"content\": x}") {
+    Sink sink;
+    for (const auto& [text, value] : std::vector<std::pair<std::string, json>>{
+             {R"("hi")", "hi"}, {"42", 42}, {"1.5", 1.5}, {"true", true}, {"null", nullptr}, {"[1,2]", json{1, 2}}}) {
+        CAPTURE(text);
+        const auto call = decode(R"({"action":"x","content":)" + text + "}", sink);
+        REQUIRE(call);
+        CHECK(call->args == json{{"content", value}});
+    }
+    CHECK(sink.sent.empty());
+}
+
+TEST_CASE("json parser: binary messages are decoded too; control frames are not") {
+    Sink sink;
+    swirl::JsonParser parser;
+    auto binary = message(R"({"action":"x"})", swirl::Opcode::binary);
+    CHECK(parser.decode(binary, sink));
+    auto ping = message(R"({"action":"x"})", swirl::Opcode::ping);
+    CHECK_FALSE(parser.decode(ping, sink));
+    CHECK(sink.sent.empty());
+}
+
+TEST_CASE("json parser: malformed input gets an error reply and dispatches nothing") {
+    check_refused("", "malformed JSON");
+    check_refused("not json", "malformed JSON");
+    check_refused(R"({"action":"x")", "malformed JSON");
+    check_refused(R"({"action":"x"} trailing)", "malformed JSON");
+    check_refused("\"\xff\"", "malformed JSON");  // invalid UTF-8 inside a string (possible in a binary frame)
+    check_refused("[1,2]", "expected a JSON object");
+    check_refused("\"text\"", "expected a JSON object");
+    check_refused(R"({"class":1})", "\"class\" must be a string");
+    check_refused(R"({"action":["x"]})", "\"action\" must be a string");
+}
+
+TEST_CASE("json parser: nesting beyond max_depth is refused before parsing") {
+    const auto nested = [](std::size_t depth) {
+        return R"({"action":"x","content":)" + std::string(depth, '[') + std::string(depth, ']') + "}";
+    };
+    Sink sink;
+    CHECK(decode(nested(63), sink));  // 63 arrays inside the top-level object: 64 levels
+    CHECK(sink.sent.empty());
+    check_refused(nested(64), "nested deeper than 64");
+    check_refused(std::string(1 << 20, '['), "nested deeper than 64");  // a megabyte of '[' costs one scan
+    // Brackets inside strings, including after escaped quotes, do not count.
+    CHECK(decode(R"({"action":"x","content":")" + std::string(200, '[') + R"(\"[[[["})", sink));
+    CHECK(sink.sent.empty());
+}
+
+TEST_CASE("json parser: huge messages decode") {
+    Sink sink;
+    const std::string big(4 << 20, 'a');
+    const auto call = decode(R"({"action":"echo","content":")" + big + "\"}", sink);
+    REQUIRE(call);
+    CHECK(call->args.at("content").get_ref<const std::string&>().size() == big.size());
+
+    std::string many = R"({"action":"sum","content":{"values":[)";
+    for (int i = 0; i < 100000; ++i) many += std::to_string(i) + ",";
+    many.back() = ']';
+    many += "}}";
+    const auto list = decode(many, sink);
+    REQUIRE(list);
+    CHECK(list->args.at("values").size() == 100000);
+}
+
+TEST_CASE("json parser: encode writes class, action, then content or error") {
+    swirl::JsonParser parser;
+    Sink sink;
+    const swirl::Caller<json> call{"Index", "hello", json::object()};
+    const auto ok = parser.encode(swirl::JsonReply::ok("hello, Ada"), call, sink);
+    REQUIRE(ok);
+    CHECK(ok->payload == R"({"class":"Index","action":"hello","content":"hello, Ada"})");
+    CHECK(ok->opcode == swirl::Opcode::text);
+
+    const auto object = parser.encode(swirl::JsonReply::ok(json{{"id", 7}}), call, sink);
+    REQUIRE(object);
+    CHECK(object->payload == R"({"class":"Index","action":"hello","content":{"id":7}})");
+
+    const auto error = parser.encode(swirl::JsonReply::failure("unknown action: Index.hello"), call, sink);
+    REQUIRE(error);
+    CHECK(error->payload == R"({"class":"Index","action":"hello","error":"unknown action: Index.hello"})");
+
+    CHECK_FALSE(parser.encode(swirl::JsonReply{}, call, sink));
+    CHECK_FALSE(parser.encode(swirl::JsonReply::close(4000), call, sink));
+    CHECK(sink.sent.empty());
+}
+
+TEST_CASE("json parser: an echoed message comes back byte for byte") {
+    swirl::JsonParser parser;
+    Sink sink;
+    const std::string wire = R"({"class":"Index","action":"echo","content":"payload \"quoted\" \\ é"})";
+    auto call = decode(wire, sink);
+    REQUIRE(call);
+    const auto out = parser.encode(swirl::JsonReply::ok(call->args.at("content")), *call, sink);
+    REQUIRE(out);
+    CHECK(out->payload == wire);
+}
+
+TEST_CASE("json parser: strings are escaped; invalid UTF-8 becomes U+FFFD") {
+    std::string out;
+    swirl::JsonParser::append_string(out, std::string("a\"b\\c\n\t\x01\x1f", 9));
+    CHECK(out == R"("a\"b\\c\n\t\u0001\u001f")");
+    CHECK(json::parse(out) == std::string("a\"b\\c\n\t\x01\x1f", 9));
+
+    out.clear();
+    swirl::JsonParser::append_string(out, "bad \xff byte");
+    CHECK(json::parse(out) == "bad \xEF\xBF\xBD byte");
+
+    swirl::JsonParser parser;
+    Sink sink;
+    const swirl::Caller<json> call{"Index", "x", json::object()};
+    const auto reply = parser.encode(swirl::JsonReply::ok(std::string("\xc3\x28")), call, sink);
+    REQUIRE(reply);
+    CHECK(json::parse(reply->payload).at("content") == "\xEF\xBF\xBD(");
+}
