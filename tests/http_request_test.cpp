@@ -346,6 +346,36 @@ TEST_CASE("parser rejects a request line over max_request_line with 414 before t
     CHECK(ok.feed(exact + "\r\n\r\n").status == Status::complete);
 }
 
+// Found by fuzz/http_upgrade_fuzzer: the verdict on a long request line depended on how the bytes arrived.
+TEST_CASE("parser answers a request line over max_request_line with 414 however the bytes arrive") {
+    RequestLimits limits;
+    limits.max_request_line = 64;
+    const std::string long_line = "GET /" + std::string(100, 'a') + " HTTP/1.1\r\n";
+
+    // The line has ended but the headers have not: 414 at once, not a wait for the blank line.
+    const std::string unfinished = long_line + "Host: h\r\n";
+    RequestParser whole(limits);
+    CHECK(whole.feed(unfinished).status == Status::error);
+    CHECK(whole.error_status() == 414);
+    RequestParser bytes(limits);
+    CHECK(feed_bytewise(bytes, unfinished).status == Status::error);
+    CHECK(bytes.error_status() == 414);
+
+    // Header bytes over the limit too: the long line is still what is reported, as it is byte by byte.
+    limits.max_header_bytes = 160;
+    std::string endless = long_line;
+    while (endless.size() < 400) endless += "X-Filler: 0123456789\r\n";
+    CHECK(error_status(endless, limits) == 414);
+
+    // A line of exactly the limit is fine byte by byte too: its CR alone does not make it one byte too long.
+    limits = RequestLimits{};
+    limits.max_request_line = 64;
+    const std::string exact = "GET /" + std::string(64 - 14, 'b') + " HTTP/1.1";
+    REQUIRE(exact.size() == 64);
+    RequestParser ok(limits);
+    CHECK(feed_bytewise(ok, exact + "\r\nHost: h\r\n\r\n").status == Status::complete);
+}
+
 TEST_CASE("parser rejects header bytes over max_header_bytes with 431 without waiting for the terminator") {
     RequestLimits limits;
     limits.max_header_bytes = 256;
