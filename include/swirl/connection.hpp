@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -278,9 +279,9 @@ private:
         lock.unlock();
         buffers_.clear();
         writing_queue_.for_each_piece([this](const char* p, std::size_t n) { buffers_.emplace_back(p, n); });
-        asio::async_write(socket_, buffers_, [self = this->shared_from_this()](std::error_code ec, std::size_t n) {
-            self->on_written(ec, n);
-        });
+        // A span, not the vector: Asio copies the buffer sequence into its operation, and a span copies for free.
+        asio::async_write(socket_, std::span<const asio::const_buffer>(buffers_),
+                          [self = this->shared_from_this()](std::error_code ec, std::size_t n) { self->on_written(ec, n); });
     }
 
     void on_written(std::error_code ec, std::size_t n) {

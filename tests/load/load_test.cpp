@@ -100,6 +100,9 @@ class ServerProcess {
 public:
     ServerProcess(const std::string& path, std::vector<std::string> args, bool sanitized) {
         args.insert(args.begin(), {path, "--host", "127.0.0.1", "--port", "0"});
+        if (const char* level = std::getenv("LOAD_TEST_SERVER_LOG"))  // e.g. debug, to see why it closed
+            for (std::size_t i = 0; i + 1 < args.size(); ++i)
+                if (args[i] == "--log-level") args[i + 1] = level;
         int out[2];
         if (pipe2(out, O_CLOEXEC) != 0) {
             error_ = std::string("pipe: ") + std::strerror(errno);
@@ -1157,7 +1160,7 @@ bool scenario_abuse(const Options& o) {
     Engine engine(server.port());
     engine.echo_period = 100 * ms;
     engine.max_message = max_message;
-    engine.byte_writes_size = o.full ? 60 * KiB : 16 * KiB;  // under the limit: must be echoed
+    engine.byte_writes_size = std::getenv("BW") ? std::strtoul(std::getenv("BW"), nullptr, 10) : o.full ? 60 * KiB : 16 * KiB;
     report.check(engine.connect_many(Kind::echo, good, 100, now_us() + 10 * sec),
                  fmt::format("{} well-behaved clients upgraded", good));
     engine.run_for(300 * ms);
