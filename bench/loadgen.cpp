@@ -1,0 +1,999 @@
+// loadgen: the benchmark client. One thread, epoll, no Asio, so that it costs about what the server costs and the
+// same client drives every server (swirl, raw TCP, Beast, websocketpp, Node ws).
+//
+//   loadgen --port P [--host 127.0.0.1] [--path /] --pid SERVER_PID --mode MODE [options]
+//
+// Modes:
+//   echo       N connections, each keeping --depth messages of --size bytes in flight (1 = ping-pong); every reply is
+//              verified byte for byte against what was sent (the payload carries the connection and sequence number)
+//   raw        the same over plain TCP (no handshake, no framing): --size-byte chunks echoed back
+//   handshake  --concurrency parallel loops of connect, upgrade, close handshake, repeated
+//   broadcast  --subscribers connections plus one publisher; the publisher sends "publish <payload>" and the server
+//              sends <payload> to everyone; at most --depth broadcasts are outstanding (not yet seen by every
+//              subscriber); reports deliveries to subscribers per second
+//   idle       opens --connections upgraded connections, holds them, reports the server's VmRSS growth per connection
+//
+// Output: one JSON line on stdout (machine-readable), one human-readable line on stderr. Exit status 0 when the
+// run completed without a verification or connection error.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cinttypes>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------------------------
+// Options
+
+struct Options {
+    std::string host = "127.0.0.1";
+    int port = 0;
+    std::string path = "/";
+    std::string mode = "echo";
+    int pid = 0;                 ///< server process whose CPU time and RSS are read from /proc
+    int connections = 100;
+    std::size_t size = 20;       ///< message size in bytes (for broadcast: the delivered payload)
+    int depth = 1;               ///< messages in flight per connection (broadcast: outstanding broadcasts)
+    bool binary = false;
+    double warmup = 1.0;         ///< seconds before the measured window
+    double duration = 3.0;       ///< seconds measured
+    long long messages = 0;      ///< echo/raw: stop after this many replies instead of a duration (for strace)
+    int concurrency = 50;        ///< handshake mode: parallel connect/upgrade/close loops
+    int subscribers = 1000;      ///< broadcast mode
+    double hold = 1.0;           ///< idle mode: seconds to hold before reading RSS
+    std::string label;           ///< copied into the JSON line
+};
+
+[[noreturn]] void usage(int status) {
+    std::fprintf(status ? stderr : stdout,
+                 "usage: loadgen --port P [--host H] [--path /] [--pid SERVER_PID] [--mode echo|raw|handshake|broadcast|idle]\n"
+                 "               [--connections N] [--size BYTES] [--depth N] [--binary] [--text] [--warmup S] [--duration S]\n"
+                 "               [--messages N] [--concurrency N] [--subscribers N] [--hold S] [--label TEXT]\n");
+    std::exit(status);
+}
+
+Options parse(int argc, char** argv) {
+    Options o;
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view a = argv[i];
+        if (a == "--help" || a == "-h") usage(0);
+        if (a == "--binary") { o.binary = true; continue; }
+        if (a == "--text") { o.binary = false; continue; }
+        if (i + 1 >= argc) usage(2);
+        const char* v = argv[++i];
+        if (a == "--host") o.host = v;
+        else if (a == "--port") o.port = std::atoi(v);
+        else if (a == "--path") o.path = v;
+        else if (a == "--mode") o.mode = v;
+        else if (a == "--pid") o.pid = std::atoi(v);
+        else if (a == "--connections") o.connections = std::atoi(v);
+        else if (a == "--size") o.size = static_cast<std::size_t>(std::atoll(v));
+        else if (a == "--depth") o.depth = std::max(1, std::atoi(v));
+        else if (a == "--warmup") o.warmup = std::atof(v);
+        else if (a == "--duration") o.duration = std::atof(v);
+        else if (a == "--messages") o.messages = std::atoll(v);
+        else if (a == "--concurrency") o.concurrency = std::max(1, std::atoi(v));
+        else if (a == "--subscribers") o.subscribers = std::atoi(v);
+        else if (a == "--hold") o.hold = std::atof(v);
+        else if (a == "--label") o.label = v;
+        else usage(2);
+    }
+    if (o.port <= 0) usage(2);
+    return o;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Clock, /proc, histogram
+
+std::int64_t now_ns() {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+/// utime + stime of a whole process (all threads) in seconds, from /proc/PID/stat; -1 when unreadable.
+double process_cpu_seconds(int pid) {
+    if (pid <= 0) return -1;
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    if (!std::getline(in, line)) return -1;
+    const auto paren = line.rfind(')');  // the command name may contain spaces and parentheses
+    if (paren == std::string::npos) return -1;
+    std::istringstream fields(line.substr(paren + 2));
+    std::string f;
+    unsigned long long utime = 0, stime = 0;
+    // After ")": field 3 is state; utime and stime are fields 14 and 15.
+    for (int field = 3; field <= 15 && fields >> f; ++field) {
+        if (field == 14) utime = std::strtoull(f.c_str(), nullptr, 10);
+        if (field == 15) stime = std::strtoull(f.c_str(), nullptr, 10);
+    }
+    return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+/// VmRSS of a process in bytes, from /proc/PID/status; -1 when unreadable.
+long long process_rss_bytes(int pid) {
+    if (pid <= 0) return -1;
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind("VmRSS:", 0) == 0) return std::atoll(line.c_str() + 6) * 1024;
+    return -1;
+}
+
+double own_cpu_seconds() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/// Log-linear latency histogram: 32 sub-buckets per power of two (about 3% resolution), nanoseconds.
+class Histogram {
+public:
+    void add(std::int64_t ns) {
+        const auto v = static_cast<std::uint64_t>(std::max<std::int64_t>(ns, 1));
+        ++buckets_[index(v)];
+        ++count_;
+    }
+    std::uint64_t count() const { return count_; }
+    /// The value (ns) at quantile q, as the middle of its bucket.
+    double quantile(double q) const {
+        if (count_ == 0) return 0;
+        const auto target = static_cast<std::uint64_t>(q * static_cast<double>(count_ - 1)) + 1;
+        std::uint64_t seen = 0;
+        for (std::size_t i = 0; i < buckets_.size(); ++i) {
+            seen += buckets_[i];
+            if (seen >= target) return (lower(i) + lower(i + 1)) / 2.0;
+        }
+        return lower(buckets_.size());
+    }
+
+private:
+    static constexpr unsigned sub_bits = 5;
+    static std::size_t index(std::uint64_t v) {
+        if (v < (1u << sub_bits)) return v;
+        const unsigned msb = 63u - static_cast<unsigned>(__builtin_clzll(v));
+        const unsigned shift = msb - sub_bits;
+        return std::min<std::size_t>(((shift + 1) << sub_bits) + ((v >> shift) & ((1u << sub_bits) - 1)), 64 * 32 - 1);
+    }
+    static double lower(std::size_t i) {
+        if (i < (1u << sub_bits)) return static_cast<double>(i);
+        const std::size_t shift = (i >> sub_bits) - 1;
+        const std::size_t mantissa = (i & ((1u << sub_bits) - 1)) | (1u << sub_bits);
+        return static_cast<double>(mantissa) * static_cast<double>(1ull << shift);
+    }
+    std::array<std::uint64_t, 64 * 32> buckets_{};
+    std::uint64_t count_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Sockets
+
+[[noreturn]] void die(const char* what) {
+    std::fprintf(stderr, "loadgen: %s: %s\n", what, std::strerror(errno));
+    std::exit(1);
+}
+
+sockaddr_in server_address(const Options& o) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(o.port));
+    if (inet_pton(AF_INET, o.host.c_str(), &a.sin_addr) != 1) {
+        std::fprintf(stderr, "loadgen: --host must be an IPv4 address\n");
+        std::exit(2);
+    }
+    return a;
+}
+
+void set_nodelay(int fd) {
+    const int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+void set_nonblocking(int fd, bool on) {
+    const int flags = fcntl(fd, F_GETFL, 0);
+    fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK);
+}
+
+/// The fixed key of RFC 6455 section 1.3 and its accept value: checking the accept value proves the server ran the
+/// handshake algorithm without the client computing SHA-1.
+constexpr std::string_view ws_key = "dGhlIHNhbXBsZSBub25jZQ==";
+constexpr std::string_view ws_accept = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+std::string upgrade_request(const Options& o) {
+    return "GET " + o.path + " HTTP/1.1\r\nHost: " + o.host + ":" + std::to_string(o.port) +
+           "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + std::string(ws_key) +
+           "\r\nSec-WebSocket-Version: 13\r\n\r\n";
+}
+
+/// True when `head` (a complete response header) is a 101 with the right accept value.
+bool valid_upgrade_response(std::string_view head) {
+    return head.rfind("HTTP/1.1 101", 0) == 0 && head.find(ws_accept) != std::string_view::npos;
+}
+
+/// Blocking connect (+ upgrade unless raw); returns a non-blocking socket with TCP_NODELAY.
+int open_connection(const Options& o, const sockaddr_in& addr, bool upgrade) {
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) die("socket");
+    set_nodelay(fd);
+    if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) die("connect");
+    if (upgrade) {
+        const std::string req = upgrade_request(o);
+        if (write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) die("write upgrade request");
+        // Peek, then consume exactly the response header so no frame byte that follows is lost.
+        char buf[4096];
+        std::size_t end = 0;
+        while (true) {
+            const ssize_t n = recv(fd, buf, sizeof buf, MSG_PEEK);
+            if (n <= 0) die("read upgrade response");
+            const std::string_view seen(buf, static_cast<std::size_t>(n));
+            if (const auto p = seen.find("\r\n\r\n"); p != std::string_view::npos) {
+                end = p + 4;
+                break;
+            }
+            if (static_cast<std::size_t>(n) == sizeof buf) {
+                std::fprintf(stderr, "loadgen: upgrade response too long\n");
+                std::exit(1);
+            }
+            usleep(100);
+        }
+        if (recv(fd, buf, end, 0) != static_cast<ssize_t>(end)) die("consume upgrade response");
+        if (!valid_upgrade_response(std::string_view(buf, end))) {
+            std::fprintf(stderr, "loadgen: handshake refused: %.*s\n", static_cast<int>(std::min<std::size_t>(end, 200)), buf);
+            std::exit(1);
+        }
+    }
+    set_nonblocking(fd, true);
+    return fd;
+}
+
+void raise_fd_limit() {
+    rlimit rl{};
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Messages: every payload is a fixed pattern whose first bytes carry a tag (connection, sequence number), so each
+// reply is checked against exactly the message it answers. Outgoing frames are masked with one fixed key, so the
+// masked pattern is computed once and only the header and tag are produced per message (the client stays cheap).
+
+constexpr std::array<std::uint8_t, 4> mask_key = {0x37, 0xfa, 0x21, 0x3d};
+constexpr std::size_t tag_size = 16;
+
+/// 16 ASCII letters: 8 for `id`, 8 for `seq` (4 bits each, 'a'..'p'), valid UTF-8 for text messages.
+std::array<std::uint8_t, tag_size> make_tag(std::uint32_t id, std::uint64_t seq) {
+    std::array<std::uint8_t, tag_size> t{};
+    for (int i = 0; i < 8; ++i) t[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>('a' + ((id >> (28 - 4 * i)) & 15));
+    for (int i = 0; i < 8; ++i)
+        t[static_cast<std::size_t>(8 + i)] = static_cast<std::uint8_t>('a' + ((seq >> (28 - 4 * i)) & 15));
+    return t;
+}
+
+struct Pattern {
+    std::vector<std::uint8_t> plain;   ///< expected payload bytes (the tag area is overwritten per message)
+    std::vector<std::uint8_t> masked;  ///< prefix + plain, masked with mask_key from payload offset 0
+    std::size_t prefix = 0;            ///< bytes before the tag in the outgoing payload ("publish " in broadcast)
+};
+
+Pattern make_pattern(std::size_t size, std::string_view prefix, bool ws) {
+    Pattern p;
+    p.prefix = prefix.size();
+    p.plain.resize(size);
+    for (std::size_t i = 0; i < size; ++i) p.plain[i] = static_cast<std::uint8_t>('A' + (i * 7 + i / 26) % 26);
+    p.masked.assign(prefix.begin(), prefix.end());
+    p.masked.insert(p.masked.end(), p.plain.begin(), p.plain.end());
+    if (ws)
+        for (std::size_t i = 0; i < p.masked.size(); ++i) p.masked[i] ^= mask_key[i % 4];
+    return p;
+}
+
+/// Header (+ mask key) and the masked prefix and tag of one outgoing message; the rest comes from Pattern::masked.
+struct Head {
+    std::array<std::uint8_t, 14 + 8 + tag_size> bytes{};
+    std::size_t size = 0;       ///< bytes used in `bytes`
+    std::size_t tail_from = 0;  ///< offset in Pattern::masked where the shared tail starts
+};
+
+Head make_head(const Pattern& p, bool ws, bool binary, std::uint32_t id, std::uint64_t seq) {
+    Head h;
+    std::size_t n = 0;
+    const std::size_t len = p.masked.size();
+    if (ws) {
+        h.bytes[n++] = static_cast<std::uint8_t>(0x80 | (binary ? 2 : 1));
+        if (len < 126) {
+            h.bytes[n++] = static_cast<std::uint8_t>(0x80 | len);
+        } else if (len < 65536) {
+            h.bytes[n++] = 0x80 | 126;
+            h.bytes[n++] = static_cast<std::uint8_t>(len >> 8);
+            h.bytes[n++] = static_cast<std::uint8_t>(len);
+        } else {
+            h.bytes[n++] = 0x80 | 127;
+            for (int i = 7; i >= 0; --i) h.bytes[n++] = static_cast<std::uint8_t>(static_cast<std::uint64_t>(len) >> (8 * i));
+        }
+        for (const auto k : mask_key) h.bytes[n++] = k;
+    }
+    const auto tag = make_tag(id, seq);
+    const std::size_t tag_len = std::min(tag_size, p.plain.size());
+    for (std::size_t i = 0; i < p.prefix; ++i) h.bytes[n++] = p.masked[i];
+    for (std::size_t i = 0; i < tag_len; ++i) {
+        const std::size_t at = p.prefix + i;
+        h.bytes[n++] = static_cast<std::uint8_t>(tag[i] ^ (ws ? mask_key[at % 4] : 0));
+    }
+    h.size = n;
+    h.tail_from = p.prefix + tag_len;
+    return h;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Connections
+
+struct Conn {
+    int fd = -1;
+    std::uint32_t id = 0;      ///< tag id of messages we send
+    std::uint32_t peer = 0;    ///< tag id of messages we expect (our own in echo, the publisher's in broadcast)
+    bool counts = true;        ///< broadcast: the publisher's own copies are not deliveries
+    // Sending: messages [write_seq, send_seq) are queued, the first `write_off` bytes of write_seq already written.
+    std::uint64_t send_seq = 0, write_seq = 0;
+    std::size_t write_off = 0;
+    std::vector<Head> heads;              ///< ring, by seq % depth
+    std::vector<std::int64_t> sent_at;    ///< ring, by seq % depth
+    bool want_out = false;
+    // Receiving
+    std::uint64_t recv_seq = 0;
+    std::size_t msg_off = 0;              ///< payload bytes of the current message seen
+    std::array<std::uint8_t, 14> hdr{};   ///< partial frame header
+    std::size_t hdr_len = 0;
+    std::uint64_t frame_left = 0;         ///< payload bytes left in the current frame
+    bool in_frame = false, frame_fin = false;
+    int frame_opcode = 0;
+    bool control = false;                 ///< current frame is a control frame (skipped)
+};
+
+struct Stats {
+    std::uint64_t completed = 0;          ///< replies (or deliveries) completed, in total
+    std::uint64_t measured = 0;           ///< in the measured window
+    Histogram latency;
+    std::uint64_t errors = 0;
+    std::string first_error;
+};
+
+class Engine {
+public:
+    Engine(const Options& o, bool ws, std::string_view prefix) : o_(o), ws_(ws), pattern_(make_pattern(o.size, prefix, ws)) {
+        ep_ = epoll_create1(EPOLL_CLOEXEC);
+        if (ep_ < 0) die("epoll_create1");
+        rbuf_.resize(256 * 1024);
+    }
+
+    Conn& add(int fd, std::uint32_t id, std::uint32_t peer) {
+        auto& c = conns_.emplace_back();
+        c.fd = fd;
+        c.id = id;
+        c.peer = peer;
+        c.heads.resize(static_cast<std::size_t>(o_.depth));
+        c.sent_at.resize(static_cast<std::size_t>(o_.depth));
+        return c;
+    }
+
+    /// Registers all connections with epoll (after `conns_` stops growing, so pointers stay valid).
+    void arm() {
+        for (auto& c : conns_) {
+            epoll_event ev{};
+            ev.events = EPOLLIN;
+            ev.data.ptr = &c;
+            if (epoll_ctl(ep_, EPOLL_CTL_ADD, c.fd, &ev) != 0) die("epoll_ctl");
+        }
+    }
+
+    std::vector<Conn>& conns() { return conns_; }
+    Stats& stats() { return stats_; }
+
+    /// Queues the next message on `c` (the caller then flushes).
+    void queue(Conn& c, std::int64_t now) {
+        const std::size_t slot = static_cast<std::size_t>(c.send_seq % static_cast<std::uint64_t>(o_.depth));
+        c.heads[slot] = make_head(pattern_, ws_, o_.binary, c.id, c.send_seq);
+        c.sent_at[slot] = now;
+        ++c.send_seq;
+    }
+
+    /// Writes what is queued with writev; arms EPOLLOUT when the socket is full.
+    void flush(Conn& c) {
+        while (c.write_seq < c.send_seq) {
+            std::array<iovec, 64> iov{};
+            std::size_t n = 0;
+            std::size_t off = c.write_off;
+            for (std::uint64_t s = c.write_seq; s < c.send_seq && n + 2 <= iov.size(); ++s) {
+                const Head& h = c.heads[static_cast<std::size_t>(s % static_cast<std::uint64_t>(o_.depth))];
+                if (off < h.size) iov[n++] = {const_cast<std::uint8_t*>(h.bytes.data()) + off, h.size - off};
+                const std::size_t tail_off = h.tail_from + (off > h.size ? off - h.size : 0);
+                if (tail_off < pattern_.masked.size())
+                    iov[n++] = {const_cast<std::uint8_t*>(pattern_.masked.data()) + tail_off, pattern_.masked.size() - tail_off};
+                off = 0;
+            }
+            const ssize_t w = writev(c.fd, iov.data(), static_cast<int>(n));
+            if (w < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                    set_out(c, true);
+                    return;
+                }
+                fail(c, "write failed");
+                return;
+            }
+            auto left = static_cast<std::size_t>(w);
+            while (left > 0) {
+                const Head& h = c.heads[static_cast<std::size_t>(c.write_seq % static_cast<std::uint64_t>(o_.depth))];
+                const std::size_t total = h.size + pattern_.masked.size() - h.tail_from;
+                const std::size_t take = std::min(left, total - c.write_off);
+                c.write_off += take;
+                left -= take;
+                if (c.write_off == total) {
+                    ++c.write_seq;
+                    c.write_off = 0;
+                }
+            }
+        }
+        set_out(c, false);
+    }
+
+    /// Called for every completed reply; `on_reply` decides whether to queue another message.
+    template <class OnReply>
+    void run_until(std::int64_t deadline, OnReply&& on_reply, const bool& stop) {
+        std::array<epoll_event, 512> events{};
+        while (!stop) {
+            const std::int64_t now = now_ns();
+            if (now >= deadline) return;
+            const int timeout_ms = static_cast<int>(std::min<std::int64_t>((deadline - now) / 1'000'000 + 1, 100));
+            const int n = epoll_wait(ep_, events.data(), static_cast<int>(events.size()), timeout_ms);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                die("epoll_wait");
+            }
+            for (int i = 0; i < n; ++i) {
+                Conn& c = *static_cast<Conn*>(events[static_cast<std::size_t>(i)].data.ptr);
+                if (c.fd < 0) continue;
+                if (events[static_cast<std::size_t>(i)].events & EPOLLOUT) flush(c);
+                if (events[static_cast<std::size_t>(i)].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) read_ready(c, on_reply);
+            }
+        }
+    }
+
+    void fail(Conn& c, const std::string& what) {
+        ++stats_.errors;
+        if (stats_.first_error.empty())
+            stats_.first_error = what + " (connection " + std::to_string(c.id) + ", message " + std::to_string(c.recv_seq) + ")";
+        if (c.fd >= 0) {
+            epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
+            close(c.fd);
+            c.fd = -1;
+        }
+    }
+
+    void close_all() {
+        for (auto& c : conns_)
+            if (c.fd >= 0) {
+                close(c.fd);
+                c.fd = -1;
+            }
+    }
+
+    // Measurement window: latencies are only recorded once it opened.
+    bool measuring = false;
+    std::int64_t completion_time = 0;
+
+private:
+    void set_out(Conn& c, bool on) {
+        if (c.want_out == on || c.fd < 0) return;
+        c.want_out = on;
+        epoll_event ev{};
+        ev.events = EPOLLIN | (on ? EPOLLOUT : 0u);
+        ev.data.ptr = &c;
+        epoll_ctl(ep_, EPOLL_CTL_MOD, c.fd, &ev);
+    }
+
+    template <class OnReply>
+    void read_ready(Conn& c, OnReply& on_reply) {
+        while (c.fd >= 0) {
+            const ssize_t n = read(c.fd, rbuf_.data(), rbuf_.size());
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+                fail(c, std::string("read: ") + std::strerror(errno));
+                return;
+            }
+            if (n == 0) {
+                fail(c, "server closed the connection");
+                return;
+            }
+            completion_time = now_ns();
+            consume(c, rbuf_.data(), static_cast<std::size_t>(n), on_reply);
+            if (static_cast<std::size_t>(n) < rbuf_.size()) break;  // drained: save the EAGAIN read
+        }
+        if (c.fd >= 0) flush(c);
+    }
+
+    /// Checks payload bytes [msg_off, msg_off + len) of the message c.recv_seq.
+    bool verify(Conn& c, const std::uint8_t* p, std::size_t len) {
+        const std::size_t tag_len = std::min(tag_size, pattern_.plain.size());
+        std::size_t off = c.msg_off;
+        if (off + len > pattern_.plain.size()) return false;
+        if (off < tag_len) {
+            const auto tag = make_tag(c.peer, c.recv_seq);
+            const std::size_t k = std::min(len, tag_len - off);
+            if (std::memcmp(p, tag.data() + off, k) != 0) return false;
+            p += k;
+            len -= k;
+            off += k;
+        }
+        return std::memcmp(p, pattern_.plain.data() + off, len) == 0;
+    }
+
+    template <class OnReply>
+    void complete(Conn& c, OnReply& on_reply) {
+        const std::size_t slot = static_cast<std::size_t>(c.recv_seq % static_cast<std::uint64_t>(o_.depth));
+        const std::int64_t sent = c.sent_at[slot];
+        ++c.recv_seq;
+        c.msg_off = 0;
+        on_reply(c, sent);
+    }
+
+    template <class OnReply>
+    void consume(Conn& c, const std::uint8_t* p, std::size_t n, OnReply& on_reply) {
+        if (!ws_) {
+            while (n > 0 && c.fd >= 0) {
+                const std::size_t take = std::min(n, pattern_.plain.size() - c.msg_off);
+                if (!verify(c, p, take)) return fail(c, "echoed bytes differ from what was sent");
+                c.msg_off += take;
+                p += take;
+                n -= take;
+                if (c.msg_off == pattern_.plain.size()) complete(c, on_reply);
+            }
+            return;
+        }
+        while (n > 0 && c.fd >= 0) {
+            if (!c.in_frame) {  // collect the 2..10 header bytes of a server frame (never masked)
+                c.hdr[c.hdr_len++] = *p++;
+                --n;
+                if (c.hdr_len < 2) continue;
+                const std::size_t need = (c.hdr[1] & 0x7f) == 126 ? 4 : (c.hdr[1] & 0x7f) == 127 ? 10 : 2;
+                if (c.hdr_len < need) continue;
+                if (c.hdr[1] & 0x80) return fail(c, "server frame is masked");
+                std::uint64_t len = c.hdr[1] & 0x7f;
+                if (need == 4) len = static_cast<std::uint64_t>(c.hdr[2]) << 8 | c.hdr[3];
+                if (need == 10) {
+                    len = 0;
+                    for (std::size_t i = 2; i < 10; ++i) len = len << 8 | c.hdr[i];
+                }
+                c.hdr_len = 0;
+                c.frame_fin = (c.hdr[0] & 0x80) != 0;
+                c.frame_opcode = c.hdr[0] & 0x0f;
+                c.control = c.frame_opcode >= 8;
+                if (c.frame_opcode == 8) return fail(c, "server sent a close frame");
+                if (!c.control) {
+                    const int want = o_.binary ? 2 : 1;
+                    if ((c.msg_off == 0 && c.frame_opcode != want) || (c.msg_off > 0 && c.frame_opcode != 0))
+                        return fail(c, "unexpected opcode " + std::to_string(c.frame_opcode));
+                }
+                c.frame_left = len;
+                c.in_frame = true;
+            }
+            const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(n, c.frame_left));
+            if (!c.control) {
+                if (!verify(c, p, take)) return fail(c, "echoed payload differs from what was sent");
+                c.msg_off += take;
+            }
+            p += take;
+            n -= take;
+            c.frame_left -= take;
+            if (c.frame_left == 0) {
+                c.in_frame = false;
+                if (!c.control && c.frame_fin) {
+                    if (c.msg_off != pattern_.plain.size()) return fail(c, "reply has the wrong length");
+                    complete(c, on_reply);
+                }
+            }
+        }
+    }
+
+    const Options& o_;
+    bool ws_;
+    Pattern pattern_;
+    int ep_ = -1;
+    std::vector<Conn> conns_;
+    std::vector<std::uint8_t> rbuf_;
+    Stats stats_;
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Reporting
+
+struct Report {
+    std::string mode;
+    double seconds = 0;
+    std::uint64_t count = 0;      ///< messages, handshakes or deliveries in the window
+    double server_cpu = -1;       ///< server CPU seconds in the window
+    double client_cpu = 0;
+    const Histogram* latency = nullptr;
+    std::uint64_t errors = 0;
+    std::string first_error;
+    long long rss_before = -1, rss_after = -1;
+    int connections = 0;
+};
+
+void print(const Options& o, const Report& r, const char* unit) {
+    const double rate = r.seconds > 0 ? static_cast<double>(r.count) / r.seconds : 0;
+    const double per_cpu = r.server_cpu > 0 ? static_cast<double>(r.count) / r.server_cpu : 0;
+    const double p50 = r.latency ? r.latency->quantile(0.5) / 1000 : 0;
+    const double p99 = r.latency ? r.latency->quantile(0.99) / 1000 : 0;
+    const double p999 = r.latency ? r.latency->quantile(0.999) / 1000 : 0;
+    std::string err;
+    for (const char ch : r.first_error) err += ch == '"' || ch == '\\' ? '\'' : ch;
+    std::printf("{\"label\":\"%s\",\"mode\":\"%s\",\"connections\":%d,\"size\":%zu,\"depth\":%d,\"binary\":%s,"
+                "\"seconds\":%.3f,\"count\":%" PRIu64 ",\"rate\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
+                "\"server_cpu_s\":%.3f,\"per_server_cpu_s\":%.1f,\"client_cpu_s\":%.3f,"
+                "\"rss_before\":%lld,\"rss_after\":%lld,\"errors\":%" PRIu64 ",\"first_error\":\"%s\"}\n",
+                o.label.c_str(), r.mode.c_str(), r.connections, o.size, o.depth, o.binary ? "true" : "false", r.seconds,
+                r.count, rate, p50, p99, p999, r.server_cpu, per_cpu, r.client_cpu, r.rss_before, r.rss_after, r.errors,
+                err.c_str());
+    std::fflush(stdout);
+    if (r.mode == "idle") {
+        std::fprintf(stderr, "%s: %d idle connections, server RSS %.1f -> %.1f MiB = %.0f bytes per connection\n",
+                     o.label.c_str(), r.connections, static_cast<double>(r.rss_before) / 1048576.0,
+                     static_cast<double>(r.rss_after) / 1048576.0,
+                     static_cast<double>(r.rss_after - r.rss_before) / std::max(1, r.connections));
+    } else {
+        std::fprintf(stderr,
+                     "%s %s: %.0f %s/s over %.2f s, p50 %.0f us p99 %.0f us p99.9 %.0f us, server CPU %.2f s -> %.0f per "
+                     "server CPU-s, client CPU %.2f s",
+                     o.label.c_str(), r.mode.c_str(), rate, unit, r.seconds, p50, p99, p999, r.server_cpu, per_cpu, unit ? r.client_cpu : 0);
+        if (r.errors) std::fprintf(stderr, ", %" PRIu64 " errors (first: %s)", r.errors, r.first_error.c_str());
+        std::fprintf(stderr, "\n");
+    }
+}
+
+/// Shared by echo, raw and broadcast: warm-up, then the measured window (or a fixed message count).
+struct Window {
+    std::int64_t start = 0, open = 0, end = 0;
+    double cpu0 = -1, cpu1 = -1, own0 = 0, own1 = 0;
+    std::uint64_t count0 = 0, count1 = 0;
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Modes
+
+int run_echo(const Options& o, bool ws) {
+    const auto addr = server_address(o);
+    Engine engine(o, ws, "");
+    for (int i = 0; i < o.connections; ++i) {
+        const int fd = open_connection(o, addr, ws);
+        engine.add(fd, static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(i));
+    }
+    engine.arm();
+    Stats& st = engine.stats();
+    const bool fixed = o.messages > 0;
+    long long budget = fixed ? o.messages : -1;  // messages still to send in fixed-count mode
+    bool stop = false;
+    auto send_one = [&](Conn& c, std::int64_t now) {
+        if (budget == 0) return;
+        if (budget > 0) --budget;
+        engine.queue(c, now);
+    };
+    auto on_reply = [&](Conn& c, std::int64_t sent) {
+        ++st.completed;
+        if (engine.measuring) {
+            ++st.measured;
+            st.latency.add(engine.completion_time - sent);
+        }
+        if (fixed && st.completed >= static_cast<std::uint64_t>(o.messages)) stop = true;
+        send_one(c, engine.completion_time);
+    };
+    Window w;
+    w.start = now_ns();
+    for (auto& c : engine.conns()) {
+        for (int d = 0; d < o.depth; ++d) send_one(c, w.start);
+        engine.flush(c);
+    }
+    if (fixed) {
+        engine.measuring = true;
+        w.cpu0 = process_cpu_seconds(o.pid);
+        w.own0 = own_cpu_seconds();
+        w.open = now_ns();
+        engine.run_until(w.open + 600'000'000'000, on_reply, stop);
+    } else {
+        engine.run_until(w.start + static_cast<std::int64_t>(o.warmup * 1e9), on_reply, stop);
+        engine.measuring = true;
+        w.cpu0 = process_cpu_seconds(o.pid);
+        w.own0 = own_cpu_seconds();
+        w.open = now_ns();
+        engine.run_until(w.open + static_cast<std::int64_t>(o.duration * 1e9), on_reply, stop);
+    }
+    w.end = now_ns();
+    w.cpu1 = process_cpu_seconds(o.pid);
+    w.own1 = own_cpu_seconds();
+    engine.close_all();
+
+    Report r;
+    r.mode = ws ? "echo" : "raw";
+    r.connections = o.connections;
+    r.seconds = static_cast<double>(w.end - w.open) / 1e9;
+    r.count = st.measured;
+    r.server_cpu = w.cpu0 >= 0 && w.cpu1 >= 0 ? w.cpu1 - w.cpu0 : -1;
+    r.client_cpu = w.own1 - w.own0;
+    r.latency = &st.latency;
+    r.errors = st.errors;
+    r.first_error = st.first_error;
+    if (fixed && st.completed < static_cast<std::uint64_t>(o.messages) && r.errors == 0) {
+        r.errors = 1;
+        r.first_error = "timed out before all messages were echoed";
+    }
+    print(o, r, "msg");
+    return r.errors == 0 && r.count > 0 ? 0 : 1;
+}
+
+int run_broadcast(const Options& o) {
+    const auto addr = server_address(o);
+    const auto publisher_id = static_cast<std::uint32_t>(o.subscribers);
+    Engine engine(o, true, "publish ");
+    for (int i = 0; i < o.subscribers; ++i) {
+        auto& c = engine.add(open_connection(o, addr, true), static_cast<std::uint32_t>(i), publisher_id);
+        (void)c;
+    }
+    {
+        auto& pub = engine.add(open_connection(o, addr, true), publisher_id, publisher_id);
+        pub.counts = false;
+    }
+    engine.arm();
+    Conn* publisher = &engine.conns().back();
+    Stats& st = engine.stats();
+    // Per outstanding broadcast (ring by seq % depth): subscribers that still have to receive it.
+    std::vector<int> pending(static_cast<std::size_t>(o.depth), 0);
+    std::uint64_t next_publish = 0, done = 0;  // broadcasts published / fully delivered
+    bool stop = false;
+    auto publish = [&](std::int64_t now) {
+        while (next_publish - done < static_cast<std::uint64_t>(o.depth)) {
+            pending[static_cast<std::size_t>(next_publish % static_cast<std::uint64_t>(o.depth))] = o.subscribers;
+            engine.queue(*publisher, now);
+            ++next_publish;
+        }
+        engine.flush(*publisher);
+    };
+    auto on_reply = [&](Conn& c, std::int64_t) {
+        if (!c.counts) return;
+        const std::uint64_t seq = c.recv_seq - 1;
+        ++st.completed;
+        if (engine.measuring) {
+            ++st.measured;
+            st.latency.add(engine.completion_time - publisher->sent_at[static_cast<std::size_t>(seq % static_cast<std::uint64_t>(o.depth))]);
+        }
+        if (--pending[static_cast<std::size_t>(seq % static_cast<std::uint64_t>(o.depth))] == 0) {
+            while (done < next_publish && pending[static_cast<std::size_t>(done % static_cast<std::uint64_t>(o.depth))] == 0) ++done;
+            publish(engine.completion_time);
+        }
+    };
+    Window w;
+    w.start = now_ns();
+    publish(w.start);
+    engine.run_until(w.start + static_cast<std::int64_t>(o.warmup * 1e9), on_reply, stop);
+    engine.measuring = true;
+    w.cpu0 = process_cpu_seconds(o.pid);
+    w.own0 = own_cpu_seconds();
+    w.open = now_ns();
+    engine.run_until(w.open + static_cast<std::int64_t>(o.duration * 1e9), on_reply, stop);
+    w.end = now_ns();
+    w.cpu1 = process_cpu_seconds(o.pid);
+    w.own1 = own_cpu_seconds();
+    engine.close_all();
+
+    Report r;
+    r.mode = "broadcast";
+    r.connections = o.subscribers + 1;
+    r.seconds = static_cast<double>(w.end - w.open) / 1e9;
+    r.count = st.measured;
+    r.server_cpu = w.cpu0 >= 0 && w.cpu1 >= 0 ? w.cpu1 - w.cpu0 : -1;
+    r.client_cpu = w.own1 - w.own0;
+    r.latency = &st.latency;
+    r.errors = st.errors;
+    r.first_error = st.first_error;
+    print(o, r, "deliveries");
+    return r.errors == 0 && r.count > 0 ? 0 : 1;
+}
+
+/// Handshake loops: connect → upgrade → send close → read the server's close → half-close → wait for EOF → close.
+int run_handshake(const Options& o) {
+    const auto addr = server_address(o);
+    const std::string request = upgrade_request(o);
+    // A masked close frame with code 1000 and no reason.
+    const std::array<std::uint8_t, 8> close_frame = {0x88, 0x82, mask_key[0], mask_key[1], mask_key[2], mask_key[3],
+                                                     static_cast<std::uint8_t>(0x03 ^ mask_key[0]),
+                                                     static_cast<std::uint8_t>(0xe8 ^ mask_key[1])};
+    enum class State { connecting, response, closing, eof };
+    struct Loop {
+        int fd = -1;
+        State state = State::connecting;
+        std::string in;
+        std::int64_t started = 0;
+    };
+    const int ep = epoll_create1(EPOLL_CLOEXEC);
+    std::vector<Loop> loops(static_cast<std::size_t>(o.concurrency));
+    Histogram latency;
+    std::uint64_t completed = 0, measured = 0, errors = 0;
+    std::string first_error;
+    bool measuring = false;
+
+    auto start = [&](Loop& l) {
+        l.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (l.fd < 0) die("socket");
+        set_nodelay(l.fd);
+        l.state = State::connecting;
+        l.in.clear();
+        l.started = now_ns();
+        if (connect(l.fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 && errno != EINPROGRESS) die("connect");
+        epoll_event ev{};
+        ev.events = EPOLLOUT | EPOLLIN;
+        ev.data.ptr = &l;
+        epoll_ctl(ep, EPOLL_CTL_ADD, l.fd, &ev);
+    };
+    auto finish = [&](Loop& l, const char* error) {
+        epoll_ctl(ep, EPOLL_CTL_DEL, l.fd, nullptr);
+        close(l.fd);
+        if (error) {
+            ++errors;
+            if (first_error.empty()) first_error = error;
+        } else {
+            ++completed;
+            if (measuring) {
+                ++measured;
+                latency.add(now_ns() - l.started);
+            }
+        }
+        start(l);
+    };
+    auto step = [&](Loop& l, std::uint32_t events) {
+        if (l.state == State::connecting) {
+            if (!(events & EPOLLOUT)) return;
+            int err = 0;
+            socklen_t len = sizeof err;
+            getsockopt(l.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+            if (err != 0) return finish(l, "connect failed");
+            if (write(l.fd, request.data(), request.size()) != static_cast<ssize_t>(request.size()))
+                return finish(l, "request write failed");
+            l.state = State::response;
+            epoll_event ev{};
+            ev.events = EPOLLIN;
+            ev.data.ptr = &l;
+            epoll_ctl(ep, EPOLL_CTL_MOD, l.fd, &ev);
+            return;
+        }
+        char buf[4096];
+        while (true) {
+            const ssize_t n = read(l.fd, buf, sizeof buf);
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+                return finish(l, l.state == State::eof ? nullptr : "read failed");
+            }
+            if (n == 0) return finish(l, l.state == State::eof ? nullptr : "server closed early");
+            l.in.append(buf, static_cast<std::size_t>(n));
+            if (l.state == State::response) {
+                const auto end = l.in.find("\r\n\r\n");
+                if (end == std::string::npos) continue;
+                if (!valid_upgrade_response(std::string_view(l.in).substr(0, end + 4))) return finish(l, "handshake refused");
+                l.in.erase(0, end + 4);
+                if (write(l.fd, close_frame.data(), close_frame.size()) != static_cast<ssize_t>(close_frame.size()))
+                    return finish(l, "close write failed");
+                l.state = State::closing;
+            }
+            if (l.state == State::closing) {
+                // The server's close frame: 0x88, length (<126, unmasked), payload.
+                if (l.in.size() < 2) continue;
+                const auto b0 = static_cast<std::uint8_t>(l.in[0]), b1 = static_cast<std::uint8_t>(l.in[1]);
+                if (b0 != 0x88 || (b1 & 0x80) || (b1 & 0x7f) > 125) return finish(l, "expected the server's close frame");
+                if (l.in.size() < 2u + (b1 & 0x7fu)) continue;
+                shutdown(l.fd, SHUT_WR);
+                l.state = State::eof;
+                l.in.clear();
+            }
+        }
+    };
+
+    Window w;
+    w.start = now_ns();
+    for (auto& l : loops) start(l);
+    std::array<epoll_event, 512> events{};
+    auto run = [&](std::int64_t deadline) {
+        while (true) {
+            const std::int64_t now = now_ns();
+            if (now >= deadline) return;
+            const int n = epoll_wait(ep, events.data(), static_cast<int>(events.size()),
+                                     static_cast<int>(std::min<std::int64_t>((deadline - now) / 1'000'000 + 1, 100)));
+            for (int i = 0; i < n; ++i)
+                step(*static_cast<Loop*>(events[static_cast<std::size_t>(i)].data.ptr), events[static_cast<std::size_t>(i)].events);
+        }
+    };
+    run(w.start + static_cast<std::int64_t>(o.warmup * 1e9));
+    measuring = true;
+    w.cpu0 = process_cpu_seconds(o.pid);
+    w.own0 = own_cpu_seconds();
+    w.open = now_ns();
+    run(w.open + static_cast<std::int64_t>(o.duration * 1e9));
+    w.end = now_ns();
+    w.cpu1 = process_cpu_seconds(o.pid);
+    w.own1 = own_cpu_seconds();
+    for (auto& l : loops) close(l.fd);
+
+    Report r;
+    r.mode = "handshake";
+    r.connections = o.concurrency;
+    r.seconds = static_cast<double>(w.end - w.open) / 1e9;
+    r.count = measured;
+    r.server_cpu = w.cpu0 >= 0 && w.cpu1 >= 0 ? w.cpu1 - w.cpu0 : -1;
+    r.client_cpu = w.own1 - w.own0;
+    r.latency = &latency;
+    r.errors = errors;
+    r.first_error = first_error;
+    print(o, r, "handshakes");
+    return errors == 0 && measured > 0 ? 0 : 1;
+}
+
+/// Opens 100 connections (allocator warm-up), reads RSS, opens --connections more, holds, reads RSS again.
+int run_idle(const Options& o) {
+    const auto addr = server_address(o);
+    std::vector<int> fds;
+    for (int i = 0; i < 100; ++i) fds.push_back(open_connection(o, addr, true));
+    usleep(300'000);
+    Report r;
+    r.mode = "idle";
+    r.connections = o.connections;
+    r.rss_before = process_rss_bytes(o.pid);
+    for (int i = 0; i < o.connections; ++i) fds.push_back(open_connection(o, addr, true));
+    usleep(static_cast<useconds_t>(o.hold * 1e6));
+    r.rss_after = process_rss_bytes(o.pid);
+    // Every connection must still be open: a non-blocking read must find nothing (EAGAIN), not EOF.
+    for (const int fd : fds) {
+        char b;
+        const ssize_t n = read(fd, &b, 1);
+        if (!(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
+            ++r.errors;
+            if (r.first_error.empty()) r.first_error = "a held connection was closed by the server";
+        }
+    }
+    for (const int fd : fds) close(fd);
+    r.count = static_cast<std::uint64_t>(o.connections);
+    print(o, r, "");
+    return r.errors == 0 && r.rss_before > 0 ? 0 : 1;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    const Options o = parse(argc, argv);
+    raise_fd_limit();
+    std::signal(SIGPIPE, SIG_IGN);
+    if (o.mode == "echo") return run_echo(o, true);
+    if (o.mode == "raw") return run_echo(o, false);
+    if (o.mode == "handshake") return run_handshake(o);
+    if (o.mode == "broadcast") return run_broadcast(o);
+    if (o.mode == "idle") return run_idle(o);
+    usage(2);
+}

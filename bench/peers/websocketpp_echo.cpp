@@ -1,0 +1,72 @@
+// websocketpp_echo: websocketpp 0.8 (Debian's libwebsocketpp-dev, C++17 only) on Boost.Asio without TLS, logging off,
+// TCP_NODELAY, a 64 MiB message limit. --broadcast: a text message "publish <payload>" is sent to every connection.
+//   websocketpp_echo [--host 127.0.0.1] [--port 0] [--threads 1] [--broadcast 1]
+#include <websocketpp/config/asio_no_tls.hpp>
+#include <websocketpp/server.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+using Server = websocketpp::server<websocketpp::config::asio>;
+
+int main(int argc, char** argv) {
+    std::string host = "127.0.0.1";
+    unsigned short port = 0;
+    int threads = 1;
+    bool broadcast = false;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const std::string_view flag = argv[i];
+        if (flag == "--host") host = argv[i + 1];
+        else if (flag == "--port") port = static_cast<unsigned short>(std::atoi(argv[i + 1]));
+        else if (flag == "--threads") threads = std::max(1, std::atoi(argv[i + 1]));
+        else if (flag == "--broadcast") broadcast = std::atoi(argv[i + 1]) != 0;
+    }
+    Server server;
+    server.clear_access_channels(websocketpp::log::alevel::all);
+    server.clear_error_channels(websocketpp::log::elevel::all);
+    server.init_asio();
+    server.set_reuse_addr(true);
+    server.set_listen_backlog(4096);
+    server.set_max_message_size(64u << 20);
+    server.set_socket_init_handler([](websocketpp::connection_hdl, boost::asio::ip::tcp::socket& socket) {
+        socket.set_option(boost::asio::ip::tcp::no_delay(true));
+    });
+    std::mutex mutex;
+    std::set<websocketpp::connection_hdl, std::owner_less<websocketpp::connection_hdl>> connections;
+    if (broadcast) {
+        server.set_open_handler([&](websocketpp::connection_hdl h) {
+            std::lock_guard lock(mutex);
+            connections.insert(h);
+        });
+        server.set_close_handler([&](websocketpp::connection_hdl h) {
+            std::lock_guard lock(mutex);
+            connections.erase(h);
+        });
+    }
+    server.set_message_handler([&](websocketpp::connection_hdl h, Server::message_ptr message) {
+        const std::string& payload = message->get_payload();
+        websocketpp::lib::error_code ec;
+        if (broadcast && message->get_opcode() == websocketpp::frame::opcode::text && payload.rfind("publish ", 0) == 0) {
+            const std::string body = payload.substr(8);
+            std::lock_guard lock(mutex);
+            for (const auto& c : connections) server.send(c, body, websocketpp::frame::opcode::text, ec);
+            return;
+        }
+        server.send(h, payload, message->get_opcode(), ec);
+    });
+    server.listen(boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address(host), port));
+    server.start_accept();
+    websocketpp::lib::asio::error_code ec;
+    std::printf("listening on ws://%s:%u\n", host.c_str(), static_cast<unsigned>(server.get_local_endpoint(ec).port()));
+    std::fflush(stdout);
+    std::vector<std::thread> workers;
+    for (int i = 1; i < threads; ++i) workers.emplace_back([&server] { server.run(); });
+    server.run();
+    for (auto& w : workers) w.join();
+}
