@@ -1,6 +1,13 @@
 // Bounded load and abuse tests of the echo server (the "Hardening" issue).
 //
 //   load_test ECHO_SERVER [--full] [--sanitized] [--only connections|slowloris|abuse|slow-reader]
+//             [--connections N] [--seconds S]
+//
+// Pass criteria: every echo back byte for byte and in order, no connection lost, slowloris sockets dropped by the
+// server within the handshake timeout (+ 0.5 s + 10 %), well-behaved p99 < 50 ms under slowloris and the abuse mix
+// (200 ms in a sanitizer build), each abuse kind gets its RFC close code or is released, a slow reader's server
+// RSS growth <= 3 x (high-water mark + message) + 4 MiB, and the server exits 0 on SIGTERM (so a sanitizer report
+// fails the run). LOAD_TEST_SERVER_LOG=debug shows the server's log.
 //
 // Each scenario starts its own echo_server on 127.0.0.1 (port 0), drives it with the epoll client engine below,
 // reads the server's RSS and open descriptors from /proc, prints a figures block and PASS/FAIL, and stops the
@@ -462,6 +469,11 @@ public:
     /// Starts the close handshake from our side with `code`.
     void send_close(Conn& c, std::uint16_t code) {
         if (c.fd < 0 || c.we_closed) return;
+        if (c.drip_off < c.drip.size()) {  // a close frame now would land inside the frame being dripped
+            fail(c, "still writing its message when told to close");
+            drop(c, false);
+            return;
+        }
         const char body[2] = {static_cast<char>(code >> 8), static_cast<char>(code & 0xFF)};
         append_frame(c.out, 8, std::string_view(body, 2));
         c.we_closed = true;
@@ -899,7 +911,17 @@ std::string mib(long kb) { return fmt::format("{:.1f} MiB", static_cast<double>(
 /// The figures block of one scenario and its verdict.
 class Report {
 public:
-    explicit Report(std::string name) : name_(std::move(name)) { fmt::print("\n== {} ==\n", name_); std::fflush(stdout); }
+    explicit Report(std::string name) : name_(std::move(name)) {
+        fmt::print("\n== {} ==\n  machine load average at start: {}\n", name_, load_average());
+        std::fflush(stdout);
+    }
+    /// The 1-minute load average: the machine is shared, so latency figures need it for context.
+    static std::string load_average() {
+        std::ifstream f("/proc/loadavg");
+        std::string one;
+        f >> one;
+        return one.empty() ? "?" : one;
+    }
     template <class... Args>
     void line(fmt::format_string<Args...> f, Args&&... args) {
         fmt::print("  {}\n", fmt::format(f, std::forward<Args>(args)...));
@@ -927,6 +949,8 @@ struct Options {
     bool full = false;
     bool sanitized = LOAD_TEST_SANITIZED != 0;
     std::string only;
+    std::size_t connections = 0;  ///< --connections: overrides the connections scenario's client count
+    i64 seconds = 0;              ///< --seconds: overrides how long it holds them
     double latency_limit_ms() const { return sanitized ? 200.0 : 50.0; }  ///< p99 bound, widened under sanitizers
 };
 
@@ -998,8 +1022,8 @@ void stop_server(ServerProcess& server, Report& report) {
 
 /// N concurrent connections, each sending a message every second for the duration; every echo checked.
 bool scenario_connections(const Options& o) {
-    const std::size_t n = o.full ? 10000 : 500;
-    const i64 duration = o.full ? 60 * sec : 3 * sec;
+    const std::size_t n = o.connections ? o.connections : o.full ? 10000 : 500;
+    const i64 duration = o.seconds ? o.seconds * sec : o.full ? 60 * sec : 3 * sec;
     Report report(fmt::format("connections: {} clients x 1 msg/s for {} s", n, duration / sec));
     ServerProcess server(o.server, {"--threads", "2", "--max-connections", std::to_string(n + 1000), "--log-level", "error"},
                          o.sanitized);
@@ -1144,10 +1168,11 @@ bool scenario_slowloris(const Options& o) {
 /// Misbehaving clients get the right close code or are dropped; well-behaved clients are unaffected.
 bool scenario_abuse(const Options& o) {
     const std::size_t per_kind = o.full ? 50 : 5;
+    const std::size_t byte_writers = o.full ? 10 : 5;  // each costs ~60,000 write() calls on our side in full mode
     const std::size_t good = o.full ? 200 : 50;
     const std::size_t max_message = 64 * KiB;
-    Report report(fmt::format("abuse mix: {} clients per kind vs {} clients x 10 msg/s, --max-message {}", per_kind,
-                              good, max_message));
+    Report report(fmt::format("abuse mix: {} clients per kind ({} for 1-byte writes) vs {} clients x 10 msg/s, --max-message {}",
+                              per_kind, byte_writers, good, max_message));
     ServerProcess server(o.server, {"--threads", "2", "--max-message", std::to_string(max_message), "--log-level", "error"},
                          o.sanitized);
     if (!server.ok()) {
@@ -1160,7 +1185,7 @@ bool scenario_abuse(const Options& o) {
     Engine engine(server.port());
     engine.echo_period = 100 * ms;
     engine.max_message = max_message;
-    engine.byte_writes_size = std::getenv("BW") ? std::strtoul(std::getenv("BW"), nullptr, 10) : o.full ? 60 * KiB : 16 * KiB;
+    engine.byte_writes_size = o.full ? 60 * KiB : 16 * KiB;  // under the limit: must be echoed
     report.check(engine.connect_many(Kind::echo, good, 100, now_us() + 10 * sec),
                  fmt::format("{} well-behaved clients upgraded", good));
     engine.run_for(300 * ms);
@@ -1178,7 +1203,8 @@ bool scenario_abuse(const Options& o) {
     // Interleave the kinds so they hit the server at the same time.
     bool all_upgraded = true;
     for (std::size_t i = 0; i < per_kind; ++i)
-        for (const auto& k : kinds) engine.connect_one(k.kind);
+        for (const auto& k : kinds)
+            if (k.kind != Kind::byte_writes || i < byte_writers) engine.connect_one(k.kind);
     auto abusers_busy = [&] {
         for (const auto& c : engine.conns()) {
             if (c.kind == Kind::echo || c.state == State::closed) continue;
@@ -1223,7 +1249,8 @@ bool scenario_abuse(const Options& o) {
         std::string summary;
         for (const auto& [what, count] : outcomes) summary += fmt::format("{}{} x{}", summary.empty() ? "" : ", ", what, count);
         report.line("{:<34} {}", to_string(k.kind), summary);
-        report.check(right == per_kind, fmt::format("{}: {} of {} {}", to_string(k.kind), right, per_kind,
+        const std::size_t expected = k.kind == Kind::byte_writes ? byte_writers : per_kind;
+        report.check(right == expected, fmt::format("{}: {} of {} {}", to_string(k.kind), right, expected,
                                                     k.code == 0 ? "dropped (server socket released)"
                                                     : k.code == 1000 ? "echoed byte for byte, then closed 1000"
                                                                      : fmt::format("closed with {}", k.code)));
@@ -1335,9 +1362,12 @@ int run(int argc, char** argv) {
         if (a == "--full") o.full = true;
         else if (a == "--sanitized") o.sanitized = true;
         else if (a == "--only" && i + 1 < argc) o.only = argv[++i];
+        else if (a == "--connections" && i + 1 < argc) o.connections = std::strtoul(argv[++i], nullptr, 10);
+        else if (a == "--seconds" && i + 1 < argc) o.seconds = std::strtol(argv[++i], nullptr, 10);
         else if (!a.empty() && a[0] != '-' && o.server.empty()) o.server = a;
         else {
-            fmt::print(stderr, "usage: {} ECHO_SERVER [--full] [--sanitized] [--only connections|slowloris|abuse|slow-reader]\n",
+            fmt::print(stderr, "usage: {} ECHO_SERVER [--full] [--sanitized] [--only connections|slowloris|abuse|slow-reader]\n"
+                       "       [--connections N] [--seconds S]\n",
                        argv[0]);
             return 2;
         }
