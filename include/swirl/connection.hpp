@@ -98,6 +98,10 @@ struct CloseInfo {
 template <class UserData>
 class Server;
 
+namespace detail {
+struct BulkReadBuffer;
+}
+
 template <class UserData>
 class Connection : public std::enable_shared_from_this<Connection<UserData>> {
 public:
@@ -367,6 +371,7 @@ private:
     // Conn thread only.
     std::optional<MessageReader> reader_;
     std::vector<std::uint8_t> read_buffer_;
+    detail::BulkReadBuffer* bulk_ = nullptr;  // the event loop's shared buffer for follow-up reads
     clock::time_point deadline_ = clock::time_point::max();
     asio::steady_timer watchdog_;
     asio::steady_timer drain_signal_;

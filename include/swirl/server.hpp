@@ -35,6 +35,17 @@ namespace swirl {
 using TimerId = std::uint64_t;
 
 namespace detail {
+/// Each connection reads into a small buffer of its own (all an idle connection keeps); when a read fills it, the
+/// rest is read at once, without waiting, into the event loop's shared bulk buffer.
+inline constexpr std::size_t connection_read_size = 1024;
+
+/// One per event loop. `busy` while a connection still has unconsumed bytes in it (its handler suspended);
+/// others then read into their own buffer.
+struct BulkReadBuffer {
+    std::vector<std::uint8_t> bytes = std::vector<std::uint8_t>(64 * 1024);
+    bool busy = false;
+};
+
 /// Calls `f(args...)`, awaiting the result when it is an awaitable.
 template <class F, class... Args>
 asio::awaitable<void> invoke_maybe_async(F& f, Args&&... args) {
@@ -59,6 +70,7 @@ public:
     explicit Server(Settings settings = {}) : settings_(std::move(settings)) {
         if (settings_.threads == 0) settings_.threads = 1;
         for (unsigned i = 0; i < settings_.threads; ++i) {
+            bulk_.push_back(std::make_unique<detail::BulkReadBuffer>());
             contexts_.push_back(std::make_unique<asio::io_context>(1));
             guards_.emplace_back(contexts_.back()->get_executor());
         }
@@ -326,6 +338,7 @@ private:
         std::size_t next_context = 0;
         while (!stopping_) {
             auto& ctx = *contexts_[next_context];
+            detail::BulkReadBuffer& bulk = *bulk_[next_context];
             next_context = (next_context + 1) % contexts_.size();
             asio::ip::tcp::socket socket(ctx);
             std::error_code ec;
@@ -345,6 +358,7 @@ private:
                 continue;
             }
             auto c = std::make_shared<Connection>(*this, next_connection_id_.fetch_add(1), std::move(socket));
+            c->bulk_ = &bulk;
             {
                 std::lock_guard lock(registry_mutex_);
                 connections_.emplace(c->id(), c);
@@ -375,14 +389,15 @@ private:
     asio::awaitable<void> session(std::shared_ptr<Connection> c) {
         std::error_code ec;
         c->socket_.set_option(asio::ip::tcp::no_delay(true), ec);
-        c->read_buffer_.resize(4096);
+        c->socket_.non_blocking(true, ec);  // follow-up reads into the bulk buffer must not block
+        c->read_buffer_.resize(detail::connection_read_size);
         if (settings_.handshake_timeout.count() > 0)
             c->deadline_ = Connection::clock::now() + settings_.handshake_timeout;
-        asio::co_spawn(c->socket_.get_executor(), watchdog(c), asio::detached);
+        arm_watchdog(c);
 
         std::size_t leftover = 0;
         std::optional<Request> upgrade = co_await http_phase(*c, leftover);
-        if (upgrade) co_await websocket_phase(*c, std::move(*upgrade), leftover);
+        if (upgrade) co_await websocket_phase(*c, *upgrade, leftover);
 
         const bool was_open = c->opened_;
         c->finished_ = true;
@@ -502,7 +517,7 @@ private:
         }
     }
 
-    asio::awaitable<void> websocket_phase(Connection& c, Request req, std::size_t have) {
+    asio::awaitable<void> websocket_phase(Connection& c, Request& req, std::size_t have) {
         c.reader_.emplace(Role::server, ReaderLimits{settings_.max_frame_size, settings_.max_message_size});
         {
             std::lock_guard lock(c.mutex_);
@@ -517,13 +532,16 @@ private:
         req = Request{};  // nothing keeps the upgrade request alive past open
 
         MessageReader& reader = *c.reader_;
+        std::span<const std::uint8_t> input(c.read_buffer_.data(), have);
+        bool full = false;  // the last read filled its buffer: more is probably waiting
+        BulkLease lease;    // holds the bulk buffer while `input` points into it
         while (true) {
-            std::span<const std::uint8_t> input(c.read_buffer_.data(), have);
             while (!input.empty()) {
                 const ReadResult r = reader.read(input);
                 input = input.subspan(r.consumed);
                 if (r.event == ReadEvent::need_more) break;
                 if (r.event == ReadEvent::error) {
+                    lease.release();
                     log(LogLevel::debug, "connection {}: protocol error {}: {}", c.id(), reader.error_code(), reader.error_reason());
                     c.close_from_reader(reader.error_code(), reader.error_reason(), true);
                     co_await c.wait_drained();
@@ -531,24 +549,61 @@ private:
                     co_return;
                 }
                 if (r.event == ReadEvent::close) {
+                    lease.release();
                     co_await on_close_frame(c, reader.frame());
                     co_return;
                 }
                 co_await on_frame(c, r.event, reader.frame());
             }
+            lease.release();
             std::error_code ec;
-            const std::size_t n = c.read_buffer_.size();
-            have = co_await c.socket_.async_read_some(asio::buffer(c.read_buffer_), asio::redirect_error(asio::use_awaitable, ec));
+            if (full && !c.bulk_->busy) {
+                // Take what is waiting in one call, without a trip through the reactor.
+                const std::size_t n = c.socket_.read_some(asio::buffer(c.bulk_->bytes), ec);
+                if (!ec) {
+                    lease.take(*c.bulk_);
+                    input = std::span<const std::uint8_t>(c.bulk_->bytes.data(), n);
+                    full = n == c.bulk_->bytes.size();
+                    c.note_activity(n);
+                    continue;
+                }
+                if (ec != asio::error::would_block && ec != asio::error::try_again) {
+                    std::lock_guard lock(c.mutex_);
+                    c.settle_close_info_locked({close_code::abnormal, ec.message(), false, false});
+                    co_return;
+                }
+            }
+            const std::size_t n = co_await c.socket_.async_read_some(asio::buffer(c.read_buffer_), asio::redirect_error(asio::use_awaitable, ec));
             if (ec) {
                 std::lock_guard lock(c.mutex_);
                 c.settle_close_info_locked({close_code::abnormal, ec.message(), false, false});
                 co_return;
             }
-            c.note_activity(have);
-            // A full read means more is waiting: grow (up to 64 KiB) to take it in fewer calls.
-            if (have == n && n < 65536) c.read_buffer_.resize(n * 2);
+            c.note_activity(n);
+            input = std::span<const std::uint8_t>(c.read_buffer_.data(), n);
+            full = n == c.read_buffer_.size();
         }
     }
+
+    /// Marks an event loop's bulk buffer busy while a connection still reads from it.
+    class BulkLease {
+    public:
+        BulkLease() = default;
+        BulkLease(const BulkLease&) = delete;
+        BulkLease& operator=(const BulkLease&) = delete;
+        ~BulkLease() { release(); }
+        void take(detail::BulkReadBuffer& b) noexcept {
+            held_ = &b;
+            b.busy = true;
+        }
+        void release() noexcept {
+            if (held_) held_->busy = false;
+            held_ = nullptr;
+        }
+
+    private:
+        detail::BulkReadBuffer* held_ = nullptr;
+    };
 
     asio::awaitable<void> on_frame(Connection& c, ReadEvent event, Frame& frame) {
         if (c.status() != ConnectionStatus::active) co_return;  // closing: the app no longer hears from the peer
@@ -591,32 +646,34 @@ private:
         co_return false;
     }
 
-    /// Enforces the handshake, idle and close timeouts of one connection.
-    asio::awaitable<void> watchdog(std::shared_ptr<Connection> c) {
-        while (!c->finished_) {
-            c->watchdog_.expires_at(c->deadline_);
-            std::error_code ec;
-            co_await c->watchdog_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-            if (c->finished_) co_return;
-            if (Connection::clock::now() < c->deadline_) continue;
-            switch (c->status()) {
-            case ConnectionStatus::connection:
-            case ConnectionStatus::handshake:
-                log(LogLevel::debug, "connection {}: handshake timeout", c->id());
-                break;
-            case ConnectionStatus::active:
-                log(LogLevel::debug, "connection {}: idle timeout", c->id());
-                c->close(close_code::going_away, "idle timeout");  // re-arms the deadline for the close
-                c->deadline_ = Connection::clock::time_point::max();
-                continue;
-            case ConnectionStatus::closing:
-            case ConnectionStatus::closed:
-                log(LogLevel::debug, "connection {}: close timeout", c->id());
-                break;
-            }
-            c->socket_.close(ec);
-            co_return;
+    /// Enforces the handshake, idle and close timeouts of one connection by waiting for its deadline. A callback, not a coroutine: an idle connection keeps only this
+    /// small handler.
+    void arm_watchdog(std::shared_ptr<Connection> c) {
+        auto& timer = c->watchdog_;
+        timer.expires_at(c->deadline_);
+        timer.async_wait([this, c = std::move(c)](std::error_code) mutable { on_watchdog(std::move(c)); });
+    }
+
+    void on_watchdog(std::shared_ptr<Connection> c) {
+        if (c->finished_) return;
+        if (Connection::clock::now() < c->deadline_) return arm_watchdog(std::move(c));  // moved or re-armed
+        switch (c->status()) {
+        case ConnectionStatus::connection:
+        case ConnectionStatus::handshake:
+            log(LogLevel::debug, "connection {}: handshake timeout", c->id());
+            break;
+        case ConnectionStatus::active:
+            log(LogLevel::debug, "connection {}: idle timeout", c->id());
+            c->close(close_code::going_away, "idle timeout");  // re-arms the deadline for the close
+            c->deadline_ = Connection::clock::time_point::max();
+            return arm_watchdog(std::move(c));
+        case ConnectionStatus::closing:
+        case ConnectionStatus::closed:
+            log(LogLevel::debug, "connection {}: close timeout", c->id());
+            break;
         }
+        std::error_code ec;
+        c->socket_.close(ec);
     }
 
     void cancel_all_timers() {
@@ -656,6 +713,7 @@ private:
     }
 
     Settings settings_;
+    std::vector<std::unique_ptr<detail::BulkReadBuffer>> bulk_;  // outlives the contexts and their coroutines
     std::vector<std::unique_ptr<asio::io_context>> contexts_;
     std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;
     std::optional<asio::ip::tcp::acceptor> acceptor_;
