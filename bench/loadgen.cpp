@@ -63,13 +63,14 @@ struct Options {
     int subscribers = 1000;      ///< broadcast mode
     double hold = 1.0;           ///< idle mode: seconds to hold before reading RSS
     std::string label;           ///< copied into the JSON line
+    bool json = false;           ///< text messages are dispatcher requests {"class":"Index","action":"echo","content":"..."}
 };
 
 [[noreturn]] void usage(int status) {
     std::fprintf(status ? stderr : stdout,
                  "usage: loadgen --port P [--host H] [--path /] [--pid SERVER_PID] [--mode echo|raw|handshake|broadcast|idle]\n"
                  "               [--connections N] [--size BYTES] [--depth N] [--binary] [--text] [--warmup S] [--duration S]\n"
-                 "               [--messages N] [--concurrency N] [--subscribers N] [--hold S] [--label TEXT]\n");
+                 "               [--messages N] [--concurrency N] [--subscribers N] [--hold S] [--label TEXT] [--json]\n");
     std::exit(status);
 }
 
@@ -80,6 +81,7 @@ Options parse(int argc, char** argv) {
         if (a == "--help" || a == "-h") usage(0);
         if (a == "--binary") { o.binary = true; continue; }
         if (a == "--text") { o.binary = false; continue; }
+        if (a == "--json") { o.json = true; o.binary = false; continue; }
         if (i + 1 >= argc) usage(2);
         const char* v = argv[++i];
         if (a == "--host") o.host = v;
@@ -296,14 +298,32 @@ std::array<std::uint8_t, tag_size> make_tag(std::uint32_t id, std::uint64_t seq)
 struct Pattern {
     std::vector<std::uint8_t> plain;   ///< expected payload bytes (the tag area is overwritten per message)
     std::vector<std::uint8_t> masked;  ///< prefix + plain, masked with mask_key from payload offset 0
-    std::size_t prefix = 0;            ///< bytes before the tag in the outgoing payload ("publish " in broadcast)
+    std::size_t prefix = 0;            ///< outgoing-only bytes before `plain` ("publish " in broadcast)
+    std::size_t tag_at = 0;            ///< where the tag starts in `plain`
+    std::size_t tag_len = 0;
 };
 
-Pattern make_pattern(std::size_t size, std::string_view prefix, bool ws) {
+/// The dispatcher's echo request: the reply is the same bytes (keys in this order, content returned unchanged).
+constexpr std::string_view json_open = R"({"class":"Index","action":"echo","content":")";
+constexpr std::string_view json_close = R"("})";
+
+Pattern make_pattern(std::size_t size, std::string_view prefix, bool ws, bool json) {
     Pattern p;
     p.prefix = prefix.size();
     p.plain.resize(size);
     for (std::size_t i = 0; i < size; ++i) p.plain[i] = static_cast<std::uint8_t>('A' + (i * 7 + i / 26) % 26);
+    if (json) {
+        if (size < json_open.size() + json_close.size()) {
+            std::fprintf(stderr, "loadgen: --json needs --size >= %zu\n", json_open.size() + json_close.size());
+            std::exit(2);
+        }
+        std::copy(json_open.begin(), json_open.end(), p.plain.begin());
+        std::copy(json_close.begin(), json_close.end(), p.plain.end() - static_cast<std::ptrdiff_t>(json_close.size()));
+        p.tag_at = json_open.size();
+        p.tag_len = std::min(tag_size, size - json_open.size() - json_close.size());
+    } else {
+        p.tag_len = std::min(tag_size, size);
+    }
     p.masked.assign(prefix.begin(), prefix.end());
     p.masked.insert(p.masked.end(), p.plain.begin(), p.plain.end());
     if (ws)
@@ -313,7 +333,7 @@ Pattern make_pattern(std::size_t size, std::string_view prefix, bool ws) {
 
 /// Header (+ mask key) and the masked prefix and tag of one outgoing message; the rest comes from Pattern::masked.
 struct Head {
-    std::array<std::uint8_t, 14 + 8 + tag_size> bytes{};
+    std::array<std::uint8_t, 14 + 8 + json_open.size() + tag_size> bytes{};
     std::size_t size = 0;       ///< bytes used in `bytes`
     std::size_t tail_from = 0;  ///< offset in Pattern::masked where the shared tail starts
 };
@@ -337,14 +357,14 @@ Head make_head(const Pattern& p, bool ws, bool binary, std::uint32_t id, std::ui
         for (const auto k : mask_key) h.bytes[n++] = k;
     }
     const auto tag = make_tag(id, seq);
-    const std::size_t tag_len = std::min(tag_size, p.plain.size());
-    for (std::size_t i = 0; i < p.prefix; ++i) h.bytes[n++] = p.masked[i];
-    for (std::size_t i = 0; i < tag_len; ++i) {
-        const std::size_t at = p.prefix + i;
+    const std::size_t tag_from = p.prefix + p.tag_at;
+    for (std::size_t i = 0; i < tag_from; ++i) h.bytes[n++] = p.masked[i];
+    for (std::size_t i = 0; i < p.tag_len; ++i) {
+        const std::size_t at = tag_from + i;
         h.bytes[n++] = static_cast<std::uint8_t>(tag[i] ^ (ws ? mask_key[at % 4] : 0));
     }
     h.size = n;
-    h.tail_from = p.prefix + tag_len;
+    h.tail_from = tag_from + p.tag_len;
     return h;
 }
 
@@ -364,6 +384,7 @@ struct Conn {
     bool want_out = false;
     // Receiving
     std::uint64_t recv_seq = 0;
+    std::uint64_t recv_at_open = 0;       ///< recv_seq when the measured window opened (stall detection)
     std::size_t msg_off = 0;              ///< payload bytes of the current message seen
     std::array<std::uint8_t, 14> hdr{};   ///< partial frame header
     std::size_t hdr_len = 0;
@@ -383,7 +404,7 @@ struct Stats {
 
 class Engine {
 public:
-    Engine(const Options& o, bool ws, std::string_view prefix) : o_(o), ws_(ws), pattern_(make_pattern(o.size, prefix, ws)) {
+    Engine(const Options& o, bool ws, std::string_view prefix) : o_(o), ws_(ws), pattern_(make_pattern(o.size, prefix, ws, o.json)) {
         ep_ = epoll_create1(EPOLL_CLOEXEC);
         if (ep_ < 0) die("epoll_create1");
         rbuf_.resize(256 * 1024);
@@ -536,18 +557,15 @@ private:
 
     /// Checks payload bytes [msg_off, msg_off + len) of the message c.recv_seq.
     bool verify(Conn& c, const std::uint8_t* p, std::size_t len) {
-        const std::size_t tag_len = std::min(tag_size, pattern_.plain.size());
-        std::size_t off = c.msg_off;
+        const std::size_t off = c.msg_off, tag_at = pattern_.tag_at, tag_end = tag_at + pattern_.tag_len;
         if (off + len > pattern_.plain.size()) return false;
-        if (off < tag_len) {
-            const auto tag = make_tag(c.peer, c.recv_seq);
-            const std::size_t k = std::min(len, tag_len - off);
-            if (std::memcmp(p, tag.data() + off, k) != 0) return false;
-            p += k;
-            len -= k;
-            off += k;
-        }
-        return std::memcmp(p, pattern_.plain.data() + off, len) == 0;
+        if (off + len <= tag_at || off >= tag_end) return std::memcmp(p, pattern_.plain.data() + off, len) == 0;
+        // Three parts: pattern before the tag, the tag, pattern after it.
+        const auto tag = make_tag(c.peer, c.recv_seq);
+        const std::size_t end = off + len, a = std::max(off, tag_at), b = std::min(end, tag_end);
+        return std::memcmp(p, pattern_.plain.data() + off, a - off) == 0 &&
+               std::memcmp(p + (a - off), tag.data() + (a - tag_at), b - a) == 0 &&
+               std::memcmp(p + (b - off), pattern_.plain.data() + b, end - b) == 0;
     }
 
     template <class OnReply>
@@ -640,6 +658,7 @@ struct Report {
     std::string first_error;
     long long rss_before = -1, rss_after = -1;
     int connections = 0;
+    int stalled = 0;              ///< connections with messages outstanding and no reply in the whole window
 };
 
 void print(const Options& o, const Report& r, const char* unit) {
@@ -650,13 +669,13 @@ void print(const Options& o, const Report& r, const char* unit) {
     const double p999 = r.latency ? r.latency->quantile(0.999) / 1000 : 0;
     std::string err;
     for (const char ch : r.first_error) err += ch == '"' || ch == '\\' ? '\'' : ch;
-    std::printf("{\"label\":\"%s\",\"mode\":\"%s\",\"connections\":%d,\"size\":%zu,\"depth\":%d,\"binary\":%s,"
+    std::printf("{\"label\":\"%s\",\"mode\":\"%s\",\"connections\":%d,\"size\":%zu,\"depth\":%d,\"binary\":%s,\"json\":%s,"
                 "\"seconds\":%.3f,\"count\":%" PRIu64 ",\"rate\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
                 "\"server_cpu_s\":%.3f,\"per_server_cpu_s\":%.1f,\"client_cpu_s\":%.3f,"
-                "\"rss_before\":%lld,\"rss_after\":%lld,\"errors\":%" PRIu64 ",\"first_error\":\"%s\"}\n",
-                o.label.c_str(), r.mode.c_str(), r.connections, o.size, o.depth, o.binary ? "true" : "false", r.seconds,
-                r.count, rate, p50, p99, p999, r.server_cpu, per_cpu, r.client_cpu, r.rss_before, r.rss_after, r.errors,
-                err.c_str());
+                "\"rss_before\":%lld,\"rss_after\":%lld,\"stalled\":%d,\"errors\":%" PRIu64 ",\"first_error\":\"%s\"}\n",
+                o.label.c_str(), r.mode.c_str(), r.connections, o.size, o.depth, o.binary ? "true" : "false", o.json ? "true" : "false", r.seconds,
+                r.count, rate, p50, p99, p999, r.server_cpu, per_cpu, r.client_cpu, r.rss_before, r.rss_after, r.stalled,
+                r.errors, err.c_str());
     std::fflush(stdout);
     if (r.mode == "idle") {
         std::fprintf(stderr, "%s: %d idle connections, server RSS %.1f -> %.1f MiB = %.0f bytes per connection\n",
@@ -668,6 +687,7 @@ void print(const Options& o, const Report& r, const char* unit) {
                      "%s %s: %.0f %s/s over %.2f s, p50 %.0f us p99 %.0f us p99.9 %.0f us, server CPU %.2f s -> %.0f per "
                      "server CPU-s, client CPU %.2f s",
                      o.label.c_str(), r.mode.c_str(), rate, unit, r.seconds, p50, p99, p999, r.server_cpu, per_cpu, unit ? r.client_cpu : 0);
+        if (r.stalled) std::fprintf(stderr, ", %d connections stalled (no reply in the window)", r.stalled);
         if (r.errors) std::fprintf(stderr, ", %" PRIu64 " errors (first: %s)", r.errors, r.first_error.c_str());
         std::fprintf(stderr, "\n");
     }
@@ -723,6 +743,7 @@ int run_echo(const Options& o, bool ws) {
         engine.run_until(w.open + 600'000'000'000, on_reply, stop);
     } else {
         engine.run_until(w.start + static_cast<std::int64_t>(o.warmup * 1e9), on_reply, stop);
+        for (auto& c : engine.conns()) c.recv_at_open = c.recv_seq;
         engine.measuring = true;
         w.cpu0 = process_cpu_seconds(o.pid);
         w.own0 = own_cpu_seconds();
@@ -737,6 +758,9 @@ int run_echo(const Options& o, bool ws) {
     Report r;
     r.mode = ws ? "echo" : "raw";
     r.connections = o.connections;
+    if (!fixed)
+        for (const auto& c : engine.conns())
+            r.stalled += c.send_seq > c.recv_seq && c.recv_seq == c.recv_at_open;
     r.seconds = static_cast<double>(w.end - w.open) / 1e9;
     r.count = st.measured;
     r.server_cpu = w.cpu0 >= 0 && w.cpu1 >= 0 ? w.cpu1 - w.cpu0 : -1;

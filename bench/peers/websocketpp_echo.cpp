@@ -34,8 +34,10 @@ int main(int argc, char** argv) {
     server.set_reuse_addr(true);
     server.set_listen_backlog(4096);
     server.set_max_message_size(64u << 20);
-    server.set_socket_init_handler([](websocketpp::connection_hdl, boost::asio::ip::tcp::socket& socket) {
-        socket.set_option(boost::asio::ip::tcp::no_delay(true));
+    // The socket-init handler runs before the socket is opened; TCP_NODELAY goes on once it is accepted.
+    server.set_tcp_post_init_handler([&server](websocketpp::connection_hdl h) {
+        websocketpp::lib::asio::error_code ec;
+        server.get_con_from_hdl(h)->get_socket().set_option(boost::asio::ip::tcp::no_delay(true), ec);
     });
     std::mutex mutex;
     std::set<websocketpp::connection_hdl, std::owner_less<websocketpp::connection_hdl>> connections;
