@@ -1,0 +1,172 @@
+// The steady-state echo path allocates nothing: global operator new is replaced to count allocations made on the
+// server's thread while a raw-socket client echoes 10,000 messages after a warm-up. Own executable, because the
+// replacement applies to the whole program.
+#include "doctest.hpp"
+
+#include <swirl.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <future>
+#include <new>
+#include <string>
+
+namespace {
+std::atomic<std::size_t> allocations{0};
+thread_local bool counting = false;
+
+void* counted_allocate(std::size_t size, std::size_t alignment = 0) {
+    if (counting) allocations.fetch_add(1, std::memory_order_relaxed);
+    if (size == 0) size = 1;
+    void* p = alignment > alignof(std::max_align_t) ? std::aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment)
+                                                    : std::malloc(size);
+    if (!p) throw std::bad_alloc();
+    return p;
+}
+} // namespace
+
+void* operator new(std::size_t size) { return counted_allocate(size); }
+void* operator new[](std::size_t size) { return counted_allocate(size); }
+void* operator new(std::size_t size, std::align_val_t a) { return counted_allocate(size, static_cast<std::size_t>(a)); }
+void* operator new[](std::size_t size, std::align_val_t a) { return counted_allocate(size, static_cast<std::size_t>(a)); }
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
+    try {
+        return counted_allocate(size);
+    } catch (...) {
+        return nullptr;
+    }
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+
+namespace {
+
+/// A blocking client on a plain socket: nothing it does is counted (it runs on the test's thread).
+class RawClient {
+public:
+    explicit RawClient(std::uint16_t port) {
+        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        REQUIRE(fd_ >= 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(port);
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+        int one = 1;
+        ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        write_all("GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+        std::string head;
+        while (head.find("\r\n\r\n") == std::string::npos) {
+            char c;
+            REQUIRE(::read(fd_, &c, 1) == 1);
+            head += c;
+        }
+        REQUIRE(head.rfind("HTTP/1.1 101", 0) == 0);
+    }
+    ~RawClient() { ::close(fd_); }
+
+    void write_all(std::string_view bytes) {
+        while (!bytes.empty()) {
+            const auto n = ::write(fd_, bytes.data(), bytes.size());
+            REQUIRE(n > 0);
+            bytes.remove_prefix(static_cast<std::size_t>(n));
+        }
+    }
+    std::string read_exactly(std::size_t size) {
+        std::string bytes(size, '\0');
+        std::size_t have = 0;
+        while (have < size) {
+            const auto n = ::read(fd_, bytes.data() + have, size - have);
+            REQUIRE(n > 0);
+            have += static_cast<std::size_t>(n);
+        }
+        return bytes;
+    }
+
+private:
+    int fd_ = -1;
+};
+
+/// A masked client frame carrying `payload`.
+std::string client_frame(const std::string& payload, swirl::Opcode opcode) {
+    swirl::FrameHeader h;
+    h.opcode = opcode;
+    h.masked = true;
+    h.mask = {0x12, 0x34, 0x56, 0x78};
+    h.payload_length = payload.size();
+    std::uint8_t header[swirl::max_frame_header_size];
+    const std::size_t n = swirl::encode_frame_header(header, h);
+    std::string frame(reinterpret_cast<const char*>(header), n);
+    std::string masked = payload;
+    swirl::apply_mask(masked.data(), masked.size(), h.mask);
+    return frame + masked;
+}
+
+/// Echoes `messages` messages of `size` bytes, `depth` in flight at a time; returns allocations per 1,000 messages
+/// made on the server's thread after a warm-up.
+double allocations_per_thousand(std::size_t size, std::size_t depth, swirl::Opcode opcode, int messages = 10000) {
+    swirl::Settings settings;
+    settings.port = 0;
+    settings.log_level = swirl::LogLevel::off;
+    swirl::Server<> server(settings);
+    server.on_message([](auto& connection, swirl::Frame& frame) -> asio::awaitable<void> {
+        connection.send(frame.payload, frame.opcode);
+        co_return;
+    });
+    server.start();
+    std::promise<void> armed;
+    asio::post(server.context(), [&armed] {
+        counting = true;
+        armed.set_value();
+    });
+    armed.get_future().wait();
+
+    RawClient client(server.local_endpoint().port());
+    std::string payload(size, 'x');
+    for (std::size_t i = 0; i < size; ++i) payload[i] = static_cast<char>('a' + i % 26);
+    std::string batch;
+    for (std::size_t i = 0; i < depth; ++i) batch += client_frame(payload, opcode);
+    const std::string reply = swirl::pack(payload, opcode);
+    std::string replies;
+    for (std::size_t i = 0; i < depth; ++i) replies += reply;
+
+    const auto echo = [&](int count) {
+        for (int sent = 0; sent < count; sent += static_cast<int>(depth)) {
+            client.write_all(batch);
+            const std::string got = client.read_exactly(replies.size());
+            REQUIRE(got == replies);
+        }
+    };
+    echo(2000);  // warm-up: buffers and Asio's recycled blocks reach their working size
+    const std::size_t before = allocations.load();
+    echo(messages);
+    const std::size_t during = allocations.load() - before;
+    server.stop();
+    server.wait();
+    MESSAGE(size, " B, depth ", depth, ": ", during, " allocations in ", messages, " echoed messages");
+    return 1000.0 * static_cast<double>(during) / messages;
+}
+
+} // namespace
+
+TEST_CASE("echo path: at most 1 allocation per 1,000 messages after warm-up") {
+    CHECK(allocations_per_thousand(20, 1, swirl::Opcode::text) <= 1.0);
+    CHECK(allocations_per_thousand(512, 1, swirl::Opcode::binary) <= 1.0);
+    CHECK(allocations_per_thousand(16384, 1, swirl::Opcode::binary) <= 1.0);
+    CHECK(allocations_per_thousand(20, 16, swirl::Opcode::text) <= 1.0);
+    CHECK(allocations_per_thousand(512, 16, swirl::Opcode::binary) <= 1.0);
+}
