@@ -23,7 +23,7 @@ public:
     /// `known` lists the flags beyond the common ones below, each taking one value.
     Cli(int argc, char** argv, std::vector<std::string_view> known) {
         known.insert(known.end(), {"--host", "--port", "--threads", "--max-connections", "--max-output-buffer",
-                                   "--backpressure", "--idle-timeout", "--log-level"});
+                                   "--backpressure", "--idle-timeout", "--close-timeout", "--log-level"});
         for (int i = 1; i < argc; ++i) {
             const std::string_view flag = argv[i];
             if (flag == "--help" || flag == "-h") usage(argv[0], known, 0);
@@ -45,7 +45,7 @@ public:
     const std::vector<std::string>& subprotocols() const { return subprotocols_; }
 
     /// The common flags: --host (127.0.0.1), --port (9501), --threads (1), --max-connections,
-    /// --max-output-buffer BYTES, --backpressure reject|close, --idle-timeout SECONDS, --log-level
+    /// --max-output-buffer BYTES, --backpressure reject|close, --idle-timeout SECONDS, --close-timeout SECONDS, --log-level
     /// debug|info|warning|error|off; unset flags keep `swirl::Settings`' defaults.
     swirl::Settings settings() const {
         swirl::Settings s;
@@ -57,6 +57,8 @@ public:
             static_cast<std::size_t>(number("--max-output-buffer", static_cast<double>(s.max_output_buffer)));
         if (get("--backpressure", "reject") == "close") s.backpressure = swirl::BackpressurePolicy::close_connection;
         s.idle_timeout = std::chrono::milliseconds(static_cast<long>(number("--idle-timeout", 0) * 1000));
+        s.close_timeout = std::chrono::milliseconds(
+            static_cast<long>(number("--close-timeout", static_cast<double>(s.close_timeout.count()) / 1000) * 1000));
         const std::string level = get("--log-level", "info");
         constexpr std::pair<std::string_view, swirl::LogLevel> levels[] = {
             {"debug", swirl::LogLevel::debug}, {"info", swirl::LogLevel::info}, {"warning", swirl::LogLevel::warning},

@@ -1289,7 +1289,10 @@ bool scenario_slow_reader(const Options& o, bool close_policy) {
                               mark / MiB));
     ServerProcess server(o.server,
                          {"--max-output-buffer", std::to_string(mark), "--backpressure", close_policy ? "close" : "reject",
-                          "--max-message", std::to_string(1 * MiB), "--log-level", "error"},
+                          "--max-message", std::to_string(1 * MiB), "--log-level", "error",
+                          // The client floods before it reads (seconds under TSan): the server must still be waiting
+                          // for its close reply then, or it drops the socket and the RST discards the 1008 frame.
+                          "--close-timeout", "60"},
                          o.sanitized);
     if (!server.ok()) {
         report.check(false, "server started: " + server.error());
