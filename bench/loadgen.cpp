@@ -133,13 +133,13 @@ double process_cpu_seconds(int pid) {
     return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
-/// VmRSS of a process in bytes, from /proc/PID/status; -1 when unreadable.
-long long process_rss_bytes(int pid) {
+/// VmRSS (or with `field` = "VmHWM:", the peak RSS) of a process in bytes, from /proc/PID/status; -1 when unreadable.
+long long process_rss_bytes(int pid, std::string_view field = "VmRSS:") {
     if (pid <= 0) return -1;
     std::ifstream in("/proc/" + std::to_string(pid) + "/status");
     std::string line;
     while (std::getline(in, line))
-        if (line.rfind("VmRSS:", 0) == 0) return std::atoll(line.c_str() + 6) * 1024;
+        if (line.rfind(field, 0) == 0) return std::atoll(line.c_str() + field.size()) * 1024;
     return -1;
 }
 
@@ -659,6 +659,7 @@ struct Report {
     long long rss_before = -1, rss_after = -1;
     int connections = 0;
     int stalled = 0;              ///< connections with messages outstanding and no reply in the whole window
+    long long peak_rss = -1;      ///< the server's VmHWM at the end (memory under load)
 };
 
 void print(const Options& o, const Report& r, const char* unit) {
@@ -672,9 +673,9 @@ void print(const Options& o, const Report& r, const char* unit) {
     std::printf("{\"label\":\"%s\",\"mode\":\"%s\",\"connections\":%d,\"size\":%zu,\"depth\":%d,\"binary\":%s,\"json\":%s,"
                 "\"seconds\":%.3f,\"count\":%" PRIu64 ",\"rate\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
                 "\"server_cpu_s\":%.3f,\"per_server_cpu_s\":%.1f,\"client_cpu_s\":%.3f,"
-                "\"rss_before\":%lld,\"rss_after\":%lld,\"stalled\":%d,\"errors\":%" PRIu64 ",\"first_error\":\"%s\"}\n",
+                "\"rss_before\":%lld,\"rss_after\":%lld,\"stalled\":%d,\"peak_rss\":%lld,\"errors\":%" PRIu64 ",\"first_error\":\"%s\"}\n",
                 o.label.c_str(), r.mode.c_str(), r.connections, o.size, o.depth, o.binary ? "true" : "false", o.json ? "true" : "false", r.seconds,
-                r.count, rate, p50, p99, p999, r.server_cpu, per_cpu, r.client_cpu, r.rss_before, r.rss_after, r.stalled,
+                r.count, rate, p50, p99, p999, r.server_cpu, per_cpu, r.client_cpu, r.rss_before, r.rss_after, r.stalled, r.peak_rss,
                 r.errors, err.c_str());
     std::fflush(stdout);
     if (r.mode == "idle") {
@@ -753,11 +754,13 @@ int run_echo(const Options& o, bool ws) {
     w.end = now_ns();
     w.cpu1 = process_cpu_seconds(o.pid);
     w.own1 = own_cpu_seconds();
+    const long long peak_rss = process_rss_bytes(o.pid, "VmHWM:");
     engine.close_all();
 
     Report r;
     r.mode = ws ? "echo" : "raw";
     r.connections = o.connections;
+    r.peak_rss = peak_rss;
     if (!fixed)
         for (const auto& c : engine.conns())
             r.stalled += c.send_seq > c.recv_seq && c.recv_seq == c.recv_at_open;
@@ -828,10 +831,12 @@ int run_broadcast(const Options& o) {
     w.end = now_ns();
     w.cpu1 = process_cpu_seconds(o.pid);
     w.own1 = own_cpu_seconds();
+    const long long peak_rss = process_rss_bytes(o.pid, "VmHWM:");
     engine.close_all();
 
     Report r;
     r.mode = "broadcast";
+    r.peak_rss = peak_rss;
     r.connections = o.subscribers + 1;
     r.seconds = static_cast<double>(w.end - w.open) / 1e9;
     r.count = st.measured;
