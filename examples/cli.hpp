@@ -89,13 +89,14 @@ int serve(Server& server) {
         fmt::print(stderr, "cannot listen on {}:{}: {}\n", server.settings().host, server.settings().port, e.what());
         return 1;
     }
-    const auto endpoint = server.local_endpoint();
-    fmt::print("listening on ws://{}:{}\n", endpoint.address().to_string(), endpoint.port());
-    std::fflush(stdout);
+    // Catch the signals before announcing ourselves: whoever reads the line may signal us at once.
     asio::signal_set signals(server.context(), SIGINT, SIGTERM);
     signals.async_wait([&server](std::error_code ec, int) {
         if (!ec) server.stop();
     });
+    const auto endpoint = server.local_endpoint();
+    fmt::print("listening on ws://{}:{}\n", endpoint.address().to_string(), endpoint.port());
+    std::fflush(stdout);
     server.run();
     return 0;
 }
