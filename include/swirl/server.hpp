@@ -35,8 +35,8 @@ namespace swirl {
 using TimerId = std::uint64_t;
 
 namespace detail {
-/// Each connection reads into a small buffer of its own (all an idle connection keeps); when a read fills it, the
-/// rest is read at once, without waiting, into the event loop's shared bulk buffer.
+/// An open connection reads into its event loop's shared bulk buffer and keeps no read buffer while idle. It has a
+/// small one of its own for the HTTP request, and for reads while another connection holds the bulk buffer.
 inline constexpr std::size_t connection_read_size = 1024;
 
 /// One per event loop. `busy` while a connection still has unconsumed bytes in it (its handler suspended);
@@ -511,77 +511,10 @@ private:
         c.socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
         c.arm_close_timeout();
         c.status_.store(ConnectionStatus::closing, std::memory_order_release);
+        if (c.read_buffer_.empty()) c.read_buffer_.resize(detail::connection_read_size);
         while (!ec) {
             const std::size_t n = co_await c.socket_.async_read_some(asio::buffer(c.read_buffer_), asio::redirect_error(asio::use_awaitable, ec));
             c.bytes_in_.fetch_add(n, std::memory_order_relaxed);
-        }
-    }
-
-    asio::awaitable<void> websocket_phase(Connection& c, Request& req, std::size_t have) {
-        c.reader_.emplace(Role::server, ReaderLimits{settings_.max_frame_size, settings_.max_message_size});
-        {
-            std::lock_guard lock(c.mutex_);
-            c.status_.store(ConnectionStatus::active, std::memory_order_release);
-        }
-        c.opened_ = true;
-        c.deadline_ = settings_.idle_timeout.count() > 0 ? Connection::clock::now() + settings_.idle_timeout
-                                                          : Connection::clock::time_point::max();
-        c.watchdog_.cancel();
-        if (stopping_) c.close(close_code::going_away, "server shutting down");  // upgraded while stop() ran
-        if (on_open_) co_await call_handler(c, "open", [&] { return on_open_(c, req); });
-        req = Request{};  // nothing keeps the upgrade request alive past open
-
-        MessageReader& reader = *c.reader_;
-        std::span<const std::uint8_t> input(c.read_buffer_.data(), have);
-        bool full = false;  // the last read filled its buffer: more is probably waiting
-        BulkLease lease;    // holds the bulk buffer while `input` points into it
-        while (true) {
-            while (!input.empty()) {
-                const ReadResult r = reader.read(input);
-                input = input.subspan(r.consumed);
-                if (r.event == ReadEvent::need_more) break;
-                if (r.event == ReadEvent::error) {
-                    lease.release();
-                    log(LogLevel::debug, "connection {}: protocol error {}: {}", c.id(), reader.error_code(), reader.error_reason());
-                    c.close_from_reader(reader.error_code(), reader.error_reason(), true);
-                    co_await c.wait_drained();
-                    co_await linger(c);
-                    co_return;
-                }
-                if (r.event == ReadEvent::close) {
-                    lease.release();
-                    co_await on_close_frame(c, reader.frame());
-                    co_return;
-                }
-                co_await on_frame(c, r.event, reader.frame());
-            }
-            lease.release();
-            std::error_code ec;
-            if (full && !c.bulk_->busy) {
-                // Take what is waiting in one call, without a trip through the reactor.
-                const std::size_t n = c.socket_.read_some(asio::buffer(c.bulk_->bytes), ec);
-                if (!ec) {
-                    lease.take(*c.bulk_);
-                    input = std::span<const std::uint8_t>(c.bulk_->bytes.data(), n);
-                    full = n == c.bulk_->bytes.size();
-                    c.note_activity(n);
-                    continue;
-                }
-                if (ec != asio::error::would_block && ec != asio::error::try_again) {
-                    std::lock_guard lock(c.mutex_);
-                    c.settle_close_info_locked({close_code::abnormal, ec.message(), false, false});
-                    co_return;
-                }
-            }
-            const std::size_t n = co_await c.socket_.async_read_some(asio::buffer(c.read_buffer_), asio::redirect_error(asio::use_awaitable, ec));
-            if (ec) {
-                std::lock_guard lock(c.mutex_);
-                c.settle_close_info_locked({close_code::abnormal, ec.message(), false, false});
-                co_return;
-            }
-            c.note_activity(n);
-            input = std::span<const std::uint8_t>(c.read_buffer_.data(), n);
-            full = n == c.read_buffer_.size();
         }
     }
 
@@ -604,6 +537,86 @@ private:
     private:
         detail::BulkReadBuffer* held_ = nullptr;
     };
+
+    asio::awaitable<void> websocket_phase(Connection& c, Request& req, std::size_t have) {
+        c.reader_.emplace(Role::server, ReaderLimits{settings_.max_frame_size, settings_.max_message_size});
+        {
+            std::lock_guard lock(c.mutex_);
+            c.status_.store(ConnectionStatus::active, std::memory_order_release);
+        }
+        c.opened_ = true;
+        c.deadline_ = settings_.idle_timeout.count() > 0 ? Connection::clock::now() + settings_.idle_timeout
+                                                          : Connection::clock::time_point::max();
+        c.watchdog_.cancel();
+        if (stopping_) c.close(close_code::going_away, "server shutting down");  // upgraded while stop() ran
+        if (on_open_) co_await call_handler(c, "open", [&] { return on_open_(c, req); });
+        req = Request{};  // nothing keeps the upgrade request alive past open
+
+        MessageReader& reader = *c.reader_;
+        std::span<const std::uint8_t> input(c.read_buffer_.data(), have);
+        bool upgrade_leftover = true;  // `input` starts with what followed the upgrade request in its read
+        BulkLease lease;               // holds the bulk buffer while `input` points into it
+        while (true) {
+            while (!input.empty()) {
+                const ReadResult r = reader.read(input);
+                input = input.subspan(r.consumed);
+                if (r.event == ReadEvent::need_more) break;
+                if (r.event == ReadEvent::error) {
+                    lease.release();
+                    log(LogLevel::debug, "connection {}: protocol error {}: {}", c.id(), reader.error_code(), reader.error_reason());
+                    c.close_from_reader(reader.error_code(), reader.error_reason(), true);
+                    co_await c.wait_drained();
+                    co_await linger(c);
+                    co_return;
+                }
+                if (r.event == ReadEvent::close) {
+                    lease.release();
+                    co_await on_close_frame(c, reader.frame());
+                    co_return;
+                }
+                co_await on_frame(c, r.event, reader.frame());
+            }
+            lease.release();
+            if (std::exchange(upgrade_leftover, false)) std::vector<std::uint8_t>().swap(c.read_buffer_);
+            // Replies leave before the next read; letting the other ready connections run first gives the peer time
+            // to answer, so that read usually finds its next message instead of coming back empty.
+            c.flush();
+            co_await asio::post(c.socket_.get_executor(), asio::use_awaitable);
+            std::error_code ec;
+            std::size_t n = 0;
+            while (true) {
+                n = read_available(c, input, lease, ec);
+                if (ec != asio::error::would_block && ec != asio::error::try_again) break;
+                co_await c.socket_.async_wait(asio::socket_base::wait_read, asio::redirect_error(asio::use_awaitable, ec));
+                if (ec) break;
+            }
+            if (ec) {
+                std::lock_guard lock(c.mutex_);
+                c.settle_close_info_locked({close_code::abnormal, ec.message(), false, false});
+                co_return;
+            }
+            c.note_activity(n);
+        }
+    }
+
+    /// Reads what the socket holds without waiting: into the event loop's bulk buffer (leased to `input`), or into
+    /// the connection's own while a suspended handler elsewhere holds the bulk buffer.
+    static std::size_t read_available(Connection& c, std::span<const std::uint8_t>& input, BulkLease& lease,
+                                      std::error_code& ec) {
+        detail::BulkReadBuffer& bulk = *c.bulk_;
+        if (!bulk.busy) {
+            const std::size_t n = c.socket_.read_some(asio::buffer(bulk.bytes), ec);
+            if (ec) return 0;
+            lease.take(bulk);
+            input = std::span<const std::uint8_t>(bulk.bytes.data(), n);
+            return n;
+        }
+        if (c.read_buffer_.empty()) c.read_buffer_.resize(detail::connection_read_size);
+        const std::size_t n = c.socket_.read_some(asio::buffer(c.read_buffer_), ec);
+        if (ec) return 0;
+        input = std::span<const std::uint8_t>(c.read_buffer_.data(), n);
+        return n;
+    }
 
     asio::awaitable<void> on_frame(Connection& c, ReadEvent event, Frame& frame) {
         if (c.status() != ConnectionStatus::active) co_return;  // closing: the app no longer hears from the peer
