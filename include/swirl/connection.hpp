@@ -11,6 +11,7 @@
 
 #include <swirl/detail/asio.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -272,7 +273,8 @@ private:
         asio::post(socket_.get_executor(), [self = this->shared_from_this()] { self->flush(); });
     }
 
-    /// Conn thread: starts writing everything pending in one gather write, unless a write is running.
+    /// Conn thread: writes everything pending in one gather write, unless a write is running. What the socket
+    /// takes at once is written right here; only a remainder waits for Asio.
     void flush() {
         std::unique_lock lock(mutex_);
         flush_posted_ = false;
@@ -283,9 +285,22 @@ private:
         lock.unlock();
         buffers_.clear();
         writing_queue_.for_each_piece([this](const char* p, std::size_t n) { buffers_.emplace_back(p, n); });
+        std::error_code ec;
+        const std::size_t written = socket_.write_some(std::span<const asio::const_buffer>(buffers_), ec);  // never blocks
+        if (ec == asio::error::would_block || ec == asio::error::try_again) ec.clear();
+        if (ec || written == in_flight_) return on_written(ec, written);
+        std::size_t first = 0;
+        for (std::size_t skip = written; skip != 0;) {
+            const std::size_t n = std::min(skip, buffers_[first].size());
+            buffers_[first] += n;
+            skip -= n;
+            if (buffers_[first].size() == 0) ++first;
+        }
         // A span, not the vector: Asio copies the buffer sequence into its operation, and a span copies for free.
-        asio::async_write(socket_, std::span<const asio::const_buffer>(buffers_),
-                          [self = this->shared_from_this()](std::error_code ec, std::size_t n) { self->on_written(ec, n); });
+        asio::async_write(socket_, std::span<const asio::const_buffer>(buffers_).subspan(first),
+                          [self = this->shared_from_this(), written](std::error_code e, std::size_t n) {
+                              self->on_written(e, written + n);
+                          });
     }
 
     void on_written(std::error_code ec, std::size_t n) {

@@ -574,7 +574,8 @@ private:
                     co_await on_close_frame(c, reader.frame());
                     co_return;
                 }
-                co_await on_frame(c, r.event, reader.frame());
+                if (take_frame(c, r.event, reader.frame()))
+                    co_await call_handler(c, "message", [&] { return on_message_(c, reader.frame()); });
             }
             lease.release();
             if (std::exchange(upgrade_leftover, false)) std::vector<std::uint8_t>().swap(c.read_buffer_);
@@ -618,16 +619,15 @@ private:
         return n;
     }
 
-    asio::awaitable<void> on_frame(Connection& c, ReadEvent event, Frame& frame) {
-        if (c.status() != ConnectionStatus::active) co_return;  // closing: the app no longer hears from the peer
-        bool deliver = event == ReadEvent::message;
+    /// Answers a ping; true when the message handler is to hear of the message, ping or pong.
+    bool take_frame(Connection& c, ReadEvent event, const Frame& frame) {
+        if (c.status() != ConnectionStatus::active) return false;  // closing: the app no longer hears from the peer
         if (event == ReadEvent::ping) {
             if (settings_.auto_pong) c.enqueue_control(Opcode::pong, frame.payload);
-            deliver = settings_.deliver_ping;
-        } else if (event == ReadEvent::pong) {
-            deliver = settings_.deliver_pong;
+            return settings_.deliver_ping && on_message_;
         }
-        if (deliver && on_message_) co_await call_handler(c, "message", [&] { return on_message_(c, frame); });
+        if (event == ReadEvent::pong) return settings_.deliver_pong && on_message_;
+        return event == ReadEvent::message && on_message_;
     }
 
     /// The peer sent a close frame: answer it (unless we already sent ours), flush, then close TCP first.
