@@ -11,9 +11,7 @@ int main(int argc, char** argv) {
     settings.subprotocols = cli.subprotocols();
 
     swirl::Server<> server(settings);
-    server.on_message([](auto& connection, swirl::Frame& frame) -> asio::awaitable<void> {
-        connection.send(frame.payload, frame.opcode);
-        co_return;
-    });
+    // A handler that never waits can be a plain function: no coroutine frame per message.
+    server.on_message([](auto& connection, swirl::Frame& frame) { connection.send(frame.payload, frame.opcode); });
     return examples::serve(server);
 }

@@ -492,6 +492,39 @@ TEST_CASE("a throwing handler closes its connection with 1011 and the server kee
     });
 }
 
+TEST_CASE("a plain (non-coroutine) message handler echoes, and closes with 1011 when it throws") {
+    Server server(test::local_settings());
+    server.on_message([](Conn& c, Frame& f) {
+        if (f.payload == "boom") throw std::runtime_error("handler failure");
+        ++c.data().messages;
+        c.send(f.payload, f.opcode);
+    });
+    test::RunningServer running(server);
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await Client::connect("127.0.0.1", running.port());
+        const std::string big(70000, 'b');  // named: GCC 12 mishandles temporaries in a co_await that throws
+        co_await client.send("one");
+        co_await client.send(big, Opcode::binary);
+        {
+            const auto f = co_await client.receive();
+            REQUIRE(f);
+            CHECK(f->payload == "one");
+        }
+        {
+            const auto f = co_await client.receive();
+            REQUIRE(f);
+            CHECK(f->opcode == Opcode::binary);
+            CHECK(f->payload == big);
+        }
+        co_await client.send("boom");
+        const auto f = co_await client.receive();
+        REQUIRE(f);
+        CHECK(f->opcode == Opcode::close);
+        CHECK(f->code == swirl::close_code::internal_error);
+        co_await test::check_still_serving(running.port());
+    });
+}
+
 TEST_CASE("pings are answered automatically; control frames reach the handler only when asked") {
     test::Events events;
     auto settings = test::local_settings();

@@ -57,16 +57,21 @@ public:
         std::size_t used = 0;
         while (true) {
             if (state_ == State::header) {
-                const std::size_t want = header_need_ - header_len_;
-                const std::size_t take = std::min(want, input.size() - used);
-                std::copy_n(input.data() + used, take, header_buf_ + header_len_);
-                header_len_ += take;
-                used += take;
-                if (header_len_ < header_need_) return {ReadEvent::need_more, used};
-                const auto head = decode_frame_header(std::span(header_buf_, header_len_), header_);
-                if (head.status == HeaderStatus::incomplete) {
-                    header_need_ = head.size;
-                    continue;
+                HeaderDecode head{HeaderStatus::incomplete, 0};
+                if (header_len_ == 0 && (head = decode_frame_header(input.subspan(used), header_)).status != HeaderStatus::incomplete) {
+                    used += head.size;  // the whole header is in the input: decoded in place
+                } else {
+                    const std::size_t want = header_need_ - header_len_;
+                    const std::size_t take = std::min(want, input.size() - used);
+                    std::copy_n(input.data() + used, take, header_buf_ + header_len_);
+                    header_len_ += take;
+                    used += take;
+                    if (header_len_ < header_need_) return {ReadEvent::need_more, used};
+                    head = decode_frame_header(std::span(header_buf_, header_len_), header_);
+                    if (head.status == HeaderStatus::incomplete) {
+                        header_need_ = head.size;
+                        continue;
+                    }
                 }
                 if (head.status == HeaderStatus::bad_length) return fail(close_code::protocol_error, "invalid payload length encoding", used);
                 header_len_ = 0;
@@ -78,9 +83,8 @@ public:
                 if (take != 0) {
                     std::string& dst = target().payload;
                     const std::size_t old = dst.size();
-                    dst.resize(old + take);
-                    if (header_.masked) mask_phase_ = mask_copy(dst.data() + old, input.data() + used, take, header_.mask, mask_phase_);
-                    else std::copy_n(input.data() + used, take, dst.data() + old);
+                    dst.append(reinterpret_cast<const char*>(input.data() + used), take);  // append, not resize: no zero fill
+                    if (header_.masked) mask_phase_ = apply_mask(dst.data() + old, take, header_.mask, mask_phase_);
                     used += take;
                     remaining_ -= take;
                     if (!is_control(header_.opcode) && message_.opcode == Opcode::text &&

@@ -64,6 +64,7 @@ public:
     using HandshakeHandler = std::function<asio::awaitable<bool>(Connection&, const Request&, Response&)>;
     using OpenHandler = std::function<asio::awaitable<void>(Connection&, const Request&)>;
     using MessageHandler = std::function<asio::awaitable<void>(Connection&, Frame&)>;
+    using PlainMessageHandler = std::function<void(Connection&, Frame&)>;
     using CloseHandler = std::function<asio::awaitable<void>(Connection&, const CloseInfo&)>;
     using RequestHandler = std::function<asio::awaitable<void>(Connection&, const Request&, Response&)>;
 
@@ -89,7 +90,17 @@ public:
     /// whatever status, headers and body `res` holds. `on_open` still fires after an accepted custom handshake.
     void on_handshake(HandshakeHandler h) { on_handshake_ = std::move(h); }
     void on_open(OpenHandler h) { on_open_ = std::move(h); }
-    void on_message(MessageHandler h) { on_message_ = std::move(h); }
+    void on_message(MessageHandler h) {
+        on_message_ = std::move(h);
+        on_message_plain_ = nullptr;
+    }
+    /// A message handler that never waits (returns void): called in place, without a coroutine frame per message.
+    template <class F>
+        requires std::is_void_v<std::invoke_result_t<F&, Connection&, Frame&>>
+    void on_message(F h) {
+        on_message_plain_ = std::move(h);
+        on_message_ = nullptr;
+    }
     void on_close(CloseHandler h) { on_close_ = std::move(h); }
     /// Plain HTTP requests on the same port. Without it, non-upgrade requests get 400.
     void on_request(RequestHandler h) { on_request_ = std::move(h); }
@@ -574,8 +585,10 @@ private:
                     co_await on_close_frame(c, reader.frame());
                     co_return;
                 }
-                if (take_frame(c, r.event, reader.frame()))
-                    co_await call_handler(c, "message", [&] { return on_message_(c, reader.frame()); });
+                if (take_frame(c, r.event, reader.frame())) {
+                    if (on_message_plain_) call_plain(c, "message", [&] { on_message_plain_(c, reader.frame()); });
+                    else co_await call_handler(c, "message", [&] { return on_message_(c, reader.frame()); });
+                }
             }
             lease.release();
             if (std::exchange(upgrade_leftover, false)) std::vector<std::uint8_t>().swap(c.read_buffer_);
@@ -624,16 +637,20 @@ private:
         if (c.status() != ConnectionStatus::active) return false;  // closing: the app no longer hears from the peer
         if (event == ReadEvent::ping) {
             if (settings_.auto_pong) c.enqueue_control(Opcode::pong, frame.payload);
-            return settings_.deliver_ping && on_message_;
+            return settings_.deliver_ping && has_message_handler();
         }
-        if (event == ReadEvent::pong) return settings_.deliver_pong && on_message_;
-        return event == ReadEvent::message && on_message_;
+        if (event == ReadEvent::pong) return settings_.deliver_pong && has_message_handler();
+        return event == ReadEvent::message && has_message_handler();
     }
+
+    bool has_message_handler() const noexcept { return on_message_ || on_message_plain_; }
 
     /// The peer sent a close frame: answer it (unless we already sent ours), flush, then close TCP first.
     asio::awaitable<void> on_close_frame(Connection& c, Frame& frame) {
-        if (settings_.deliver_close && on_message_ && c.status() == ConnectionStatus::active)
-            co_await call_handler(c, "message", [&] { return on_message_(c, frame); });
+        if (settings_.deliver_close && c.status() == ConnectionStatus::active) {
+            if (on_message_plain_) call_plain(c, "message", [&] { on_message_plain_(c, frame); });
+            else if (on_message_) co_await call_handler(c, "message", [&] { return on_message_(c, frame); });
+        }
         c.close_from_reader(frame.code, frame.reason, false);
         co_await c.wait_drained();
         {
@@ -650,13 +667,32 @@ private:
         try {
             co_await call();
             co_return true;
+        } catch (...) {
+            handler_threw(c, event);
+        }
+        co_return false;
+    }
+
+    /// `call_handler` for a plain (non-coroutine) handler.
+    template <class Call>
+    void call_plain(Connection& c, std::string_view event, Call&& call) {
+        try {
+            call();
+        } catch (...) {
+            handler_threw(c, event);
+        }
+    }
+
+    /// In a catch block: logs the exception and closes the connection with 1011.
+    void handler_threw(Connection& c, std::string_view event) {
+        try {
+            throw;
         } catch (const std::exception& e) {
             log(LogLevel::error, "connection {}: {} handler threw: {}", c.id(), event, e.what());
         } catch (...) {
             log(LogLevel::error, "connection {}: {} handler threw a non-exception", c.id(), event);
         }
         c.close(close_code::internal_error, "internal error");
-        co_return false;
     }
 
     /// Enforces the handshake, idle and close timeouts of one connection by waiting for its deadline. A callback, not a coroutine: an idle connection keeps only this
@@ -737,6 +773,7 @@ private:
     HandshakeHandler on_handshake_;
     OpenHandler on_open_;
     MessageHandler on_message_;
+    PlainMessageHandler on_message_plain_;
     CloseHandler on_close_;
     RequestHandler on_request_;
 

@@ -23,10 +23,8 @@ public:
         h.payload_length = payload.size();
         std::uint8_t header[max_frame_header_size];
         const std::size_t n = encode_frame_header(header, h);
-        const std::size_t old = flat_.size();
-        flat_.resize(old + n + payload.size());
-        std::memcpy(flat_.data() + old, header, n);
-        if (!payload.empty()) std::memcpy(flat_.data() + old + n, payload.data(), payload.size());
+        flat_.append(reinterpret_cast<const char*>(header), n);
+        flat_.append(payload);
         size_ += n + payload.size();
     }
 
