@@ -23,7 +23,7 @@ public:
     /// `known` lists the flags beyond the common ones below, each taking one value.
     Cli(int argc, char** argv, std::vector<std::string_view> known) {
         known.insert(known.end(), {"--host", "--port", "--threads", "--max-connections", "--max-output-buffer",
-                                   "--backpressure", "--idle-timeout", "--close-timeout", "--log-level"});
+                                   "--pause-reading-above", "--backpressure", "--idle-timeout", "--close-timeout", "--log-level"});
         for (int i = 1; i < argc; ++i) {
             const std::string_view flag = argv[i];
             if (flag == "--help" || flag == "-h") usage(argv[0], known, 0);
@@ -45,8 +45,8 @@ public:
     const std::vector<std::string>& subprotocols() const { return subprotocols_; }
 
     /// The common flags: --host (127.0.0.1), --port (9501), --threads (1), --max-connections,
-    /// --max-output-buffer BYTES, --backpressure reject|close, --idle-timeout SECONDS, --close-timeout SECONDS, --log-level
-    /// debug|info|warning|error|off; unset flags keep `swirl::Settings`' defaults.
+    /// --max-output-buffer BYTES, --pause-reading-above BYTES, --backpressure reject|close, --idle-timeout SECONDS,
+    /// --close-timeout SECONDS, --log-level debug|info|warning|error|off; unset flags keep `swirl::Settings`' defaults.
     swirl::Settings settings() const {
         swirl::Settings s;
         s.host = get("--host", "127.0.0.1");
@@ -55,6 +55,7 @@ public:
         s.max_connections = static_cast<std::size_t>(number("--max-connections", static_cast<double>(s.max_connections)));
         s.max_output_buffer =
             static_cast<std::size_t>(number("--max-output-buffer", static_cast<double>(s.max_output_buffer)));
+        s.pause_reading_above = static_cast<std::size_t>(number("--pause-reading-above", 0));
         if (get("--backpressure", "reject") == "close") s.backpressure = swirl::BackpressurePolicy::close_connection;
         s.idle_timeout = std::chrono::milliseconds(static_cast<long>(number("--idle-timeout", 0) * 1000));
         s.close_timeout = std::chrono::milliseconds(

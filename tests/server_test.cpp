@@ -663,6 +663,42 @@ TEST_CASE("with close_connection backpressure a slow reader is closed with 1008"
     }, 30s);
 }
 
+TEST_CASE("with pause_reading_above a peer that floods without reading waits in TCP and loses no reply") {
+    auto settings = test::local_settings();
+    settings.max_output_buffer = 256 * 1024;  // without the pause, this flood gets replies refused (test above)
+    settings.pause_reading_above = 64 * 1024;
+    EchoServer echo(settings);
+    auto& server = echo.server;
+    test::RunningServer running(server);
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await Client::connect("127.0.0.1", running.port());
+        echo.wait_open();
+        const std::string payload(64 * 1024, 'p');
+        const std::string frame = test::client_frame(payload, Opcode::binary);
+        constexpr int count = 256;  // 16 MiB: far more than the socket buffers and the output limit hold
+        bool flood_done = false;
+        asio::co_spawn(co_await asio::this_coro::executor, [&]() -> asio::awaitable<void> {
+            for (int i = 0; i < count; ++i) co_await client.send_raw(frame);
+            flood_done = true;
+        }, asio::detached);
+        asio::steady_timer pause(co_await asio::this_coro::executor, 500ms);
+        co_await pause.async_wait(asio::use_awaitable);
+        CHECK_FALSE(flood_done);  // the server stopped reading, so the flood is stuck in TCP
+        const auto info = server.client_info(echo.id);
+        REQUIRE(info);
+        CHECK(info->buffered <= settings.pause_reading_above + frame.size());
+        CHECK(info->bytes_in < count * frame.size());
+        int received = 0;
+        for (; received < count; ++received) {
+            const auto f = co_await client.receive();
+            if (!f || f->payload != payload) break;
+        }
+        CHECK(received == count);  // every reply arrived: none was refused
+        CHECK(flood_done);
+        co_await client.close();
+    }, 30s);
+}
+
 TEST_CASE("timers: after fires once, tick repeats until cleared, defer runs soon") {
     Server server(test::local_settings());
     server.on_message(echo_message);

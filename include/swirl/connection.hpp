@@ -325,6 +325,12 @@ private:
         else drain_signal_.cancel();
     }
 
+    /// Bytes queued or being written.
+    std::size_t unsent() const {
+        std::lock_guard lock(mutex_);
+        return pending_.size() + in_flight_;
+    }
+
     bool drained() const {
         std::lock_guard lock(mutex_);
         return write_failed_ || (!writing_ && pending_.empty());

@@ -83,8 +83,9 @@ public:
                 if (take != 0) {
                     std::string& dst = target().payload;
                     const std::size_t old = dst.size();
-                    dst.append(reinterpret_cast<const char*>(input.data() + used), take);  // append, not resize: no zero fill
-                    if (header_.masked) mask_phase_ = apply_mask(dst.data() + old, take, header_.mask, mask_phase_);
+                    dst.resize(old + take);
+                    if (header_.masked) mask_phase_ = mask_copy(dst.data() + old, input.data() + used, take, header_.mask, mask_phase_);
+                    else std::copy_n(input.data() + used, take, dst.data() + old);
                     used += take;
                     remaining_ -= take;
                     if (!is_control(header_.opcode) && message_.opcode == Opcode::text &&

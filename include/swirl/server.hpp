@@ -595,6 +595,7 @@ private:
             // Replies leave before the next read; letting the other ready connections run first gives the peer time
             // to answer, so that read usually finds its next message instead of coming back empty.
             c.flush();
+            if (settings_.pause_reading_above != 0 && c.unsent() > settings_.pause_reading_above) co_await c.wait_drained();
             co_await asio::post(c.socket_.get_executor(), asio::use_awaitable);
             std::error_code ec;
             std::size_t n = 0;

@@ -36,6 +36,10 @@ struct Settings {
 
     std::size_t max_output_buffer = 8u << 20;  ///< unsent bytes per connection before `backpressure` applies
     BackpressurePolicy backpressure = BackpressurePolicy::reject_message;
+    /// While more unsent bytes than this are queued, the connection reads nothing until they are all written: a peer
+    /// that sends faster than it reads then waits in TCP, and replies are neither refused nor piled up in memory.
+    /// 0 (the default, as Swoole): reading never pauses and `backpressure` decides at `max_output_buffer`.
+    std::size_t pause_reading_above = 0;
 
     std::vector<std::string> subprotocols;  ///< supported, in order of preference
 
