@@ -176,3 +176,22 @@ TEST_CASE("parse_response_head rejects status lines that are not HTTP-version SP
     CHECK_FALSE(parse_response_head("HTTP/1.1 -10 Negative").has_value());              // signed status
     CHECK_FALSE(parse_response_head("HTTP/1.x 101 Switching Protocols").has_value());   // non-digit minor version
 }
+
+TEST_CASE("malformed() names what would corrupt the response; serialize refuses it") {
+    swirl::Response ok(200, "fine");
+    ok.set_header("X-Fine", "a value with spaces and : colons");
+    CHECK(ok.malformed() == std::nullopt);
+    const auto refused = [](swirl::Response r) {
+        CHECK(r.malformed().has_value());
+        CHECK_THROWS_AS(r.serialize(), std::invalid_argument);
+    };
+    refused(swirl::Response(200).set_header("X-Injected", "a\r\nSet-Cookie: x"));
+    refused(swirl::Response(200).set_header("X-Lf", "a\nb"));
+    refused(swirl::Response(200).set_header("X-Nul", std::string_view("a\0b", 3)));
+    refused(swirl::Response(200).set_header("Bad Name", "v"));
+    refused(swirl::Response(200).set_header("", "v"));
+    swirl::Response reason(404);
+    reason.reason = "Gone\r\nX: y";
+    refused(reason);
+    refused(swirl::Response(42));
+}

@@ -312,6 +312,26 @@ TEST_CASE("a handshake hook that accepts without a 101 response gets a 500") {
     CHECK(response.starts_with("HTTP/1.1 500 "));
 }
 
+TEST_CASE("a hook's header value with CR/LF is never sent: the client gets a 500 instead") {
+    Server server(test::local_settings());
+    server.on_handshake([](Conn&, const swirl::Request& req, swirl::Response& res) -> asio::awaitable<bool> {
+        res.add_header("X-Echo", std::string(req.query_param("name").value_or("")));  // attacker-controlled
+        co_return swirl::accept_handshake(req, res);
+    });
+    server.on_message(echo_message);
+    test::RunningServer running(server);
+    const auto response = test::http_exchange(running.port(), test::upgrade_request({}, "/?name=a%0D%0ASet-Cookie:%20x"));
+    CHECK(response.starts_with("HTTP/1.1 500 "));
+    CHECK(response.find("Set-Cookie") == std::string::npos);
+    test::run([&]() -> asio::awaitable<void> {
+        swirl::ClientOptions options;
+        options.target = "/?name=ada";
+        auto client = co_await Client::connect("127.0.0.1", running.port(), options);
+        CHECK(client.handshake_response().header("X-Echo") == "ada");
+        co_await client.close();
+    });
+}
+
 TEST_CASE("the default handshake answers 426, 400 and never an unrequested subprotocol") {
     auto settings = test::local_settings();
     settings.subprotocols = {"chat", "superchat"};
@@ -523,6 +543,42 @@ TEST_CASE("a plain (non-coroutine) message handler echoes, and closes with 1011 
         CHECK(f->code == swirl::close_code::internal_error);
         co_await test::check_still_serving(running.port());
     });
+}
+
+TEST_CASE("large replies written straight from the handler keep their order with queued ones") {
+    Server server(test::local_settings());
+    // Large frames sent on the connection's thread with nothing queued skip the output queue; the others queue
+    // behind whatever is being written. Many rounds at once make the socket take only part of some writes.
+    server.on_message([](Conn& c, Frame& f) {
+        const char tag = f.payload.empty() ? '?' : f.payload[0];
+        c.send(std::string(100 * 1024, tag), Opcode::binary);
+        c.send(f.payload);
+        c.send(std::string(300 * 1024, static_cast<char>(tag + 1)), Opcode::binary);
+        c.send("tail");
+    });
+    test::RunningServer running(server);
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await Client::connect("127.0.0.1", running.port());
+        constexpr int rounds = 20;
+        std::string burst;
+        for (int i = 0; i < rounds; ++i) burst += test::client_frame(std::string(1, static_cast<char>('a' + i)) + "-request");
+        co_await client.send_raw(burst);
+        bool in_order = true;
+        for (int i = 0; i < rounds && in_order; ++i) {
+            const char tag = static_cast<char>('a' + i);
+            const std::string expected[] = {std::string(100 * 1024, tag), std::string(1, tag) + "-request",
+                                            std::string(300 * 1024, static_cast<char>(tag + 1)), "tail"};
+            for (const auto& want : expected) {
+                const auto f = co_await client.receive();
+                if (!f || f->payload != want) {
+                    in_order = false;
+                    break;
+                }
+            }
+        }
+        CHECK(in_order);
+        co_await client.close();
+    }, 30s);
 }
 
 TEST_CASE("pings are answered automatically; control frames reach the handler only when asked") {

@@ -12,6 +12,7 @@
 #include <swirl/detail/asio.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -144,10 +145,14 @@ public:
         return info;
     }
 
-    /// Queues one frame. Writes are coalesced: frames queued while handling one read leave in one write.
+    /// Queues one frame. Writes are coalesced: frames queued while handling one read leave in one write. A large
+    /// frame sent on the connection's own thread, with nothing queued and no more input to answer in this read, is
+    /// written at once, without a copy.
     PushResult send(std::string_view payload, Opcode opcode = Opcode::text, bool fin = true) {
         if (is_control(opcode) && (!fin || payload.size() > 125)) return {PushStatus::invalid_frame};
         if (opcode == Opcode::close) return close(close_code::normal) ? PushResult{PushStatus::queued} : PushResult{PushStatus::not_open};
+        if (payload.size() >= write_through_size && on_own_thread() && !more_input_ && write_through(opcode, fin, payload))
+            return {PushStatus::queued};
         return enqueue([&](detail::OutputQueue& q) { q.append_frame(opcode, fin, payload); });
     }
 
@@ -273,6 +278,48 @@ private:
         asio::post(socket_.get_executor(), [self = this->shared_from_this()] { self->flush(); });
     }
 
+    /// Payloads from this size up are worth a write of their own rather than a copy into the output queue.
+    static constexpr std::size_t write_through_size = 8 * 1024;
+
+    bool on_own_thread() noexcept {
+        const auto any = socket_.get_executor();
+        const auto* executor = any.template target<asio::io_context::executor_type>();
+        return executor && executor->running_in_this_thread();
+    }
+
+    /// Conn thread: when nothing is queued or being written, writes the frame straight from `payload` and queues
+    /// (a copy of) only what the socket did not take. False when the frame must be queued instead.
+    bool write_through(Opcode opcode, bool fin, std::string_view payload) {
+        std::unique_lock lock(mutex_);
+        if (status() != ConnectionStatus::active || writing_ || !pending_.empty() || write_failed_) return false;
+        FrameHeader h;
+        h.fin = fin;
+        h.opcode = opcode;
+        h.payload_length = payload.size();
+        std::uint8_t header[max_frame_header_size];
+        const std::size_t header_size = encode_frame_header(header, h);
+        in_flight_ = header_size + payload.size();
+        writing_ = true;
+        lock.unlock();
+        const std::array<asio::const_buffer, 2> frame{asio::buffer(header, header_size), asio::buffer(payload)};
+        std::error_code ec;
+        const std::size_t written = write_now(frame, ec);
+        if (ec || written == in_flight_) {
+            on_written(ec, written);
+            return true;
+        }
+        writing_queue_.append_frame(opcode, fin, payload);
+        write_rest(written);
+        return true;
+    }
+
+    /// A write that never blocks: what the socket takes now (would-block is not an error).
+    std::size_t write_now(std::span<const asio::const_buffer> buffers, std::error_code& ec) {
+        const std::size_t written = socket_.write_some(buffers, ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) ec.clear();
+        return written;
+    }
+
     /// Conn thread: writes everything pending in one gather write, unless a write is running. What the socket
     /// takes at once is written right here; only a remainder waits for Asio.
     void flush() {
@@ -286,9 +333,15 @@ private:
         buffers_.clear();
         writing_queue_.for_each_piece([this](const char* p, std::size_t n) { buffers_.emplace_back(p, n); });
         std::error_code ec;
-        const std::size_t written = socket_.write_some(std::span<const asio::const_buffer>(buffers_), ec);  // never blocks
-        if (ec == asio::error::would_block || ec == asio::error::try_again) ec.clear();
+        const std::size_t written = write_now(buffers_, ec);
         if (ec || written == in_flight_) return on_written(ec, written);
+        write_rest(written);
+    }
+
+    /// Conn thread, `writing_queue_` being written: hands what follows its first `written` bytes to Asio.
+    void write_rest(std::size_t written) {
+        buffers_.clear();
+        writing_queue_.for_each_piece([this](const char* p, std::size_t n) { buffers_.emplace_back(p, n); });
         std::size_t first = 0;
         for (std::size_t skip = written; skip != 0;) {
             const std::size_t n = std::min(skip, buffers_[first].size());
@@ -393,6 +446,7 @@ private:
     std::optional<MessageReader> reader_;
     std::vector<std::uint8_t> read_buffer_;
     detail::BulkReadBuffer* bulk_ = nullptr;  // the event loop's shared buffer for follow-up reads
+    bool more_input_ = false;                 // the message being handled is not the last in its read
     clock::time_point deadline_ = clock::time_point::max();
     asio::steady_timer watchdog_;
     asio::steady_timer drain_signal_;

@@ -5,6 +5,7 @@
 #include <swirl/http_request.hpp>
 
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -70,8 +71,23 @@ struct Response {
         return *this;
     }
 
+    /// Why this response cannot be sent as it is (a status outside 100–999, a header name that is not a token, a
+    /// CR, LF or NUL in a value or the reason, which would let a caller inject fields), or nullopt when it can.
+    std::optional<std::string_view> malformed() const noexcept {
+        const auto unsafe = [](std::string_view text) { return text.find_first_of(std::string_view("\r\n\0", 3)) != text.npos; };
+        if (status < 100 || status > 999) return "status outside 100-999";
+        if (unsafe(reason)) return "CR, LF or NUL in the reason phrase";
+        for (const auto& h : headers) {
+            if (!detail::is_token(h.name)) return "a header name that is not a token";
+            if (unsafe(h.value)) return "CR, LF or NUL in a header value";
+        }
+        return std::nullopt;
+    }
+
     /// The response as bytes on the wire. Adds `Content-Length` unless the status forbids a body or it is set.
+    /// Throws `std::invalid_argument` when `malformed()`.
     std::string serialize() const {
+        if (const auto why = malformed()) throw std::invalid_argument("malformed HTTP response: " + std::string(*why));
         std::string out;
         out.reserve(128 + body.size() + headers.size() * 48);
         out += "HTTP/1.1 ";

@@ -506,7 +506,15 @@ private:
     }
 
     /// Writes a whole HTTP response; without `keep_open`, then half-closes and lingers so it is not lost to a reset.
+    /// A malformed response from a hook is replaced by a 500 that closes the connection (false).
     asio::awaitable<bool> write_response(Connection& c, const Response& res, bool keep_open) {
+        if (const auto why = res.malformed()) {
+            log(LogLevel::error, "connection {}: a hook's response was not sent: {}", c.id(), *why);
+            Response internal_error(500, "internal error\n");
+            internal_error.set_header("Connection", "close");
+            co_await write_response(c, internal_error, false);
+            co_return false;
+        }
         const std::string bytes = res.serialize();
         std::error_code ec;
         const std::size_t n = co_await asio::async_write(c.socket_, asio::buffer(bytes), asio::redirect_error(asio::use_awaitable, ec));
@@ -585,6 +593,7 @@ private:
                     co_await on_close_frame(c, reader.frame());
                     co_return;
                 }
+                c.more_input_ = !input.empty();  // replies to the rest of this read will follow: coalesce them
                 if (take_frame(c, r.event, reader.frame())) {
                     if (on_message_plain_) call_plain(c, "message", [&] { on_message_plain_(c, reader.frame()); });
                     else co_await call_handler(c, "message", [&] { return on_message_(c, reader.frame()); });
