@@ -210,9 +210,11 @@ private:
             return {PushStatus::buffer_full};
         }
         append(pending_);
+        const bool full_batch = pending_.size() >= coalesce_limit && !writing_;
         const bool post = schedule_flush_locked();
         lock.unlock();
-        if (post) post_flush();
+        if (full_batch && on_own_thread()) flush();  // keeps the queue's buffer within what it retains
+        else if (post) post_flush();
         return {PushStatus::queued};
     }
 
@@ -280,6 +282,9 @@ private:
 
     /// Payloads from this size up are worth a write of their own rather than a copy into the output queue.
     static constexpr std::size_t write_through_size = 8 * 1024;
+    /// Replies coalesced on the connection's thread are written once this many bytes are queued, so the queue's
+    /// buffer stays within the capacity it keeps for reuse (no allocation per batch).
+    static constexpr std::size_t coalesce_limit = 32 * 1024;
 
     bool on_own_thread() noexcept {
         const auto any = socket_.get_executor();
