@@ -19,21 +19,23 @@ public:
         co_return JsonReply::ok("actions: hello, echo, broadcast, whoami, add, close, fail");
     }
 
+    /// The message's "content" as it came: a scalar or array content arrives as {"content": value}.
+    static nlohmann::json take_content(Ctx& ctx) {
+        auto& args = ctx.args();
+        return args.size() == 1 && args.contains("content") ? std::move(args["content"]) : std::move(args);
+    }
+
     /// {"action":"hello","content":{"name":"Ada"}} → "hello, Ada"
     asio::awaitable<JsonReply> hello(Ctx& ctx) {
         co_return JsonReply::ok("hello, " + ctx.args().value("name", std::string("world")));
     }
 
     /// Replies with the content exactly as it came (used by the benchmark).
-    asio::awaitable<JsonReply> echo(Ctx& ctx) {
-        auto& args = ctx.args();
-        co_return JsonReply::ok(args.size() == 1 && args.contains("content") ? std::move(args["content"]) : std::move(args));
-    }
+    asio::awaitable<JsonReply> echo(Ctx& ctx) { co_return JsonReply::ok(take_content(ctx)); }
 
     /// Pushes the content to every established connection, this one included, encoding it once.
     asio::awaitable<void> broadcast(Ctx& ctx) {
-        auto& args = ctx.args();
-        const auto message = ctx.encode(JsonReply::ok(args.size() == 1 && args.contains("content") ? args["content"] : args));
+        const auto message = ctx.encode(JsonReply::ok(take_content(ctx)));
         ctx.server().broadcast(message->payload);
         co_return;
     }

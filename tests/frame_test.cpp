@@ -389,3 +389,19 @@ TEST_CASE("close_payload puts the code big-endian before the reason") {
     const std::string reason = std::string("a\0b", 3) + "\xC3\xA9";
     CHECK(swirl::close_payload(1011, reason) == str({0x03, 0xF3}) + reason);
 }
+
+TEST_CASE("encode_unmasked_header matches encode_frame_header for server frames") {
+    for (const std::uint64_t length : {0ull, 125ull, 126ull, 65535ull, 65536ull, 1ull << 40}) {
+        for (const bool fin : {true, false}) {
+            swirl::FrameHeader h;
+            h.fin = fin;
+            h.opcode = swirl::Opcode::binary;
+            h.payload_length = length;
+            std::uint8_t expected[swirl::max_frame_header_size];
+            std::uint8_t got[swirl::max_frame_header_size];
+            const std::size_t n = swirl::encode_frame_header(expected, h);
+            REQUIRE(swirl::encode_unmasked_header(got, swirl::Opcode::binary, fin, length) == n);
+            CHECK(std::equal(expected, expected + n, got));
+        }
+    }
+}

@@ -297,12 +297,8 @@ private:
     bool write_through(Opcode opcode, bool fin, std::string_view payload) {
         std::unique_lock lock(mutex_);
         if (status() != ConnectionStatus::active || writing_ || !pending_.empty() || write_failed_) return false;
-        FrameHeader h;
-        h.fin = fin;
-        h.opcode = opcode;
-        h.payload_length = payload.size();
         std::uint8_t header[max_frame_header_size];
-        const std::size_t header_size = encode_frame_header(header, h);
+        const std::size_t header_size = encode_unmasked_header(header, opcode, fin, payload.size());
         in_flight_ = header_size + payload.size();
         writing_ = true;
         lock.unlock();

@@ -107,6 +107,15 @@ inline std::size_t encode_frame_header(std::uint8_t* out, const FrameHeader& h) 
     return n;
 }
 
+/// Encodes the header of an unmasked (server-to-client) frame; `out` holds at least `max_frame_header_size` bytes.
+inline std::size_t encode_unmasked_header(std::uint8_t* out, Opcode opcode, bool fin, std::uint64_t payload_length) noexcept {
+    FrameHeader h;
+    h.fin = fin;
+    h.opcode = opcode;
+    h.payload_length = payload_length;
+    return encode_frame_header(out, h);
+}
+
 /// A WebSocket message or control frame as handed to the application.
 struct Frame {
     Opcode opcode = Opcode::text;

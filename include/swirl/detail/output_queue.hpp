@@ -17,12 +17,8 @@ class OutputQueue {
 public:
     /// Appends one frame: header then payload, unmasked (server to client).
     void append_frame(Opcode opcode, bool fin, std::string_view payload) {
-        FrameHeader h;
-        h.fin = fin;
-        h.opcode = opcode;
-        h.payload_length = payload.size();
         std::uint8_t header[max_frame_header_size];
-        const std::size_t n = encode_frame_header(header, h);
+        const std::size_t n = encode_unmasked_header(header, opcode, fin, payload.size());
         flat_.append(reinterpret_cast<const char*>(header), n);
         flat_.append(payload);
         size_ += n + payload.size();
