@@ -16,111 +16,28 @@ copied to ours) so that logged errors can be checked. The last line printed is
 
 import argparse
 import asyncio
-import contextlib
-import functools
 import json
 import os
 import re
-import select
 import signal
-import subprocess
 import sys
-import threading
 import time
-import unittest
 
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-IO_TIMEOUT = 5  # seconds allowed for any single network wait (the server is local)
-TEST_TIMEOUT = 20  # seconds allowed for one whole test case
-FILE_TIMEOUT = 55  # seconds allowed for the whole file (watchdog)
+import harness
+from harness import IO_TIMEOUT, ServerProcess, within
 
 INDEX_ACTIONS = ["hello", "echo", "broadcast", "whoami", "add", "close", "fail"]
 MAX_DEPTH = 64  # JsonParser::max_depth
 
-ARGS = None  # parsed command line, set by main()
+ARGS = None  # parsed command line, set by harness.run()
 
 
 # --------------------------------------------------------------------------
 # Server process
 # --------------------------------------------------------------------------
-
-
-class ServerProcess:
-    """The dispatch server running as a subprocess on an ephemeral port, its stderr captured."""
-
-    LISTENING = re.compile(rb"listening on ws://127\.0\.0\.1:(\d+)\r?\n")
-
-    def __init__(self, executable, flags=()):
-        self.command = [executable, "--host", "127.0.0.1", "--port", "0", *flags]
-        self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self._stderr = bytearray()
-        self._stderr_lock = threading.Lock()
-        threading.Thread(target=self._drain_stderr, daemon=True).start()
-        self.port = self._read_port()
-        threading.Thread(target=self._drain_stdout, daemon=True).start()
-
-    def _read_port(self):
-        fd = self.process.stdout.fileno()
-        deadline = time.monotonic() + IO_TIMEOUT
-        output = b""
-        while True:
-            match = self.LISTENING.search(output)
-            if match:
-                return int(match.group(1))
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self.stop()
-                raise RuntimeError(
-                    f"{self.command} did not print 'listening on ws://127.0.0.1:PORT' "
-                    f"within {IO_TIMEOUT}s; stdout so far: {output!r}")
-            readable, _, _ = select.select([fd], [], [], remaining)
-            if readable:
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    status = self.stop()
-                    raise RuntimeError(
-                        f"{self.command} exited (status {status}) before listening; "
-                        f"stdout: {output!r}; stderr: {self.stderr_text()!r}")
-                output += chunk
-
-    def _drain_stdout(self):
-        # Keep reading so a chatty server never blocks on a full pipe.
-        with contextlib.suppress(OSError, ValueError):
-            while os.read(self.process.stdout.fileno(), 65536):
-                pass
-
-    def _drain_stderr(self):
-        # Captured for assertions and copied to our stderr so diagnostics still reach the test log.
-        with contextlib.suppress(OSError, ValueError):
-            while True:
-                chunk = os.read(self.process.stderr.fileno(), 65536)
-                if not chunk:
-                    return
-                with self._stderr_lock:
-                    self._stderr += chunk
-                with contextlib.suppress(Exception):
-                    sys.stderr.buffer.write(chunk)
-                    sys.stderr.flush()
-
-    def stderr_text(self):
-        with self._stderr_lock:
-            return self._stderr.decode("utf-8", "replace")
-
-    def is_running(self):
-        return self.process.poll() is None
-
-    def stop(self, sig=signal.SIGTERM, timeout=5):
-        """Signal the server and wait; returns its exit status (None if it had to be killed)."""
-        if self.is_running():
-            self.process.send_signal(sig)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            return None
 
 
 _servers = {}  # flags -> ServerProcess, shared by all tests
@@ -172,17 +89,6 @@ def tearDownModule():
 # --------------------------------------------------------------------------
 
 
-class NetworkTimeout(AssertionError):
-    """A network wait ran out of time: reported as a test failure, not a hang."""
-
-
-async def within(awaitable, timeout=IO_TIMEOUT, waiting_for="the server"):
-    try:
-        return await asyncio.wait_for(awaitable, timeout)
-    except asyncio.TimeoutError:
-        raise NetworkTimeout(f"timed out after {timeout}s waiting for {waiting_for}") from None
-
-
 def ws_connect(port, **kwargs):
     """python3-websockets client with bounded waits and no keepalive pings."""
     options = dict(open_timeout=IO_TIMEOUT, close_timeout=IO_TIMEOUT,
@@ -220,28 +126,8 @@ def nested(depth, inner="1"):
     return "[" * depth + inner + "]" * depth
 
 
-def _with_deadline(method):
-    @functools.wraps(method)
-    async def wrapper(self):
-        try:
-            await asyncio.wait_for(method(self), TEST_TIMEOUT)
-        except asyncio.TimeoutError:
-            self.fail(f"test did not finish within {TEST_TIMEOUT}s")
-    return wrapper
-
-
-class DispatchTestCase(unittest.IsolatedAsyncioTestCase):
-    """Adds a per-test deadline to every async test_* method, plus JSON helpers."""
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        for name, method in list(vars(cls).items()):
-            if name.startswith("test_") and asyncio.iscoroutinefunction(method):
-                setattr(cls, name, _with_deadline(method))
-
-    async def asyncSetUp(self):
-        # IsolatedAsyncioTestCase runs in debug mode; large messages are not "slow callbacks".
-        asyncio.get_running_loop().slow_callback_duration = 60
+class DispatchTestCase(harness.DeadlineTestCase):
+    """Tests with a deadline each (see harness), plus JSON helpers."""
 
     async def recv_json(self, ws):
         message = await recv(ws)
@@ -544,48 +430,10 @@ class Lifecycle(DispatchTestCase):
 # --------------------------------------------------------------------------
 
 
-def _watchdog(signum, frame_):
-    print(f"\nwatchdog: test file exceeded {FILE_TIMEOUT}s, killing servers", file=sys.stderr)
-    for server in [*_servers.values(), *_own_servers]:
-        with contextlib.suppress(Exception):
-            server.process.kill()
-    print("0 passed, 1 failed", flush=True)
-    os._exit(1)
-
-
-def _selected_tests(suite, name_filters):
-    for item in suite:
-        if isinstance(item, unittest.TestSuite):
-            yield from _selected_tests(item, name_filters)
-        elif not name_filters or any(f in item.id() for f in name_filters):
-            yield item
-
-
 def main():
-    global ARGS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dispatch-server", required=True, help="path to the dispatch_server example")
-    parser.add_argument("names", nargs="*", help="only run tests whose id contains one of these")
-    ARGS = parser.parse_args()
-
-    signal.signal(signal.SIGALRM, _watchdog)
-    signal.alarm(FILE_TIMEOUT)
-
-    loaded = unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__])
-    suite = unittest.TestSuite(_selected_tests(loaded, ARGS.names))
-    try:
-        result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
-    finally:
-        stop_all_servers()
-        signal.alarm(0)
-
-    problems = result.failures + result.errors + [(t, None) for t in result.unexpectedSuccesses]
-    failed_cases = {getattr(t, "test_case", t).id() for t, _ in problems if isinstance(t, unittest.TestCase)}
-    fixture_errors = [t for t, _ in problems if not isinstance(t, unittest.TestCase)]
-    passed = result.testsRun - len(result.skipped) - len(failed_cases)
-    failed = len(failed_cases) + len(fixture_errors)
-    print(f"{passed} passed, {failed} failed", flush=True)
-    sys.exit(0 if failed == 0 and passed > 0 else 1)
+    harness.run(sys.modules[__name__], parser, lambda: [*_servers.values(), *_own_servers], stop_all_servers)
 
 
 if __name__ == "__main__":
