@@ -310,6 +310,7 @@ private:
             return true;
         }
         writing_queue_.append_frame(opcode, fin, payload);
+        gather();
         write_rest(written);
         return true;
     }
@@ -331,18 +332,21 @@ private:
         in_flight_ = writing_queue_.size();
         writing_ = true;
         lock.unlock();
-        buffers_.clear();
-        writing_queue_.for_each_piece([this](const char* p, std::size_t n) { buffers_.emplace_back(p, n); });
+        gather();
         std::error_code ec;
         const std::size_t written = write_now(buffers_, ec);
         if (ec || written == in_flight_) return on_written(ec, written);
         write_rest(written);
     }
 
-    /// Conn thread, `writing_queue_` being written: hands what follows its first `written` bytes to Asio.
-    void write_rest(std::size_t written) {
+    /// Points `buffers_` at the pieces of `writing_queue_`.
+    void gather() {
         buffers_.clear();
         writing_queue_.for_each_piece([this](const char* p, std::size_t n) { buffers_.emplace_back(p, n); });
+    }
+
+    /// Conn thread, `buffers_` gathered from `writing_queue_`: hands what follows their first `written` bytes to Asio.
+    void write_rest(std::size_t written) {
         std::size_t first = 0;
         for (std::size_t skip = written; skip != 0;) {
             const std::size_t n = std::min(skip, buffers_[first].size());

@@ -628,17 +628,13 @@ private:
     static std::size_t read_available(Connection& c, std::span<const std::uint8_t>& input, BulkLease& lease,
                                       std::error_code& ec) {
         detail::BulkReadBuffer& bulk = *c.bulk_;
-        if (!bulk.busy) {
-            const std::size_t n = c.socket_.read_some(asio::buffer(bulk.bytes), ec);
-            if (ec) return 0;
-            lease.take(bulk);
-            input = std::span<const std::uint8_t>(bulk.bytes.data(), n);
-            return n;
-        }
-        if (c.read_buffer_.empty()) c.read_buffer_.resize(detail::connection_read_size);
-        const std::size_t n = c.socket_.read_some(asio::buffer(c.read_buffer_), ec);
+        const bool shared = !bulk.busy;
+        if (!shared && c.read_buffer_.empty()) c.read_buffer_.resize(detail::connection_read_size);
+        std::vector<std::uint8_t>& bytes = shared ? bulk.bytes : c.read_buffer_;
+        const std::size_t n = c.socket_.read_some(asio::buffer(bytes), ec);
         if (ec) return 0;
-        input = std::span<const std::uint8_t>(c.read_buffer_.data(), n);
+        if (shared) lease.take(bulk);
+        input = std::span<const std::uint8_t>(bytes.data(), n);
         return n;
     }
 
