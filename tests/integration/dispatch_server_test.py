@@ -27,7 +27,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 import harness
-from harness import IO_TIMEOUT, ServerProcess, within
+from harness import IO_TIMEOUT, within
 
 INDEX_ACTIONS = ["hello", "echo", "broadcast", "whoami", "add", "close", "fail"]
 MAX_DEPTH = 64  # JsonParser::max_depth
@@ -40,48 +40,17 @@ ARGS = None  # parsed command line, set by harness.run()
 # --------------------------------------------------------------------------
 
 
-_servers = {}  # flags -> ServerProcess, shared by all tests
-_start_failures = {}  # flags -> error, so a broken server fails fast after the first try
-_own_servers = []  # servers a single test started for itself; killed at the end whatever happens
+SERVERS = harness.Servers()
+tearDownModule = SERVERS.tear_down_module
 
 
 def shared_server(*flags):
     """The running dispatch server with `flags`, started on first use."""
-    if flags in _start_failures:
-        raise RuntimeError(f"failed to start earlier: {_start_failures[flags]}")
-    server = _servers.get(flags)
-    if server is not None and not server.is_running():
-        del _servers[flags]
-        raise RuntimeError(
-            f"dispatch server {list(flags)} died during an earlier test "
-            f"(exit status {server.process.returncode})")
-    if server is None:
-        try:
-            server = _servers[flags] = ServerProcess(ARGS.dispatch_server, flags)
-        except Exception as error:
-            _start_failures[flags] = error
-            raise
-    return server
+    return SERVERS.shared(ARGS.dispatch_server, *flags)
 
 
 def server_port(*flags):
     return shared_server(*flags).port
-
-
-def stop_all_servers():
-    died = [f"{list(flags)} (status {server.process.returncode})"
-            for flags, server in _servers.items() if not server.is_running()]
-    for server in [*_servers.values(), *_own_servers]:
-        server.stop()
-    _servers.clear()
-    _own_servers.clear()
-    return died
-
-
-def tearDownModule():
-    died = stop_all_servers()
-    if died:
-        raise RuntimeError("servers exited before the end of the tests: " + ", ".join(died))
 
 
 # --------------------------------------------------------------------------
@@ -415,8 +384,7 @@ class BinaryAndConnectionEffects(DispatchTestCase):
 class Lifecycle(DispatchTestCase):
 
     async def test_sigterm_closes_open_connections_and_exits_with_status_0(self):
-        server = ServerProcess(ARGS.dispatch_server)
-        _own_servers.append(server)
+        server = SERVERS.start_own(ARGS.dispatch_server)
         async with ws_connect(server.port) as ws:
             await self.whoami(ws)
             server.process.send_signal(signal.SIGTERM)
@@ -433,7 +401,7 @@ class Lifecycle(DispatchTestCase):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dispatch-server", required=True, help="path to the dispatch_server example")
-    harness.run(sys.modules[__name__], parser, lambda: [*_servers.values(), *_own_servers], stop_all_servers)
+    harness.run(sys.modules[__name__], parser, SERVERS)
 
 
 if __name__ == "__main__":

@@ -97,6 +97,58 @@ class ServerProcess:
             return None
 
 
+class Servers:
+    """The example servers of one test file: shared ones, started on first use per (executable, flags) and kept for
+    later tests, and ones a single test started for itself. `stop_all` ends every one of them."""
+
+    def __init__(self):
+        self._shared = {}  # (executable, flags) -> ServerProcess
+        self._start_failures = {}  # (executable, flags) -> error, so a broken server fails fast after the first try
+        self._own = []
+
+    def shared(self, executable, *flags):
+        key = (executable, flags)
+        name = f"{os.path.basename(executable)} {list(flags)}"
+        if key in self._start_failures:
+            raise RuntimeError(f"{name} failed to start earlier: {self._start_failures[key]}")
+        server = self._shared.get(key)
+        if server is not None and not server.is_running():
+            del self._shared[key]
+            raise RuntimeError(f"{name} died during an earlier test (exit status {server.process.returncode})")
+        if server is None:
+            try:
+                server = self._shared[key] = ServerProcess(executable, flags)
+            except Exception as error:
+                self._start_failures[key] = error
+                raise
+        return server
+
+    def start_own(self, executable, *flags):
+        """A server for one test alone; still killed at the end whatever happens."""
+        server = ServerProcess(executable, flags)
+        self._own.append(server)
+        return server
+
+    def live(self):
+        return [*self._shared.values(), *self._own]
+
+    def stop_all(self):
+        """Stops every server; returns the shared ones that had exited before."""
+        died = [f"{os.path.basename(executable)} {list(flags)} (status {server.process.returncode})"
+                for (executable, flags), server in self._shared.items() if not server.is_running()]
+        for server in self.live():
+            server.stop()
+        self._shared.clear()
+        self._own.clear()
+        return died
+
+    def tear_down_module(self):
+        """For a test file's `tearDownModule`: a shared server that died early is an error of the file."""
+        died = self.stop_all()
+        if died:
+            raise RuntimeError("servers exited before the end of the tests: " + ", ".join(died))
+
+
 class NetworkTimeout(AssertionError):
     """A network wait ran out of time: reported as a test failure, not a hang."""
 
@@ -141,7 +193,7 @@ def _selected_tests(suite, name_filters):
             yield item
 
 
-def run(module, parser, live_servers, stop_all_servers):
+def run(module, parser, servers):
     """Parses the command line into `module.ARGS`, runs the module's tests (optionally only those whose id contains
     one of the positional names) under a FILE_TIMEOUT watchdog, prints `N passed, N failed` and exits."""
     parser.add_argument("names", nargs="*", help="only run tests whose id contains one of these")
@@ -149,7 +201,7 @@ def run(module, parser, live_servers, stop_all_servers):
 
     def watchdog(signum, frame_):
         print(f"\nwatchdog: test file exceeded {FILE_TIMEOUT}s, killing servers", file=sys.stderr)
-        for server in live_servers():
+        for server in servers.live():
             with contextlib.suppress(Exception):
                 server.process.kill()
         print("0 passed, 1 failed", flush=True)
@@ -163,7 +215,7 @@ def run(module, parser, live_servers, stop_all_servers):
     try:
         result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
     finally:
-        stop_all_servers()
+        servers.stop_all()
         signal.alarm(0)
 
     problems = result.failures + result.errors + [(t, None) for t in result.unexpectedSuccesses]

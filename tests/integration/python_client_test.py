@@ -52,8 +52,8 @@ ARGS = None  # parsed command line, set by harness.run()
 # --------------------------------------------------------------------------
 
 
-_servers = {}  # (kind, flags) -> ServerProcess, shared by all tests
-_start_failures = {}  # (kind, flags) -> error, so a broken server fails fast after the first try
+SERVERS = harness.Servers()
+tearDownModule = SERVERS.tear_down_module
 
 
 def server_executable(kind):
@@ -62,37 +62,7 @@ def server_executable(kind):
 
 def server_port(kind, *flags):
     """Port of a running `kind` ('echo' or 'auth') server with `flags`, started on first use."""
-    key = (kind, flags)
-    if key in _start_failures:
-        raise RuntimeError(f"failed to start earlier: {_start_failures[key]}")
-    server = _servers.get(key)
-    if server is not None and not server.is_running():
-        del _servers[key]
-        raise RuntimeError(
-            f"{kind} server {list(flags)} died during an earlier test "
-            f"(exit status {server.process.returncode})")
-    if server is None:
-        try:
-            server = _servers[key] = ServerProcess(server_executable(kind), flags)
-        except Exception as error:
-            _start_failures[key] = error
-            raise
-    return server.port
-
-
-def stop_all_servers():
-    died = [f"{kind} {list(flags)} (status {server.process.returncode})"
-            for (kind, flags), server in _servers.items() if not server.is_running()]
-    for server in _servers.values():
-        server.stop()
-    _servers.clear()
-    return died
-
-
-def tearDownModule():
-    died = stop_all_servers()
-    if died:
-        raise RuntimeError("servers exited before the end of the tests: " + ", ".join(died))
+    return SERVERS.shared(server_executable(kind), *flags).port
 
 
 # --------------------------------------------------------------------------
@@ -616,7 +586,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--echo-server", required=True, help="path to the echo_server example")
     parser.add_argument("--auth-server", required=True, help="path to the auth_server example")
-    harness.run(sys.modules[__name__], parser, lambda: list(_servers.values()), stop_all_servers)
+    harness.run(sys.modules[__name__], parser, SERVERS)
 
 
 if __name__ == "__main__":
