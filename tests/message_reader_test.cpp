@@ -563,6 +563,33 @@ TEST_CASE("reader keeps the message buffer when smaller messages follow a large 
     }
 }
 
+TEST_CASE("a shorter message after a longer one carries only its own bytes, and only they are UTF-8 checked") {
+    const std::string not_utf8(3000, '\xFF');
+    const std::string stream = cf(not_utf8, Opcode::binary) + cf("short") + cf(text_of(40), Opcode::text, false) +
+                               cf("", Opcode::continuation, false) + cf(text_of(7), Opcode::continuation) +
+                               cf(not_utf8, Opcode::binary) + cf("");
+    CHECK(read_all(stream) == std::vector<Event>{message(Opcode::binary, not_utf8), message(Opcode::text, "short"),
+                                                 message(Opcode::text, text_of(40) + text_of(7)),
+                                                 message(Opcode::binary, not_utf8), message(Opcode::text, "")});
+}
+
+TEST_CASE("a handler may take, grow or shrink the delivered payload") {
+    MessageReader reader;
+    const std::string big = cf(binary_of(5000), Opcode::binary);
+    REQUIRE(reader.read(bytes_of(big)).event == ReadEvent::message);
+    const std::string taken = std::move(reader.frame().payload);
+    CHECK(taken == binary_of(5000));
+    const std::string small = cf(text_of(100));
+    REQUIRE(reader.read(bytes_of(small)).event == ReadEvent::message);
+    CHECK(reader.frame().payload == text_of(100));
+    reader.frame().payload.append(10000, 'x');
+    REQUIRE(reader.read(bytes_of(small)).event == ReadEvent::message);
+    CHECK(reader.frame().payload == text_of(100));
+    reader.frame().payload.clear();
+    REQUIRE(reader.read(bytes_of(big)).event == ReadEvent::message);
+    CHECK(reader.frame().payload == binary_of(5000));
+}
+
 TEST_CASE("a reader keeps working after being moved between messages") {
     swirl::MessageReader original(swirl::Role::server);
     const std::string first = swirl::pack("first", swirl::Opcode::text, true, swirl::MaskKey{1, 2, 3, 4});

@@ -46,10 +46,10 @@ public:
     /// Consumes input until one event is complete. The frame returned by `frame()` stays valid until the next call.
     ReadResult read(std::span<const std::uint8_t> input) {
         if (delivered_ != Delivered::none) {
-            Frame& f = delivered_ == Delivered::message ? message_ : control_;
-            // Keep the buffer for the next message unless one huge message would pin it.
-            if (f.payload.capacity() > (1u << 20)) std::string().swap(f.payload);
-            else f.payload.clear();
+            // Keep the buffer for the next message unless one huge message would pin it. A message's buffer also
+            // keeps its size: the next message overwrites it, and only growth beyond it is zero-filled first.
+            if (delivered_ == Delivered::control) control_.payload.clear();
+            else if (message_.payload.capacity() > (1u << 20)) std::string().swap(message_.payload);
             delivered_ = Delivered::none;
         }
         if (state_ == State::failed || state_ == State::closed) return {state_ == State::failed ? ReadEvent::error : ReadEvent::need_more, input.size()};
@@ -81,16 +81,19 @@ public:
             } else {
                 const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, input.size() - used));
                 if (take != 0) {
-                    std::string& dst = target().payload;
-                    const std::size_t old = dst.size();
-                    dst.resize(old + take);
+                    const bool control = is_control(header_.opcode);
+                    std::string& dst = control ? control_.payload : message_.payload;
+                    const std::size_t old = control ? dst.size() : message_size_;
+                    if (dst.size() < old + take) dst.resize(old + take);
                     if (header_.masked) mask_phase_ = mask_copy(dst.data() + old, input.data() + used, take, header_.mask, mask_phase_);
                     else std::copy_n(input.data() + used, take, dst.data() + old);
                     used += take;
                     remaining_ -= take;
-                    if (!is_control(header_.opcode) && message_.opcode == Opcode::text &&
-                        !utf8_.feed(std::string_view(dst).substr(old)))
-                        return fail(close_code::invalid_payload, "invalid UTF-8 in text message", used);
+                    if (!control) {
+                        message_size_ += take;
+                        if (message_.opcode == Opcode::text && !utf8_.feed(std::string_view(dst).substr(old, take)))
+                            return fail(close_code::invalid_payload, "invalid UTF-8 in text message", used);
+                    }
                 }
                 if (remaining_ != 0) return {ReadEvent::need_more, used};
             }
@@ -136,14 +139,14 @@ private:
             if (header_.opcode != Opcode::continuation) {
                 message_.opcode = header_.opcode;
                 message_.rsv = header_.rsv;
-                message_.payload.clear();
+                message_size_ = 0;
                 utf8_.reset();
                 in_message_ = true;
             }
-            if (header_.payload_length > limits_.max_message_size - std::min<std::uint64_t>(message_.payload.size(), limits_.max_message_size))
+            if (header_.payload_length > limits_.max_message_size - std::min<std::uint64_t>(message_size_, limits_.max_message_size))
                 return fail(close_code::message_too_big, "message exceeds the size limit", 0);
             // Grow ahead for the announced frame, but never trust a huge length before its bytes arrive.
-            message_.payload.reserve(message_.payload.size() + static_cast<std::size_t>(std::min<std::uint64_t>(header_.payload_length, 1u << 16)));
+            message_.payload.reserve(message_size_ + static_cast<std::size_t>(std::min<std::uint64_t>(header_.payload_length, 1u << 16)));
         }
         remaining_ = header_.payload_length;
         mask_phase_ = 0;
@@ -178,13 +181,12 @@ private:
         in_message_ = false;
         if (message_.opcode == Opcode::text && !utf8_.complete())
             return fail(close_code::invalid_payload, "text message ends inside a UTF-8 sequence", 0).event;
+        message_.payload.resize(message_size_);  // never grows here: drops what an earlier, longer message left
         message_.fin = true;
         last_is_control_ = false;
         delivered_ = Delivered::message;
         return ReadEvent::message;
     }
-
-    Frame& target() noexcept { return is_control(header_.opcode) ? control_ : message_; }
 
     ReadResult fail(std::uint16_t code, std::string_view reason, std::size_t used) noexcept {
         state_ = State::failed;
@@ -203,6 +205,7 @@ private:
     std::uint64_t remaining_ = 0;
     std::size_t mask_phase_ = 0;
     bool in_message_ = false;
+    std::size_t message_size_ = 0;  ///< payload bytes of the current message so far; `message_.payload` may be longer
     Utf8Validator utf8_;
     Frame message_;
     Frame control_;
