@@ -545,6 +545,67 @@ TEST_CASE("a plain (non-coroutine) message handler echoes, and closes with 1011 
     });
 }
 
+TEST_CASE("with a plain handler, pushes from other threads while it replies all arrive, in order") {
+    // Replies of a plain handler are flushed when its read is done, not by a posted flush; a push from another
+    // thread in that window must ride along with them rather than wait for the peer's next message.
+    auto settings = test::local_settings();
+    settings.threads = 2;
+    Server server(settings);
+    std::atomic<swirl::ConnectionId> id{0};
+    server.on_open([&](Conn& c, const swirl::Request&) -> asio::awaitable<void> {
+        id = c.id();
+        co_return;
+    });
+    server.on_message([](Conn& c, Frame& f) { c.send(f.payload, f.opcode); });
+    test::RunningServer running(server);
+    constexpr int pushers = 4, per_pusher = 500, echoes = 500;
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await Client::connect("127.0.0.1", running.port());
+        REQUIRE(test::eventually([&] { return id != 0; }));
+        std::vector<std::thread> threads;
+        for (int t = 0; t < pushers; ++t)
+            threads.emplace_back([&, t] {
+                for (int i = 0; i < per_pusher; ++i) CHECK(static_cast<bool>(server.push(id, fmt::format("{}:{}", t, i))));
+            });
+        for (int i = 0; i < echoes; ++i) {
+            const std::string message = fmt::format("e:{}", i);
+            co_await client.send(message);
+        }
+        for (auto& t : threads) t.join();
+        std::vector<int> next(pushers, 0);
+        int next_echo = 0;
+        for (int n = 0; n < pushers * per_pusher + echoes; ++n) {
+            const auto f = co_await client.receive();
+            REQUIRE(f);
+            if (f->payload[0] == 'e') {
+                CHECK(f->payload == fmt::format("e:{}", next_echo++));
+            } else {
+                const int t = f->payload[0] - '0';
+                CHECK(f->payload == fmt::format("{}:{}", t, next[t]++));
+            }
+        }
+        co_await client.close();
+    }, 20s);
+}
+
+TEST_CASE("a push from another thread made while a plain handler runs leaves without further input") {
+    auto settings = test::local_settings();
+    settings.threads = 2;
+    Server server(settings);
+    server.on_message([&](Conn& c, Frame&) {
+        std::thread([&, id = c.id()] { CHECK(static_cast<bool>(server.push(id, "pushed"))); }).join();
+    });
+    test::RunningServer running(server);
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await Client::connect("127.0.0.1", running.port());
+        co_await client.send("go");
+        const auto f = co_await client.receive();
+        REQUIRE(f);
+        CHECK(f->payload == "pushed");
+        co_await client.close();
+    }, 5s);
+}
+
 TEST_CASE("large replies written straight from the handler keep their order with queued ones") {
     Server server(test::local_settings());
     // Large frames sent on the connection's thread with nothing queued skip the output queue; the others queue

@@ -261,6 +261,7 @@ private:
             std::lock_guard lock(mutex_);
             if (!close_sent_) begin_close_locked(code, reason, by_server);
         }
+        flush_follows_.store(false, std::memory_order_relaxed);
         post_flush();
         arm_close_timeout();
     }
@@ -271,13 +272,23 @@ private:
     }
 
     bool schedule_flush_locked() noexcept {
-        if (writing_ || flush_posted_) return false;
+        if (writing_ || flush_posted_ || flush_follows_.load(std::memory_order_relaxed)) return false;
         flush_posted_ = true;
         return true;
     }
 
     void post_flush() {
         asio::post(socket_.get_executor(), [self = this->shared_from_this()] { self->flush(); });
+    }
+
+    /// Conn thread, before handlers that cannot suspend: what they queue needs no posted flush, because
+    /// `end_batch()` follows them without giving up the thread.
+    void begin_batch() noexcept { flush_follows_.store(true, std::memory_order_relaxed); }
+
+    /// Conn thread: writes what the batch's handlers (or other threads meanwhile) queued.
+    void end_batch() {
+        flush_follows_.store(false, std::memory_order_relaxed);
+        flush();
     }
 
     /// Payloads from this size up are worth a write of their own rather than a copy into the output queue.
@@ -442,6 +453,7 @@ private:
     std::size_t in_flight_ = 0;
     bool writing_ = false;
     bool flush_posted_ = false;
+    std::atomic<bool> flush_follows_{false};  // set by the conn thread alone; read under `mutex_` by any thread
     bool write_failed_ = false;
     bool close_sent_ = false;
     bool close_info_settled_ = false;

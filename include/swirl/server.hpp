@@ -576,6 +576,7 @@ private:
         bool upgrade_leftover = true;  // `input` starts with what followed the upgrade request in its read
         BulkLease lease;               // holds the bulk buffer while `input` points into it
         while (true) {
+            if (on_message_plain_) c.begin_batch();
             while (!input.empty()) {
                 const ReadResult r = reader.read(input);
                 input = input.subspan(r.consumed);
@@ -603,7 +604,7 @@ private:
             if (std::exchange(upgrade_leftover, false)) std::vector<std::uint8_t>().swap(c.read_buffer_);
             // Replies leave before the next read; letting the other ready connections run first gives the peer time
             // to answer, so that read usually finds its next message instead of coming back empty.
-            c.flush();
+            c.end_batch();
             if (settings_.pause_reading_above != 0 && c.unsent() > settings_.pause_reading_above) co_await c.wait_drained();
             co_await asio::post(c.socket_.get_executor(), asio::use_awaitable);
             std::error_code ec;
