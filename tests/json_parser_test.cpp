@@ -1,7 +1,10 @@
 #include "doctest.hpp"
 
+#include "json_reference.hpp"
+
 #include <swirl/json_parser.hpp>
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -9,12 +12,7 @@ namespace {
 
 using nlohmann::json;
 
-struct Sink {
-    std::uint64_t id() const noexcept { return 1; }
-    void send(std::string_view payload, swirl::Opcode = swirl::Opcode::text) { sent.emplace_back(payload); }
-    bool close(std::uint16_t, std::string_view) { return true; }
-    std::vector<std::string> sent;
-};
+using json_reference::Sink;
 
 swirl::Frame message(std::string payload, swirl::Opcode opcode = swirl::Opcode::text) {
     swirl::Frame f;
@@ -183,4 +181,54 @@ TEST_CASE("json parser: strings are escaped; invalid UTF-8 becomes U+FFFD") {
     const auto reply = parser.encode(swirl::JsonReply::ok(std::string("\xc3\x28")), call, sink);
     REQUIRE(reply);
     CHECK(json::parse(reply->payload).at("content") == "\xEF\xBF\xBD(");
+}
+
+TEST_CASE("json parser: the DOM-free path decodes exactly as the DOM would") {
+    const swirl::JsonParser parser;
+    const std::string bom = "\xEF\xBB\xBF";
+    const auto nul_between = [](std::string_view a, std::string_view b) { return std::string(a) + '\0' + std::string(b); };
+    const std::vector<std::string> messages = {
+        R"({"class":"A","action":"b","content":{"x":[1,2,{"y":"z"}]}})",
+        " \t\n{ \"class\" : \"A\" ,\r\n \"action\":\"b\" , \"content\" : 5 } \r\n",
+        "{}", "{ }", R"({"content":"plain"})", R"({"content":""})", R"({"action":"x"})",
+        R"({"class":"A\u0042"})", R"({"cl\u0061ss":"X"})", R"({"class":"A","class":"B"})", R"({"content":1,"content":2})",
+        R"({"class":"A","extra":[1,2],"content":1})", R"({"":1})",
+        R"({"content":"a\"b\\c\u00e9"})", R"({"content":["]","}",{"k":"[{"}]})", R"({"content":"\ud83d\ude00"})",
+        R"({"content":-1})", R"({"content":1.5e3})", R"({"content":0})", R"({"content":01})", R"({"content":1.})",
+        R"({"content":true})", R"({"content":false})", R"({"content":null})", R"({"content":tru})", R"({"content":nul})",
+        R"({"content":-})", R"({"content":18446744073709551615})", R"({"content":-9223372036854775808})",
+        R"({"content":1e400})", R"({"content":1 ,"action":"x"})", R"({"content":[] ,"action":"x"})",
+        R"({"content":1 2})", R"({"content":"x""y"})", R"({"content":{}}})", R"({"content":[}})", R"({"content":{]})",
+        R"({"content":"abc})", R"({"content":[1,2})", R"({"content":})", R"({"content")", R"({"content":)",
+        R"({"action":"x"},)", R"({"action":"x"}})", R"({"action":"x"} x)", R"({"action" "x"})",
+        R"({"action":"x" "class":"y"})", R"({"action":"x",})", R"({,})", R"({"action":"x")", "{", "",
+        bom + R"({"action":"x"})", R"({"content":)" + bom + "1}", R"({"content":)" + bom + "\"s\"}",
+        "{\"class\":\"\xff\"}", "{\"class\":\"a\x01\"}", "{\"content\":\"a\x01\"}", "{\"content\":\"\xc3\x28\"}",
+        R"({"class":1})", R"({"class":null})", R"({"action":["x"]})", R"({"class":"é","action":"ü"})",
+        "[1]", "\"x\"", "1", "null", R"({"content":{"content":1}})", R"({"content":[1,{"a":[]}]})",
+        R"({"content":"tab	inside"})", R"({"content":"\/"})", "{\"action\":\"x\"}\n", "\n{\"action\":\"x\"}",
+        R"({"content":[[[[[]]]]]})", nul_between(R"({"content":42)", "junk}"), nul_between(R"({"content":"a)", R"("})"),
+        nul_between(R"({"action":"x"})", ""),
+    };
+    for (const auto& m : messages) {
+        INFO("message: ", m);
+        CHECK(json_reference::decode_with(parser, m) == json_reference::decode(m, parser));
+    }
+}
+
+TEST_CASE("json parser: replies are written exactly as nlohmann's dump() writes them") {
+    const std::vector<json> values = {
+        json(nullptr), json(true), json(false), json(0), json(-1), json(std::numeric_limits<std::int64_t>::min()),
+        json(std::numeric_limits<std::int64_t>::max()), json(std::numeric_limits<std::uint64_t>::max()), json(1.5),
+        json(0.1), json(1e300), json(-0.0), json(""), json("a\"b\\c\n\t\x01\x1f\x7f é"), json("bad \xff byte"),
+        json::object(), json::array(), json::parse(R"({"b":[1,{"c":null}],"a":"x","":{}})"),
+        json{{"key\nwith\"escapes", 1}, {"k\xff", 2}}, json::array({json::array({json::array()}), 2.5, "s"}),
+        json::binary({1, 2, 3}),
+    };
+    for (const auto& v : values) {
+        INFO("value: ", v.dump(-1, ' ', false, json::error_handler_t::replace));
+        std::string out;
+        swirl::JsonParser::append_value(out, v);
+        CHECK(out == v.dump(-1, ' ', false, json::error_handler_t::replace));
+    }
 }

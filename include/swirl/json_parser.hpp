@@ -3,6 +3,7 @@
 /// `{"class":"Index","action":"hello","content":...}` (or `"error":"..."`) out. Needs nlohmann/json
 /// (Debian: nlohmann-json3-dev; Meson option `json`).
 
+#include <swirl/detail/json_envelope.hpp>
 #include <swirl/frame.hpp>
 #include <swirl/parser.hpp>
 #include <swirl/reply.hpp>
@@ -10,10 +11,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <charconv>
 #include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace swirl {
 
@@ -22,7 +25,8 @@ using JsonReply = Reply<nlohmann::json>;
 /// Decodes text or binary messages holding one JSON object. `class` defaults to `default_controller`, `action`
 /// to `default_action`; `content` becomes the arguments: an object as it is, anything else wrapped as
 /// `{"content": x}`, absent as `{}`. Malformed or over-nested JSON, or a `class`/`action` that is not a string,
-/// gets an `{"error":"..."}` reply and dispatches nothing.
+/// gets an `{"error":"..."}` reply and dispatches nothing. A plain message is decoded without a DOM (only its
+/// content is parsed) and replies are written without `dump()`'s temporaries; the results are the DOM's.
 struct JsonParser {
     using args_type = nlohmann::json;
     using content_type = nlohmann::json;
@@ -38,28 +42,24 @@ struct JsonParser {
         if (nesting_exceeds(frame.payload, max_depth)) {
             return refuse(connection, "JSON nested deeper than " + std::to_string(max_depth) + " levels");
         }
+        if (const auto envelope = detail::JsonEnvelope::scan(frame.payload)) {
+            std::optional<nlohmann::json> content;
+            if (envelope->content) content = parse_content(*envelope->content);
+            if (!content || !content->is_discarded()) return make_call(envelope->controller, envelope->action, std::move(content));
+        }
         nlohmann::json doc = nlohmann::json::parse(frame.payload, nullptr, false);
         if (doc.is_discarded()) return refuse(connection, "malformed JSON");
         if (!doc.is_object()) return refuse(connection, "expected a JSON object");
-
-        std::optional<Caller<args_type>> call(std::in_place, Caller<args_type>{default_controller, default_action, {}});
-        if (const auto it = doc.find("class"); it != doc.end()) {
-            if (!it->is_string()) return refuse(connection, "\"class\" must be a string");
-            call->controller = it->get_ref<const std::string&>();
+        std::optional<std::string_view> names[2];
+        for (const auto& [member, name] : {std::pair{"class", &names[0]}, std::pair{"action", &names[1]}}) {
+            if (const auto it = doc.find(member); it != doc.end()) {
+                if (!it->is_string()) return refuse(connection, must_be_string(member));
+                *name = it->template get_ref<const std::string&>();
+            }
         }
-        if (const auto it = doc.find("action"); it != doc.end()) {
-            if (!it->is_string()) return refuse(connection, "\"action\" must be a string");
-            call->action = it->get_ref<const std::string&>();
-        }
-        if (const auto it = doc.find("content"); it == doc.end()) {
-            call->args = nlohmann::json::object();
-        } else if (it->is_object()) {
-            call->args = std::move(*it);
-        } else {
-            call->args = nlohmann::json::object();
-            call->args["content"] = std::move(*it);
-        }
-        return call;
+        std::optional<nlohmann::json> content;
+        if (const auto it = doc.find("content"); it != doc.end()) content = std::move(*it);
+        return make_call(names[0], names[1], std::move(content));
     }
 
     template <class Connection>
@@ -74,7 +74,7 @@ struct JsonParser {
             append_string(out, reply.error);
         } else {
             out += R"(,"content":)";
-            out += reply.message->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+            append_value(out, *reply.message);
         }
         out += '}';
         return Outgoing{std::move(out), Opcode::text};
@@ -108,6 +108,42 @@ struct JsonParser {
         return false;
     }
 
+    /// Appends `value` as JSON, as `dump()` writes it (invalid UTF-8 becomes U+FFFD) but without a temporary string.
+    static void append_value(std::string& out, const nlohmann::json& value) {
+        using type = nlohmann::json::value_t;
+        switch (value.type()) {
+        case type::string: append_string(out, value.get_ref<const std::string&>()); return;
+        case type::boolean: out += value.get<bool>() ? "true" : "false"; return;
+        case type::null: out += "null"; return;
+        case type::number_integer: append_number(out, value.get<std::int64_t>()); return;
+        case type::number_unsigned: append_number(out, value.get<std::uint64_t>()); return;
+        case type::object: {
+            out += '{';
+            const char* separator = "";
+            for (const auto& [key, member] : value.get_ref<const nlohmann::json::object_t&>()) {
+                out += std::exchange(separator, ",");
+                append_string(out, key);
+                out += ':';
+                append_value(out, member);
+            }
+            out += '}';
+            return;
+        }
+        case type::array: {
+            out += '[';
+            const char* separator = "";
+            for (const auto& element : value.get_ref<const nlohmann::json::array_t&>()) {
+                out += std::exchange(separator, ",");
+                append_value(out, element);
+            }
+            out += ']';
+            return;
+        }
+        default:  // floating point (nlohmann's shortest round-trip form), binary, discarded
+            out += value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        }
+    }
+
     /// Appends `s` as a JSON string literal; invalid UTF-8 becomes U+FFFD.
     static void append_string(std::string& out, std::string_view s) {
         if (!is_valid_utf8(s)) {
@@ -116,7 +152,12 @@ struct JsonParser {
         }
         constexpr char hex[] = "0123456789abcdef";
         out += '"';
-        for (const char c : s) {
+        std::size_t plain = 0;  // start of the run of characters that need no escape
+        for (std::size_t i = 0; i < s.size(); ++i) {
+            const char c = s[i];
+            if (c != '"' && c != '\\' && static_cast<unsigned char>(c) >= 0x20) continue;
+            out.append(s.data() + plain, i - plain);
+            plain = i + 1;
             switch (c) {
             case '"': out += "\\\""; break;
             case '\\': out += "\\\\"; break;
@@ -126,19 +167,47 @@ struct JsonParser {
             case '\b': out += "\\b"; break;
             case '\f': out += "\\f"; break;
             default:
-                if (static_cast<unsigned char>(c) < 0x20) {
-                    out += "\\u00";
-                    out += hex[(c >> 4) & 0xF];
-                    out += hex[c & 0xF];
-                } else {
-                    out += c;
-                }
+                out += "\\u00";
+                out += hex[(c >> 4) & 0xF];
+                out += hex[c & 0xF];
             }
         }
+        out.append(s.data() + plain, s.size() - plain);
         out += '"';
     }
 
 private:
+    template <class Integer>
+    static void append_number(std::string& out, Integer n) {
+        char digits[24];
+        out.append(digits, std::to_chars(digits, digits + sizeof digits, n).ptr);
+    }
+
+    /// A plain string directly, anything else through nlohmann (discarded when malformed).
+    static nlohmann::json parse_content(std::string_view text) {
+        if (const auto s = detail::JsonEnvelope::plain_string_literal(text)) return std::string(*s);
+        return nlohmann::json::parse(text, nullptr, false);
+    }
+
+    static std::string must_be_string(std::string_view member) { return '"' + std::string(member) + "\" must be a string"; }
+
+    /// The call for a message's members, each absent or already checked: `content` becomes the arguments.
+    std::optional<Caller<args_type>> make_call(std::optional<std::string_view> controller, std::optional<std::string_view> action,
+                                               std::optional<nlohmann::json> content) const {
+        std::optional<Caller<args_type>> call(std::in_place);
+        call->controller = controller.value_or(default_controller);
+        call->action = action.value_or(default_action);
+        if (!content) {
+            call->args = nlohmann::json::object();
+        } else if (content->is_object()) {
+            call->args = std::move(*content);
+        } else {
+            call->args = nlohmann::json::object();
+            call->args["content"] = std::move(*content);
+        }
+        return call;
+    }
+
     template <class Connection>
     static std::optional<Caller<args_type>> refuse(Connection& connection, std::string_view what) {
         connection.send(error_message(what), Opcode::text);
