@@ -590,6 +590,31 @@ TEST_CASE("a handler may take, grow or shrink the delivered payload") {
     CHECK(reader.frame().payload == binary_of(5000));
 }
 
+TEST_CASE("release_buffer frees a large message buffer between messages, never mid-message") {
+    MessageReader reader;
+    const std::string big = cf(binary_of(100000), Opcode::binary);
+    REQUIRE(reader.read(bytes_of(big)).event == ReadEvent::message);
+    reader.release_buffer(200000);
+    CHECK(reader.frame().payload.capacity() >= 100000);  // within the limit: kept
+    reader.release_buffer(65536);
+    CHECK(reader.frame().payload.capacity() < 65536);
+
+    // Half of a fragmented message, then half of a frame: the buffer holds received bytes and stays.
+    const std::string first = cf(binary_of(70000), Opcode::binary, false);
+    REQUIRE(reader.read(bytes_of(first)).event == ReadEvent::need_more);
+    const std::string last = cf(binary_of(30000), Opcode::continuation);
+    const std::size_t half = last.size() / 2;
+    REQUIRE(reader.read(bytes_of(std::string_view(last).substr(0, half))).event == ReadEvent::need_more);
+    reader.release_buffer(0);
+    REQUIRE(reader.read(bytes_of(std::string_view(last).substr(half))).event == ReadEvent::message);
+    CHECK(reader.frame().payload == binary_of(70000) + binary_of(30000));
+
+    // A short message after a release decodes as usual.
+    reader.release_buffer(0);
+    REQUIRE(reader.read(bytes_of(cf("after"))).event == ReadEvent::message);
+    CHECK(reader.frame().payload == "after");
+}
+
 TEST_CASE("a reader keeps working after being moved between messages") {
     swirl::MessageReader original(swirl::Role::server);
     const std::string first = swirl::pack("first", swirl::Opcode::text, true, swirl::MaskKey{1, 2, 3, 4});

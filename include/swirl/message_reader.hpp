@@ -107,6 +107,12 @@ public:
         }
     }
 
+    /// Frees the message buffer if its capacity exceeds `keep_capacity` and no message is partly received, so that
+    /// a connection waiting for input does not hold a burst's buffer. `frame()` is invalid afterwards.
+    void release_buffer(std::size_t keep_capacity) noexcept {
+        if (!in_message_ && message_.payload.capacity() > keep_capacity) std::string().swap(message_.payload);
+    }
+
     /// The last completed message or control frame.
     Frame& frame() noexcept { return last_is_control_ ? control_ : message_; }
     std::uint16_t error_code() const noexcept { return error_code_; }

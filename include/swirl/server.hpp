@@ -38,6 +38,8 @@ namespace detail {
 /// An open connection reads into its event loop's shared bulk buffer and keeps no read buffer while idle. It has a
 /// small one of its own for the HTTP request, and for reads while another connection holds the bulk buffer.
 inline constexpr std::size_t connection_read_size = 1024;
+/// A connection that goes idle keeps a message buffer up to this size (as its output queues do), not a burst's.
+inline constexpr std::size_t idle_message_capacity = 64 * 1024;
 
 /// One per event loop. `busy` while a connection still has unconsumed bytes in it (its handler suspended);
 /// others then read into their own buffer.
@@ -612,6 +614,7 @@ private:
             while (true) {
                 n = read_available(c, input, lease, ec);
                 if (ec != asio::error::would_block && ec != asio::error::try_again) break;
+                reader.release_buffer(detail::idle_message_capacity);
                 co_await c.socket_.async_wait(asio::socket_base::wait_read, asio::redirect_error(asio::use_awaitable, ec));
                 if (ec) break;
             }
