@@ -55,7 +55,7 @@ public:
         s.max_connections = static_cast<std::size_t>(number("--max-connections", static_cast<double>(s.max_connections)));
         s.max_output_buffer =
             static_cast<std::size_t>(number("--max-output-buffer", static_cast<double>(s.max_output_buffer)));
-        s.pause_reading_above = static_cast<std::size_t>(number("--pause-reading-above", 0));
+        s.pause_reading_above = static_cast<std::size_t>(number("--pause-reading-above", static_cast<double>(s.pause_reading_above)));
         if (get("--backpressure", "reject") == "close") s.backpressure = swirl::BackpressurePolicy::close_connection;
         s.idle_timeout = std::chrono::milliseconds(static_cast<long>(number("--idle-timeout", 0) * 1000));
         s.close_timeout = std::chrono::milliseconds(

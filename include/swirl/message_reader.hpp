@@ -49,7 +49,7 @@ public:
             // Keep the buffer for the next message unless one huge message would pin it. A message's buffer also
             // keeps its size: the next message overwrites it, and only growth beyond it is zero-filled first.
             if (delivered_ == Delivered::control) control_.payload.clear();
-            else if (message_.payload.capacity() > (1u << 20)) std::string().swap(message_.payload);
+            else release_buffer(1u << 20);
             delivered_ = Delivered::none;
         }
         if (state_ == State::failed || state_ == State::closed) return {state_ == State::failed ? ReadEvent::error : ReadEvent::need_more, input.size()};
