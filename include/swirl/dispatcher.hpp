@@ -109,16 +109,16 @@ public:
     void log_level(LogLevel level) noexcept { log_level_ = level; }
 
     /// The message handler: `server.use(dispatcher)`, or call it from your own handler to mix (e.g. text only).
+    /// Decodes the message at once; the awaitable runs the action and delivers its reply.
     asio::awaitable<void> on_message(connection_type& connection, Frame& frame) {
         auto caller = parser_.decode(frame, connection);
-        if (!caller) co_return;
+        if (!caller) return nothing();
+        const Runner run = find(*caller);
+        if (run) return run(*this, connection, std::move(*caller));
         Ctx ctx(parser_, connection, *caller);
-        try {
-            co_await route(ctx);
-        } catch (...) {
-            handle_uncaught(ctx, std::current_exception());
-        }
+        ctx.reply() = reply_type::failure(fmt::format("unknown controller: {}", ctx.controller()));
         deliver(ctx);
+        return nothing();
     }
 
     /// Drops the connection's per-connection controllers. Registered by `server.use(dispatcher)`; call it from
@@ -136,12 +136,26 @@ public:
     }
 
 private:
-    using Runner = asio::awaitable<void> (*)(Dispatcher&, Ctx&);
+    using caller_type = typename Ctx::caller_type;
+    /// Runs one call from start to delivered reply: its coroutine frame is the only one the dispatcher adds.
+    using Runner = asio::awaitable<void> (*)(Dispatcher&, connection_type&, caller_type);
     struct Entry {
         std::string_view controller;
         std::string_view action;  ///< empty: the controller's "action not found" entry
         Runner run = nullptr;
     };
+
+    /// The type an action's member function returns, checked against what the dispatcher can run.
+    template <class A, class C>
+    struct ActionResult {
+        static_assert(std::is_invocable_v<decltype(A::method), C&, Ctx&>,
+                      "an action is a member function of its controller taking the Context&");
+        using type = std::invoke_result_t<decltype(A::method), C&, Ctx&>;
+        static_assert(std::is_same_v<type, asio::awaitable<void>> || std::is_same_v<type, asio::awaitable<reply_type>>,
+                      "an action returns asio::awaitable<void> or asio::awaitable<Ctx::reply_type>");
+    };
+    template <class A, class C>
+    using action_result_t = typename ActionResult<A, C>::type;
 
     /// Per-connection controllers of one route; empty for per-message routes.
     template <class Route, bool = Route::lifetime == ControllerLifetime::per_connection>
@@ -185,72 +199,75 @@ private:
         return entries;
     }
 
-    asio::awaitable<void> route(Ctx& ctx) {
-        const Entry* controller = nullptr;
+    /// The runner of the call's action, else of its controller's "action not found", else null.
+    static Runner find(const caller_type& caller) noexcept {
+        Runner not_found = nullptr;
         for (const Entry& e : table()) {
-            if (e.controller != ctx.controller()) continue;
-            if (e.action == ctx.action() && !e.action.empty()) {
-                co_await e.run(*this, ctx);
-                co_return;
+            if (e.controller != caller.controller) continue;
+            if (e.action.empty()) {
+                if (!not_found) not_found = e.run;
+            } else if (e.action == caller.action) {
+                return e.run;
             }
-            if (e.action.empty()) controller = &e;
         }
-        if (controller) co_await controller->run(*this, ctx);
-        else ctx.reply() = reply_type::failure(fmt::format("unknown controller: {}", ctx.controller()));
+        return not_found;
     }
 
-    /// Runs action `A` (or, with `A = void`, "action not found") of `Route` inside the controller's hooks.
+    static asio::awaitable<void> nothing() { co_return; }
+
+    /// An empty stand-in for the controller object a per-connection route keeps elsewhere.
+    struct NoController {};
+
+    /// Runs action `A` (or, with `A = void`, "action not found") of `Route` inside the controller's hooks, then
+    /// delivers the reply. The action and `on_request` are awaited right here: one coroutine frame per message.
     template <class Route, class A>
-    static asio::awaitable<void> run(Dispatcher& self, Ctx& ctx) {
-        if constexpr (Route::lifetime == ControllerLifetime::per_connection) {
-            auto& controller = std::get<Store<Route>>(self.stores_).get(ctx.connection().id());
-            co_await hooked<A>(controller, ctx);
-        } else {
-            typename Route::type controller{};
-            co_await hooked<A>(controller, ctx);
-        }
-    }
-
-    template <class A, class C>
-    static asio::awaitable<void> hooked(C& controller, Ctx& ctx) {
-        std::exception_ptr failure;
+    static asio::awaitable<void> run(Dispatcher& self, connection_type& connection, caller_type caller) {
+        using C = typename Route::type;
+        constexpr bool per_connection = Route::lifetime == ControllerLifetime::per_connection;
+        Ctx ctx(self.parser_, connection, caller);
         try {
-            bool proceed = true;
-            if constexpr (requires { controller.on_request(ctx); }) {
-                auto result = controller.on_request(ctx);
-                if constexpr (detail::is_awaitable_v<decltype(result)>) proceed = co_await std::move(result);
-                else proceed = result;
-            } else if constexpr (requires { controller.on_request(std::string_view{}); }) {
-                auto result = controller.on_request(std::string_view(ctx.action()));
-                if constexpr (detail::is_awaitable_v<decltype(result)>) proceed = co_await std::move(result);
-                else proceed = result;
+            std::conditional_t<per_connection, NoController, C> fresh{};
+            C& controller = [&]() -> C& {
+                if constexpr (per_connection) return std::get<Store<Route>>(self.stores_).get(connection.id());
+                else return fresh;
+            }();
+            std::exception_ptr failure;
+            try {
+                bool proceed = true;
+                if constexpr (requires { controller.on_request(ctx); }) {
+                    auto result = controller.on_request(ctx);
+                    if constexpr (detail::is_awaitable_v<decltype(result)>) proceed = co_await std::move(result);
+                    else proceed = result;
+                } else if constexpr (requires { controller.on_request(std::string_view{}); }) {
+                    auto result = controller.on_request(std::string_view(ctx.action()));
+                    if constexpr (detail::is_awaitable_v<decltype(result)>) proceed = co_await std::move(result);
+                    else proceed = result;
+                }
+                if (proceed) {
+                    if constexpr (std::is_void_v<A>) co_await act_not_found(controller, ctx);
+                    else if constexpr (std::is_same_v<action_result_t<A, C>, asio::awaitable<void>>) co_await (controller.*A::method)(ctx);
+                    else ctx.reply() = co_await (controller.*A::method)(ctx);
+                }
+            } catch (...) {
+                failure = std::current_exception();
             }
-            if (proceed) co_await act<A>(controller, ctx);
+            if (failure) failure = co_await handle<C>(controller, ctx, failure);
+            if constexpr (requires { controller.after_action(ctx); }) {
+                co_await settle(ctx, [&] { return controller.after_action(ctx); });
+            } else if constexpr (requires { controller.after_action(std::string_view{}); }) {
+                co_await settle(ctx, [&] { return controller.after_action(std::string_view(ctx.action())); });
+            }
+            if (failure) std::rethrow_exception(failure);
         } catch (...) {
-            failure = std::current_exception();
+            self.handle_uncaught(ctx, std::current_exception());
         }
-        if (failure) failure = co_await handle<C>(controller, ctx, failure);
-        if constexpr (requires { controller.after_action(ctx); }) {
-            co_await settle(ctx, [&] { return controller.after_action(ctx); });
-        } else if constexpr (requires { controller.after_action(std::string_view{}); }) {
-            co_await settle(ctx, [&] { return controller.after_action(std::string_view(ctx.action())); });
-        }
-        if (failure) std::rethrow_exception(failure);
+        self.deliver(ctx);
     }
 
-    /// Runs the action, or the controller's `action_not_found`, or the default not-found reply.
-    template <class A, class C>
-    static asio::awaitable<void> act(C& controller, Ctx& ctx) {
-        if constexpr (!std::is_void_v<A>) {
-            static_assert(std::is_invocable_v<decltype(A::method), C&, Ctx&>,
-                          "an action is a member function of its controller taking the Context&");
-            using Result = std::invoke_result_t<decltype(A::method), C&, Ctx&>;
-            static_assert(std::is_same_v<Result, asio::awaitable<void>> ||
-                              std::is_same_v<Result, asio::awaitable<reply_type>>,
-                          "an action returns asio::awaitable<void> or asio::awaitable<Ctx::reply_type>");
-            if constexpr (std::is_same_v<Result, asio::awaitable<void>>) co_await (controller.*A::method)(ctx);
-            else ctx.reply() = co_await (controller.*A::method)(ctx);
-        } else if constexpr (requires { controller.action_not_found(ctx); }) {
+    /// The controller's `action_not_found`, or the default not-found reply.
+    template <class C>
+    static asio::awaitable<void> act_not_found(C& controller, Ctx& ctx) {
+        if constexpr (requires { controller.action_not_found(ctx); }) {
             co_await settle(ctx, [&] { return controller.action_not_found(ctx); });
         } else if constexpr (requires { controller.action_not_found(std::string_view{}); }) {
             co_await settle(ctx, [&] { return controller.action_not_found(std::string_view(ctx.action())); });

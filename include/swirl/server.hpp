@@ -598,8 +598,16 @@ private:
                 }
                 c.more_input_ = !input.empty();  // replies to the rest of this read will follow: coalesce them
                 if (take_frame(c, r.event, reader.frame())) {
-                    if (on_message_plain_) call_plain(c, "message", [&] { on_message_plain_(c, reader.frame()); });
-                    else co_await call_handler(c, "message", [&] { return on_message_(c, reader.frame()); });
+                    if (on_message_plain_) {
+                        call_plain(c, "message", [&] { on_message_plain_(c, reader.frame()); });
+                    } else {
+                        try {  // call_handler, written out: one coroutine frame less per message
+                            asio::awaitable<void> handling = on_message_(c, reader.frame());
+                            co_await std::move(handling);
+                        } catch (...) {
+                            handler_threw(c, "message");
+                        }
+                    }
                 }
             }
             lease.release();
