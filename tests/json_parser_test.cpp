@@ -110,10 +110,20 @@ TEST_CASE("json parser: nesting beyond max_depth is refused before parsing") {
     CHECK(decode(nested(63), sink));  // 63 arrays inside the top-level object: 64 levels
     CHECK(sink.sent.empty());
     check_refused(nested(64), "nested deeper than 64");
+    // Found by the json_envelope fuzzer: brackets after a number are still counted, before the number is parsed.
+    check_refused(R"({"content":1)" + std::string(65, '[') + "}", "nested deeper than 64");
     check_refused(std::string(1 << 20, '['), "nested deeper than 64");  // a megabyte of '[' costs one scan
     // Brackets inside strings, including after escaped quotes, do not count.
     CHECK(decode(R"({"action":"x","content":")" + std::string(200, '[') + R"(\"[[[["})", sink));
     CHECK(sink.sent.empty());
+    // The envelope itself is one level: with a plain string content, the limit is met from max_depth = 1.
+    swirl::JsonParser shallow;
+    shallow.max_depth = 1;
+    CHECK(decode(R"({"content":"x"})", sink, shallow));
+    CHECK_FALSE(decode(R"({"content":{}})", sink, shallow));
+    shallow.max_depth = 0;
+    CHECK_FALSE(decode(R"({"content":"x"})", sink, shallow));
+    CHECK(sink.sent.size() == 2);
 }
 
 TEST_CASE("json parser: huge messages decode") {

@@ -39,12 +39,15 @@ struct JsonParser {
     template <class Connection>
     std::optional<Caller<args_type>> decode(Frame& frame, Connection& connection) const {
         if (frame.opcode != Opcode::text && frame.opcode != Opcode::binary) return std::nullopt;
-        if (nesting_exceeds(frame.payload, max_depth)) {
+        const auto envelope = detail::JsonEnvelope::scan(frame.payload);
+        const bool flat = envelope && !envelope->may_nest();
+        if (flat ? max_depth == 0 : nesting_exceeds(frame.payload, max_depth)) {
             return refuse(connection, "JSON nested deeper than " + std::to_string(max_depth) + " levels");
         }
-        if (const auto envelope = detail::JsonEnvelope::scan(frame.payload)) {
+        if (envelope) {
             std::optional<nlohmann::json> content;
-            if (envelope->content) content = parse_content(*envelope->content);
+            if (envelope->content_is_string) content.emplace(std::string(unquote(*envelope->content)));
+            else if (envelope->content) content = nlohmann::json::parse(*envelope->content, nullptr, false);
             if (!content || !content->is_discarded()) return make_call(envelope->controller, envelope->action, std::move(content));
         }
         nlohmann::json doc = nlohmann::json::parse(frame.payload, nullptr, false);
@@ -65,7 +68,12 @@ struct JsonParser {
     template <class Connection>
     std::optional<Outgoing> encode(const JsonReply& reply, const Caller<args_type>& caller, Connection&) const {
         if (reply.error.empty() && !reply.message) return std::nullopt;
-        std::string out = R"({"class":)";
+        std::string out;
+        const std::size_t fixed = 32 + caller.controller.size() + caller.action.size();  // names, quotes, punctuation
+        out.reserve(fixed + (!reply.error.empty()           ? reply.error.size()
+                             : reply.message->is_string() ? reply.message->get_ref<const std::string&>().size()
+                                                          : 64));
+        out += R"({"class":)";
         append_string(out, caller.controller);
         out += R"(,"action":)";
         append_string(out, caller.action);
@@ -93,6 +101,8 @@ struct JsonParser {
         std::size_t depth = 0;
         bool in_string = false;
         for (std::size_t i = 0; i < text.size(); ++i) {
+            if (in_string) i = detail::find_json_special(text, i);
+            if (i == text.size()) break;
             const char c = text[i];
             if (in_string) {
                 if (c == '\\') ++i;
@@ -153,9 +163,8 @@ struct JsonParser {
         constexpr char hex[] = "0123456789abcdef";
         out += '"';
         std::size_t plain = 0;  // start of the run of characters that need no escape
-        for (std::size_t i = 0; i < s.size(); ++i) {
+        for (std::size_t i = 0; (i = detail::find_json_special(s, i)) < s.size(); ++i) {
             const char c = s[i];
-            if (c != '"' && c != '\\' && static_cast<unsigned char>(c) >= 0x20) continue;
             out.append(s.data() + plain, i - plain);
             plain = i + 1;
             switch (c) {
@@ -183,11 +192,8 @@ private:
         out.append(digits, std::to_chars(digits, digits + sizeof digits, n).ptr);
     }
 
-    /// A plain string directly, anything else through nlohmann (discarded when malformed).
-    static nlohmann::json parse_content(std::string_view text) {
-        if (const auto s = detail::JsonEnvelope::plain_string_literal(text)) return std::string(*s);
-        return nlohmann::json::parse(text, nullptr, false);
-    }
+    /// The characters of a string literal without escapes: what is between its quotes.
+    static std::string_view unquote(std::string_view literal) noexcept { return literal.substr(1, literal.size() - 2); }
 
     static std::string must_be_string(std::string_view member) { return '"' + std::string(member) + "\" must be a string"; }
 

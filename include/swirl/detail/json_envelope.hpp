@@ -4,19 +4,45 @@
 #include <swirl/utf8.hpp>
 
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string_view>
 
 namespace swirl::detail {
 
+/// True for the bytes a JSON string literal cannot hold as they are: `"`, `\` and control characters.
+constexpr bool is_json_special(char c) noexcept { return c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20; }
+
+/// The index of the first byte of `text` at or after `i` that `is_json_special`, or `text.size()`. Tests eight bytes
+/// at a time: strings are most of a message.
+inline std::size_t find_json_special(std::string_view text, std::size_t i) noexcept {
+    constexpr std::uint64_t ones = 0x0101010101010101ull;
+    constexpr std::uint64_t highs = 0x8080808080808080ull;
+    const auto has_zero_byte = [](std::uint64_t w) { return (w - ones) & ~w & highs; };
+    for (; text.size() - i >= 8; i += 8) {
+        std::uint64_t word;
+        std::memcpy(&word, text.data() + i, 8);
+        const std::uint64_t below_space = (word - ones * 0x20) & ~word & highs;
+        if (below_space | has_zero_byte(word ^ (ones * '"')) | has_zero_byte(word ^ (ones * '\\'))) break;
+    }
+    while (i < text.size() && !is_json_special(text[i])) ++i;
+    return i;
+}
+
 /// The members of a message `{"class":"…","action":"…","content":…}`, found without building a DOM: only the
-/// content is parsed, by nlohmann. Anything less plain (escapes in a key, class or action; other members;
-/// duplicates; malformed text) gives up, and the whole message is parsed as a DOM instead: the fast path accepts
-/// only what the DOM accepts, with the same meaning.
+/// content is parsed, by nlohmann, and not even that when it is a plain string. Anything less plain (escapes in a
+/// key, class or action; other members; duplicates; malformed text) gives up, and the whole message is parsed as a
+/// DOM instead: the fast path accepts only what the DOM accepts, with the same meaning.
 struct JsonEnvelope {
     std::optional<std::string_view> controller;
     std::optional<std::string_view> action;
     std::optional<std::string_view> content;  ///< the content's JSON text, still to be parsed (and so checked)
+    bool content_is_string = false;           ///< the content is a plain string literal: no parser needed
+
+    /// False when no bracket but the envelope's own lies outside a string: the message then nests one level deep.
+    /// (Content other than a plain string may hold brackets, even where it is not yet known to be valid JSON.)
+    bool may_nest() const noexcept { return content && !content_is_string; }
 
     static std::optional<JsonEnvelope> scan(std::string_view text) noexcept {
         // nlohmann ends its input at a NUL byte: whether that makes text valid depends on where it falls.
@@ -43,7 +69,13 @@ struct JsonEnvelope {
                                                           : *key == "content" ? &e.content
                                                                               : nullptr;
                 if (member == nullptr || member->has_value()) return std::nullopt;
-                *member = member == &e.content ? value_text(text, i) : plain_string(text, i);
+                if (member == &e.content) {
+                    const std::size_t begin = i;
+                    e.content_is_string = plain_string(text, i).has_value();
+                    e.content = e.content_is_string ? text.substr(begin, i - begin) : value_text(text, i);
+                } else {
+                    *member = plain_string(text, i);
+                }
                 if (!member->has_value()) return std::nullopt;
             } while (take(','));
             if (!take('}')) return std::nullopt;
@@ -52,23 +84,14 @@ struct JsonEnvelope {
         return e;
     }
 
-    /// The string `text` holds when it is exactly one plain string literal (see `plain_string`): no parser needed.
-    static std::optional<std::string_view> plain_string_literal(std::string_view text) noexcept {
-        std::size_t i = 0;
-        const auto s = plain_string(text, i);
-        return s && i == text.size() ? s : std::nullopt;
-    }
-
 private:
     static bool is_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
     /// A string without escapes or control characters, in valid UTF-8, at `text[i]`; moves `i` past it.
     static std::optional<std::string_view> plain_string(std::string_view text, std::size_t& i) noexcept {
         if (i == text.size() || text[i] != '"') return std::nullopt;
-        std::size_t end = i + 1;
-        for (; end < text.size() && text[end] != '"'; ++end)
-            if (text[end] == '\\' || static_cast<unsigned char>(text[end]) < 0x20) return std::nullopt;
-        if (end == text.size()) return std::nullopt;
+        const std::size_t end = find_json_special(text, i + 1);
+        if (end == text.size() || text[end] != '"') return std::nullopt;
         const std::string_view s = text.substr(i + 1, end - i - 1);
         if (!is_valid_utf8(s)) return std::nullopt;
         i = end + 1;
@@ -86,6 +109,8 @@ private:
             std::size_t depth = 0;
             bool in_string = false;
             for (; i < text.size(); ++i) {
+                if (in_string) i = find_json_special(text, i);
+                if (i == text.size()) break;
                 const char c = text[i];
                 bool closes = false;
                 if (in_string) {
