@@ -114,14 +114,19 @@ std::int64_t now_ns() {
     return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
-/// utime + stime of a whole process (all threads) in seconds, from /proc/PID/stat; -1 when unreadable.
-double process_cpu_seconds(int pid) {
-    if (pid <= 0) return -1;
+/// CPU time of a whole process (all threads) in seconds, from /proc/PID/stat; -1 when unreadable.
+struct CpuTimes {
+    double user = -1, system = -1;
+    double total() const { return user < 0 ? -1 : user + system; }
+};
+
+CpuTimes process_cpu_times(int pid) {
+    if (pid <= 0) return {};
     std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
     std::string line;
-    if (!std::getline(in, line)) return -1;
+    if (!std::getline(in, line)) return {};
     const auto paren = line.rfind(')');  // the command name may contain spaces and parentheses
-    if (paren == std::string::npos) return -1;
+    if (paren == std::string::npos) return {};
     std::istringstream fields(line.substr(paren + 2));
     std::string f;
     unsigned long long utime = 0, stime = 0;
@@ -130,7 +135,8 @@ double process_cpu_seconds(int pid) {
         if (field == 14) utime = std::strtoull(f.c_str(), nullptr, 10);
         if (field == 15) stime = std::strtoull(f.c_str(), nullptr, 10);
     }
-    return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+    const auto ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+    return {static_cast<double>(utime) / ticks, static_cast<double>(stime) / ticks};
 }
 
 /// VmRSS (or with `field` = "VmHWM:", the peak RSS) of a process in bytes, from /proc/PID/status; -1 when unreadable.
@@ -652,6 +658,7 @@ struct Report {
     double seconds = 0;
     std::uint64_t count = 0;      ///< messages, handshakes or deliveries in the window
     double server_cpu = -1;       ///< server CPU seconds in the window
+    double server_user = -1;      ///< the part of it spent in user space (the rest is the kernel's)
     double client_cpu = 0;
     const Histogram* latency = nullptr;
     std::uint64_t errors = 0;
@@ -672,10 +679,10 @@ void print(const Options& o, const Report& r, const char* unit) {
     for (const char ch : r.first_error) err += ch == '"' || ch == '\\' ? '\'' : ch;
     std::printf("{\"label\":\"%s\",\"mode\":\"%s\",\"connections\":%d,\"size\":%zu,\"depth\":%d,\"binary\":%s,\"json\":%s,"
                 "\"seconds\":%.3f,\"count\":%" PRIu64 ",\"rate\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
-                "\"server_cpu_s\":%.3f,\"per_server_cpu_s\":%.1f,\"client_cpu_s\":%.3f,"
+                "\"server_cpu_s\":%.3f,\"server_user_s\":%.3f,\"per_server_cpu_s\":%.1f,\"client_cpu_s\":%.3f,"
                 "\"rss_before\":%lld,\"rss_after\":%lld,\"stalled\":%d,\"peak_rss\":%lld,\"errors\":%" PRIu64 ",\"first_error\":\"%s\"}\n",
                 o.label.c_str(), r.mode.c_str(), r.connections, o.size, o.depth, o.binary ? "true" : "false", o.json ? "true" : "false", r.seconds,
-                r.count, rate, p50, p99, p999, r.server_cpu, per_cpu, r.client_cpu, r.rss_before, r.rss_after, r.stalled, r.peak_rss,
+                r.count, rate, p50, p99, p999, r.server_cpu, r.server_user, per_cpu, r.client_cpu, r.rss_before, r.rss_after, r.stalled, r.peak_rss,
                 r.errors, err.c_str());
     std::fflush(stdout);
     if (r.mode == "idle") {
@@ -697,8 +704,16 @@ void print(const Options& o, const Report& r, const char* unit) {
 /// Shared by echo, raw and broadcast: warm-up, then the measured window (or a fixed message count).
 struct Window {
     std::int64_t start = 0, open = 0, end = 0;
-    double cpu0 = -1, cpu1 = -1, own0 = 0, own1 = 0;
+    CpuTimes cpu0, cpu1;
+    double own0 = 0, own1 = 0;
     std::uint64_t count0 = 0, count1 = 0;
+
+    /// The server's CPU time in the window, and its user-space part; -1 when /proc could not be read.
+    void report_server_cpu(Report& r) const {
+        if (cpu0.user < 0 || cpu1.user < 0) return;
+        r.server_cpu = cpu1.total() - cpu0.total();
+        r.server_user = cpu1.user - cpu0.user;
+    }
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -738,7 +753,7 @@ int run_echo(const Options& o, bool ws) {
     }
     if (fixed) {
         engine.measuring = true;
-        w.cpu0 = process_cpu_seconds(o.pid);
+        w.cpu0 = process_cpu_times(o.pid);
         w.own0 = own_cpu_seconds();
         w.open = now_ns();
         engine.run_until(w.open + 600'000'000'000, on_reply, stop);
@@ -746,13 +761,13 @@ int run_echo(const Options& o, bool ws) {
         engine.run_until(w.start + static_cast<std::int64_t>(o.warmup * 1e9), on_reply, stop);
         for (auto& c : engine.conns()) c.recv_at_open = c.recv_seq;
         engine.measuring = true;
-        w.cpu0 = process_cpu_seconds(o.pid);
+        w.cpu0 = process_cpu_times(o.pid);
         w.own0 = own_cpu_seconds();
         w.open = now_ns();
         engine.run_until(w.open + static_cast<std::int64_t>(o.duration * 1e9), on_reply, stop);
     }
     w.end = now_ns();
-    w.cpu1 = process_cpu_seconds(o.pid);
+    w.cpu1 = process_cpu_times(o.pid);
     w.own1 = own_cpu_seconds();
     const long long peak_rss = process_rss_bytes(o.pid, "VmHWM:");
     engine.close_all();
@@ -766,7 +781,7 @@ int run_echo(const Options& o, bool ws) {
             r.stalled += c.send_seq > c.recv_seq && c.recv_seq == c.recv_at_open;
     r.seconds = static_cast<double>(w.end - w.open) / 1e9;
     r.count = st.measured;
-    r.server_cpu = w.cpu0 >= 0 && w.cpu1 >= 0 ? w.cpu1 - w.cpu0 : -1;
+    w.report_server_cpu(r);
     r.client_cpu = w.own1 - w.own0;
     r.latency = &st.latency;
     r.errors = st.errors;
@@ -824,12 +839,12 @@ int run_broadcast(const Options& o) {
     publish(w.start);
     engine.run_until(w.start + static_cast<std::int64_t>(o.warmup * 1e9), on_reply, stop);
     engine.measuring = true;
-    w.cpu0 = process_cpu_seconds(o.pid);
+    w.cpu0 = process_cpu_times(o.pid);
     w.own0 = own_cpu_seconds();
     w.open = now_ns();
     engine.run_until(w.open + static_cast<std::int64_t>(o.duration * 1e9), on_reply, stop);
     w.end = now_ns();
-    w.cpu1 = process_cpu_seconds(o.pid);
+    w.cpu1 = process_cpu_times(o.pid);
     w.own1 = own_cpu_seconds();
     const long long peak_rss = process_rss_bytes(o.pid, "VmHWM:");
     engine.close_all();
@@ -840,7 +855,7 @@ int run_broadcast(const Options& o) {
     r.connections = o.subscribers + 1;
     r.seconds = static_cast<double>(w.end - w.open) / 1e9;
     r.count = st.measured;
-    r.server_cpu = w.cpu0 >= 0 && w.cpu1 >= 0 ? w.cpu1 - w.cpu0 : -1;
+    w.report_server_cpu(r);
     r.client_cpu = w.own1 - w.own0;
     r.latency = &st.latency;
     r.errors = st.errors;
@@ -962,12 +977,12 @@ int run_handshake(const Options& o) {
     };
     run(w.start + static_cast<std::int64_t>(o.warmup * 1e9));
     measuring = true;
-    w.cpu0 = process_cpu_seconds(o.pid);
+    w.cpu0 = process_cpu_times(o.pid);
     w.own0 = own_cpu_seconds();
     w.open = now_ns();
     run(w.open + static_cast<std::int64_t>(o.duration * 1e9));
     w.end = now_ns();
-    w.cpu1 = process_cpu_seconds(o.pid);
+    w.cpu1 = process_cpu_times(o.pid);
     w.own1 = own_cpu_seconds();
     for (auto& l : loops) close(l.fd);
 
@@ -976,7 +991,7 @@ int run_handshake(const Options& o) {
     r.connections = o.concurrency;
     r.seconds = static_cast<double>(w.end - w.open) / 1e9;
     r.count = measured;
-    r.server_cpu = w.cpu0 >= 0 && w.cpu1 >= 0 ? w.cpu1 - w.cpu0 : -1;
+    w.report_server_cpu(r);
     r.client_cpu = w.own1 - w.own0;
     r.latency = &latency;
     r.errors = errors;
