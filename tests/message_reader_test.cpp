@@ -626,3 +626,31 @@ TEST_CASE("a reader keeps working after being moved between messages") {
     REQUIRE(moved.read(bytes(second)).event == swirl::ReadEvent::message);
     CHECK(moved.frame().payload == "second");
 }
+
+TEST_CASE("reader adopts a buffer when a handler moved the payload away, and only then") {
+    MessageReader reader;
+    REQUIRE(reader.read(bytes_of(cf(binary_of(5000), Opcode::binary))).event == ReadEvent::message);
+    std::string small(1000, 's');
+    CHECK_FALSE(reader.adopt_buffer(small));  // the reader's own buffer is larger: kept
+    CHECK(small.size() == 1000);
+    CHECK(reader.frame().payload == binary_of(5000));
+
+    std::string spare(20000, 'z');  // a written payload: stale contents, longer than what comes next
+    const char* spare_storage = spare.data();
+    std::string taken = std::move(reader.frame().payload);  // a handler moves the payload into send()
+    CHECK(taken == binary_of(5000));
+    CHECK(reader.adopt_buffer(spare));
+    CHECK(spare.capacity() < 20000);  // the reader's emptied string came back
+
+    const std::string next = binary_of(300);
+    REQUIRE(reader.read(bytes_of(cf(next, Opcode::binary))).event == ReadEvent::message);
+    CHECK(reader.frame().payload == next);  // only the new bytes, none of the stale 'z'
+    CHECK(reader.frame().payload.data() == spare_storage);
+
+    // Mid-message the buffer is the message's: nothing is swapped in.
+    const std::string fragments = cf("first half", Opcode::text, false);
+    REQUIRE(reader.read(bytes_of(fragments)).event == ReadEvent::need_more);
+    std::string another(50000, 'a');
+    CHECK_FALSE(reader.adopt_buffer(another));
+    CHECK(another.size() == 50000);
+}

@@ -222,3 +222,46 @@ TEST_CASE("output queue swap exchanges contents and sizes") {
     CHECK(flatten(empty) == a_bytes);
     CHECK(empty.size() == a_size);
 }
+
+TEST_CASE("output queue holds an owned payload in place and hands it back on clear") {
+    swirl::detail::OutputQueue q;
+    std::string payload(20000, 'p');
+    payload[0] = 'P';
+    const char* storage = payload.data();
+    q.append_frame(swirl::Opcode::text, true, "before");
+    q.append_owned(swirl::Opcode::binary, true, std::move(payload));
+    q.append_shared(shared("shared"));
+    q.append_frame(swirl::Opcode::text, true, "after");
+
+    std::string expected_payload(20000, 'p');
+    expected_payload[0] = 'P';
+    const std::string expected = swirl::pack("before") + swirl::pack(expected_payload, swirl::Opcode::binary) +
+                                 *shared("shared") + swirl::pack("after");
+    CHECK(flatten(q) == expected);
+    CHECK(q.size() == expected.size());
+    const auto p = pieces(q);
+    REQUIRE(p.size() == 4);  // "before" and the owned frame's header; the payload; the shared frame; "after"
+    CHECK(p[1].data() == storage);  // not copied
+    CHECK(p[0] == swirl::pack("before") + swirl::pack(expected_payload, swirl::Opcode::binary).substr(0, 4));
+
+    std::vector<std::string> recycled;
+    q.clear(swirl::detail::OutputQueue::default_kept_capacity, &recycled);
+    CHECK(q.empty());
+    CHECK(pieces(q).empty());
+    REQUIRE(recycled.size() == 1);  // the owned payload, not the shared frame
+    CHECK(recycled[0].data() == storage);
+    CHECK(recycled[0] == expected_payload);  // contents and size kept: the reader overwrites them
+
+    q.append_owned(swirl::Opcode::binary, true, std::string(10000, 'x'));
+    q.clear();  // without a place to recycle to, the payload is freed
+    CHECK(q.empty());
+}
+
+TEST_CASE("output queue swap moves owned payloads along") {
+    swirl::detail::OutputQueue a, b;
+    a.append_owned(swirl::Opcode::binary, true, std::string(9000, 'o'));
+    const std::string bytes = flatten(a);
+    a.swap(b);
+    CHECK(a.empty());
+    CHECK(flatten(b) == bytes);
+}

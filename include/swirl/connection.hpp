@@ -15,6 +15,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -156,6 +157,17 @@ public:
         return enqueue([&](detail::OutputQueue& q) { q.append_frame(opcode, fin, payload); });
     }
 
+    /// `send` for a payload the caller gives up: a large one is queued without a copy, e.g.
+    /// `connection.send(std::move(frame.payload), frame.opcode)` to echo. Once written, its buffer receives a later
+    /// message of this connection.
+    template <class Payload>
+        requires std::same_as<Payload, std::string>
+    PushResult send(Payload&& payload, Opcode opcode = Opcode::text, bool fin = true) {
+        if (payload.size() < write_through_size || is_control(opcode)) return send(std::string_view(payload), opcode, fin);
+        if (on_own_thread() && !more_input_ && write_through(opcode, fin, payload, &payload)) return {PushStatus::queued};
+        return enqueue([&](detail::OutputQueue& q) { q.append_owned(opcode, fin, std::move(payload)); });
+    }
+
     bool ping(std::string_view payload = {}) { return static_cast<bool>(send(payload, Opcode::ping)); }
 
     /// Starts the close handshake: sends a close frame, then waits (bounded by `close_timeout`) for the peer's.
@@ -291,6 +303,34 @@ private:
         flush();
     }
 
+    /// Conn thread: gives the reader a written payload's buffer when a handler moved the last message's away.
+    void recycle_payload_buffer() {
+        if (!spare_payloads_.empty() && reader_->adopt_buffer(spare_payloads_.back())) spare_payloads_.pop_back();
+    }
+
+    /// Conn thread, waiting for input: frees what a burst left beyond `keep_capacity` bytes in the message buffer
+    /// and in written payloads kept for reuse (as the output queues keep that much).
+    void release_idle_buffers(std::size_t keep_capacity) {
+        reader_->release_buffer(keep_capacity);
+        trim_spare_payloads(keep_capacity);
+    }
+
+    /// Written payloads kept for the reader (see `send(std::string&&)`): enough for a pipelined read's replies, and
+    /// no more bytes in all than the reader's own buffer may keep.
+    static constexpr std::size_t max_spare_payloads = 32;
+    static constexpr std::size_t max_spare_payload_bytes = 1 << 20;
+
+    void trim_spare_payloads(std::size_t max_bytes = max_spare_payload_bytes) {
+        std::size_t kept = 0, bytes = 0;
+        for (std::string& b : spare_payloads_) {
+            if (kept == max_spare_payloads || bytes + b.capacity() > max_bytes) continue;
+            bytes += b.capacity();
+            if (&spare_payloads_[kept] != &b) spare_payloads_[kept] = std::move(b);
+            ++kept;
+        }
+        spare_payloads_.resize(kept);
+    }
+
     /// Payloads from this size up are worth a write of their own rather than a copy into the output queue.
     static constexpr std::size_t write_through_size = 8 * 1024;
     /// Replies coalesced on the connection's thread are written once this many bytes are queued, so the queue's
@@ -304,8 +344,9 @@ private:
     }
 
     /// Conn thread: when nothing is queued or being written, writes the frame straight from `payload` and queues
-    /// (a copy of) only what the socket did not take. False when the frame must be queued instead.
-    bool write_through(Opcode opcode, bool fin, std::string_view payload) {
+    /// only what the socket did not take: a copy, or `owner` itself (the string `payload` views) when given.
+    /// False when the frame must be queued instead.
+    bool write_through(Opcode opcode, bool fin, std::string_view payload, std::string* owner = nullptr) {
         std::unique_lock lock(mutex_);
         if (status() != ConnectionStatus::active || writing_ || !pending_.empty() || write_failed_) return false;
         std::uint8_t header[max_frame_header_size];
@@ -320,7 +361,8 @@ private:
             on_written(ec, written);
             return true;
         }
-        writing_queue_.append_frame(opcode, fin, payload);
+        if (owner) writing_queue_.append_owned(opcode, fin, std::move(*owner));
+        else writing_queue_.append_frame(opcode, fin, payload);
         gather();
         write_rest(written);
         return true;
@@ -374,7 +416,8 @@ private:
 
     void on_written(std::error_code ec, std::size_t n) {
         bytes_out_.fetch_add(n, std::memory_order_relaxed);
-        writing_queue_.clear();
+        writing_queue_.clear(detail::OutputQueue::default_kept_capacity, &spare_payloads_);
+        trim_spare_payloads();
         std::unique_lock lock(mutex_);
         writing_ = false;
         in_flight_ = 0;
@@ -467,6 +510,7 @@ private:
     clock::time_point deadline_ = clock::time_point::max();
     asio::steady_timer watchdog_;
     asio::steady_timer drain_signal_;
+    std::vector<std::string> spare_payloads_;  ///< conn thread: buffers of written payloads, for the reader
     bool opened_ = false;  ///< on_open ran: on_close will run too
     bool finished_ = false;
 };

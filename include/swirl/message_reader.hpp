@@ -113,6 +113,15 @@ public:
         if (!in_message_ && message_.payload.capacity() > keep_capacity) std::string().swap(message_.payload);
     }
 
+    /// Offers `buffer` for the next message, for when a handler moved the last message's payload away (say into
+    /// `Connection::send`): swapped in only then, between messages, and only when larger. Saves allocating and
+    /// zero-filling a new one. True when taken (`buffer` then holds what the reader had).
+    bool adopt_buffer(std::string& buffer) noexcept {
+        if (in_message_ || buffer.capacity() <= message_.payload.capacity()) return false;
+        message_.payload.swap(buffer);
+        return true;
+    }
+
     /// The last completed message or control frame.
     Frame& frame() noexcept { return last_is_control_ ? control_ : message_; }
     std::uint16_t error_code() const noexcept { return error_code_; }

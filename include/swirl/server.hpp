@@ -611,6 +611,7 @@ private:
                             handler_threw(c, "message");
                         }
                     }
+                    c.recycle_payload_buffer();  // the handler may have moved the payload into `send`
                 }
             }
             lease.release();
@@ -626,7 +627,7 @@ private:
             while (true) {
                 n = read_available(c, input, lease, ec);
                 if (ec != asio::error::would_block && ec != asio::error::try_again) break;
-                reader.release_buffer(detail::idle_message_capacity);
+                c.release_idle_buffers(detail::idle_message_capacity);
                 co_await c.socket_.async_wait(asio::socket_base::wait_read, asio::redirect_error(asio::use_awaitable, ec));
                 if (ec) break;
             }
