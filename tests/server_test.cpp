@@ -36,6 +36,13 @@ struct EchoServer {
     void wait_open() const { REQUIRE(test::eventually([&] { return id != 0; })); }
 };
 
+/// Settings for a server with two event loops (pushes from one thread while another serves).
+swirl::Settings two_threads() {
+    auto settings = test::local_settings();
+    settings.threads = 2;
+    return settings;
+}
+
 } // namespace
 
 TEST_CASE("server echoes text and binary messages of every length form") {
@@ -548,20 +555,15 @@ TEST_CASE("a plain (non-coroutine) message handler echoes, and closes with 1011 
 TEST_CASE("with a plain handler, pushes from other threads while it replies all arrive, in order") {
     // Replies of a plain handler are flushed when its read is done, not by a posted flush; a push from another
     // thread in that window must ride along with them rather than wait for the peer's next message.
-    auto settings = test::local_settings();
-    settings.threads = 2;
-    Server server(settings);
-    std::atomic<swirl::ConnectionId> id{0};
-    server.on_open([&](Conn& c, const swirl::Request&) -> asio::awaitable<void> {
-        id = c.id();
-        co_return;
-    });
+    EchoServer echo(two_threads());
+    Server& server = echo.server;
+    const std::atomic<swirl::ConnectionId>& id = echo.id;
     server.on_message([](Conn& c, Frame& f) { c.send(f.payload, f.opcode); });
     test::RunningServer running(server);
     constexpr int pushers = 4, per_pusher = 500, echoes = 500;
     test::run([&]() -> asio::awaitable<void> {
         auto client = co_await Client::connect("127.0.0.1", running.port());
-        REQUIRE(test::eventually([&] { return id != 0; }));
+        echo.wait_open();
         std::vector<std::thread> threads;
         for (int t = 0; t < pushers; ++t)
             threads.emplace_back([&, t] {
@@ -645,14 +647,9 @@ TEST_CASE("large replies written straight from the handler keep their order with
 TEST_CASE("payloads moved into send arrive intact and in order, pipelined and from other threads") {
     // A moved payload of 8 KiB or more is queued without a copy and its buffer later receives another message of
     // the connection; sizes around both thresholds and the 64 KiB read buffer, many per read, several rounds.
-    auto settings = test::local_settings();
-    settings.threads = 2;
-    Server server(settings);
-    std::atomic<swirl::ConnectionId> id{0};
-    server.on_open([&](Conn& c, const swirl::Request&) -> asio::awaitable<void> {
-        id = c.id();
-        co_return;
-    });
+    EchoServer echo(two_threads());
+    Server& server = echo.server;
+    const std::atomic<swirl::ConnectionId>& id = echo.id;
     server.on_message([](Conn& c, Frame& f) { c.send(std::move(f.payload), f.opcode); });
     test::RunningServer running(server);
     const std::size_t sizes[] = {0, 1, 125, 8191, 8192, 8193, 20000, 65535, 65536, 70000, 200000, 16384, 16384, 16384};
@@ -663,7 +660,7 @@ TEST_CASE("payloads moved into send arrive intact and in order, pipelined and fr
     };
     test::run([&]() -> asio::awaitable<void> {
         auto client = co_await Client::connect("127.0.0.1", running.port());
-        REQUIRE(test::eventually([&] { return id != 0; }));
+        echo.wait_open();
         // Meanwhile another thread sends large moved payloads of its own: each arrives whole, in its order.
         std::thread pusher([&] {
             const auto c = server.find(id);
