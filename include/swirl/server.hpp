@@ -38,8 +38,8 @@ namespace detail {
 /// An open connection reads into its event loop's shared bulk buffer and keeps no read buffer while idle. It has a
 /// small one of its own for the HTTP request, and for reads while another connection holds the bulk buffer.
 inline constexpr std::size_t connection_read_size = 1024;
-/// A connection that goes idle keeps a message buffer up to this size (as its output queues do), not a burst's.
-inline constexpr std::size_t idle_message_capacity = 64 * 1024;
+/// A connection that goes idle keeps a message buffer up to the size its output queues keep, not a burst's.
+inline constexpr std::size_t idle_message_capacity = OutputQueue::default_kept_capacity;
 
 /// One per event loop. `busy` while a connection still has unconsumed bytes in it (its handler suspended);
 /// others then read into their own buffer.
