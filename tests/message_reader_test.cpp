@@ -615,6 +615,26 @@ TEST_CASE("release_buffer frees a large message buffer between messages, never m
     CHECK(reader.frame().payload == "after");
 }
 
+TEST_CASE("take_buffer hands over the message buffer between messages, never mid-message") {
+    MessageReader reader;
+    REQUIRE(reader.read(bytes_of(cf(binary_of(5000), Opcode::binary))).event == ReadEvent::message);
+    const char* storage = reader.frame().payload.data();
+    CHECK(reader.buffer_capacity() >= 5000);
+    const std::string lent = reader.take_buffer();
+    CHECK(lent.data() == storage);
+    CHECK(reader.buffer_capacity() < 5000);
+
+    // Without a buffer, the next message gets a new one.
+    REQUIRE(reader.read(bytes_of(cf("after", Opcode::text))).event == ReadEvent::message);
+    CHECK(reader.frame().payload == "after");
+
+    // Half of a fragmented message: its buffer stays with the reader.
+    REQUIRE(reader.read(bytes_of(cf(binary_of(3000), Opcode::binary, false))).event == ReadEvent::need_more);
+    CHECK(reader.take_buffer().empty());
+    REQUIRE(reader.read(bytes_of(cf(binary_of(10), Opcode::continuation))).event == ReadEvent::message);
+    CHECK(reader.frame().payload == binary_of(3000) + binary_of(10));
+}
+
 TEST_CASE("a reader keeps working after being moved between messages") {
     swirl::MessageReader original(swirl::Role::server);
     const std::string first = swirl::pack("first", swirl::Opcode::text, true, swirl::MaskKey{1, 2, 3, 4});

@@ -244,13 +244,14 @@ TEST_CASE("output queue holds an owned payload in place and hands it back on cle
     CHECK(p[1].data() == storage);  // not copied
     CHECK(p[0] == swirl::pack("before") + swirl::pack(expected_payload, swirl::Opcode::binary).substr(0, 4));
 
-    std::vector<std::string> recycled;
+    swirl::detail::BufferPool recycled;
     q.clear(swirl::detail::OutputQueue::default_kept_capacity, &recycled);
     CHECK(q.empty());
     CHECK(pieces(q).empty());
     REQUIRE(recycled.size() == 1);  // the owned payload, not the shared frame
-    CHECK(recycled[0].data() == storage);
-    CHECK(recycled[0] == expected_payload);  // contents and size kept: the reader overwrites them
+    const std::string reused = recycled.take();
+    CHECK(reused.data() == storage);
+    CHECK(reused == expected_payload);  // contents and size kept: the reader overwrites them
 
     q.append_owned(swirl::Opcode::binary, true, std::string(10000, 'x'));
     q.clear();  // without a place to recycle to, the payload is freed

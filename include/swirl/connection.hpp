@@ -4,6 +4,7 @@
 /// event-loop thread.
 
 #include <swirl/close_code.hpp>
+#include <swirl/detail/buffer_pool.hpp>
 #include <swirl/detail/output_queue.hpp>
 #include <swirl/frame.hpp>
 #include <swirl/message_reader.hpp>
@@ -102,7 +103,7 @@ template <class UserData>
 class Server;
 
 namespace detail {
-struct BulkReadBuffer;
+struct LoopBuffers;
 }
 
 template <class UserData>
@@ -159,7 +160,7 @@ public:
 
     /// `send` for a payload the caller gives up: a large one is queued without a copy, e.g.
     /// `connection.send(std::move(frame.payload), frame.opcode)` to echo. Once written, its buffer receives a later
-    /// message of this connection.
+    /// message on the same event loop.
     template <class Payload>
         requires std::same_as<Payload, std::string>
     PushResult send(Payload&& payload, Opcode opcode = Opcode::text, bool fin = true) {
@@ -303,33 +304,24 @@ private:
         flush();
     }
 
-    /// Conn thread: gives the reader a written payload's buffer when a handler moved the last message's away.
-    void recycle_payload_buffer() {
-        if (!spare_payloads_.empty() && reader_->adopt_buffer(spare_payloads_.back())) spare_payloads_.pop_back();
+    /// Conn thread, before reading input: gives the reader the pool's next buffer when that is larger than its own
+    /// (none, after a handler moved the payload away or the buffer was lent).
+    void refill_message_buffer() {
+        if (buffer_pool_->next_capacity() <= reader_->buffer_capacity()) return;
+        std::string buffer = buffer_pool_->take();
+        reader_->adopt_buffer(buffer);
+        buffer_pool_->give(std::move(buffer));  // the reader's smaller one, or the pool's back when mid-message
     }
 
-    /// Conn thread, waiting for input: frees what a burst left beyond `keep_capacity` bytes in the message buffer
-    /// and in written payloads kept for reuse (as the output queues keep that much).
-    void release_idle_buffers(std::size_t keep_capacity) {
-        reader_->release_buffer(keep_capacity);
-        trim_spare_payloads(keep_capacity);
+    /// Conn thread, all input handled: lends the message buffer to the pool, for whichever connection receives next.
+    void lend_message_buffer() {
+        if (!reader_->in_message() && buffer_pool_->accepts(reader_->buffer_capacity()))
+            buffer_pool_->give(reader_->take_buffer());
     }
 
-    /// Written payloads kept for the reader (see `send(std::string&&)`): enough for a pipelined read's replies, and
-    /// no more bytes in all than the reader's own buffer may keep.
-    static constexpr std::size_t max_spare_payloads = 32;
-    static constexpr std::size_t max_spare_payload_bytes = 1 << 20;
-
-    void trim_spare_payloads(std::size_t max_bytes = max_spare_payload_bytes) {
-        std::size_t kept = 0, bytes = 0;
-        for (std::string& b : spare_payloads_) {
-            if (kept == max_spare_payloads || bytes + b.capacity() > max_bytes) continue;
-            bytes += b.capacity();
-            if (&spare_payloads_[kept] != &b) spare_payloads_[kept] = std::move(b);
-            ++kept;
-        }
-        spare_payloads_.resize(kept);
-    }
+    /// Conn thread, waiting for input: frees what a burst left beyond `keep_capacity` bytes in a message buffer the
+    /// pool had no room for.
+    void release_idle_buffers(std::size_t keep_capacity) { reader_->release_buffer(keep_capacity); }
 
     /// Payloads from this size up are worth a write of their own rather than a copy into the output queue.
     static constexpr std::size_t write_through_size = 8 * 1024;
@@ -418,8 +410,7 @@ private:
 
     void on_written(std::error_code ec, std::size_t n) {
         bytes_out_.fetch_add(n, std::memory_order_relaxed);
-        writing_queue_.clear(detail::OutputQueue::default_kept_capacity, &spare_payloads_);
-        trim_spare_payloads();
+        writing_queue_.clear(detail::OutputQueue::default_kept_capacity, buffer_pool_);
         std::unique_lock lock(mutex_);
         writing_ = false;
         in_flight_ = 0;
@@ -507,12 +498,12 @@ private:
     // Conn thread only.
     std::optional<MessageReader> reader_;
     std::vector<std::uint8_t> read_buffer_;
-    detail::BulkReadBuffer* bulk_ = nullptr;  // the event loop's shared buffer for follow-up reads
+    detail::LoopBuffers* bulk_ = nullptr;  // the event loop's shared buffer for follow-up reads
+    detail::BufferPool* buffer_pool_ = nullptr;  // the event loop's message buffers not in use
     bool more_input_ = false;                 // the message being handled is not the last in its read
     clock::time_point deadline_ = clock::time_point::max();
     asio::steady_timer watchdog_;
     asio::steady_timer drain_signal_;
-    std::vector<std::string> spare_payloads_;  ///< conn thread: buffers of written payloads, for the reader
     bool opened_ = false;  ///< on_open ran: on_close will run too
     bool finished_ = false;
 };

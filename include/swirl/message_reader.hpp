@@ -113,14 +113,24 @@ public:
         if (!in_message_ && message_.payload.capacity() > keep_capacity) std::string().swap(message_.payload);
     }
 
-    /// Offers `buffer` for the next message, for when a handler moved the last message's payload away (say into
-    /// `Connection::send`): swapped in only then, between messages, and only when larger. Saves allocating and
-    /// zero-filling a new one. True when taken (`buffer` then holds what the reader had).
+    /// Hands over the message buffer, for the caller to pool while the connection waits for input: empty while a
+    /// message is partly received (that buffer stays). `frame()` is invalid afterwards.
+    std::string take_buffer() noexcept {
+        if (in_message_) return {};
+        return std::move(message_.payload);
+    }
+
+    /// Offers `buffer` (a pooled one, say) for the next message: swapped in only between messages, and only when
+    /// larger than the reader's own. Saves allocating and zero-filling a new one. True when taken (`buffer` then
+    /// holds what the reader had).
     bool adopt_buffer(std::string& buffer) noexcept {
         if (in_message_ || buffer.capacity() <= message_.payload.capacity()) return false;
         message_.payload.swap(buffer);
         return true;
     }
+
+    /// The capacity of the buffer the next message is received into.
+    std::size_t buffer_capacity() const noexcept { return message_.payload.capacity(); }
 
     /// The last completed message or control frame.
     Frame& frame() noexcept { return last_is_control_ ? control_ : message_; }

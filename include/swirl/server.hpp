@@ -3,6 +3,7 @@
 /// methods (push, broadcast, disconnect, exist, client_info, timers, stop) safe to call from any thread.
 
 #include <swirl/connection.hpp>
+#include <swirl/detail/buffer_pool.hpp>
 #include <swirl/detail/log.hpp>
 #include <swirl/frame.hpp>
 #include <swirl/handshake.hpp>
@@ -38,14 +39,16 @@ namespace detail {
 /// An open connection reads into its event loop's shared bulk buffer and keeps no read buffer while idle. It has a
 /// small one of its own for the HTTP request, and for reads while another connection holds the bulk buffer.
 inline constexpr std::size_t connection_read_size = 1024;
-/// A connection that goes idle keeps a message buffer up to the size its output queues keep, not a burst's.
+/// A connection that goes idle lends its message buffer to the loop's pool; one the pool has no room for is kept
+/// up to the size its output queues keep, not a burst's.
 inline constexpr std::size_t idle_message_capacity = OutputQueue::default_kept_capacity;
 
-/// One per event loop. `busy` while a connection still has unconsumed bytes in it (its handler suspended);
-/// others then read into their own buffer.
-struct BulkReadBuffer {
+/// One per event loop: the bulk read buffer, `busy` while a connection still has unconsumed bytes in it (its
+/// handler suspended; others then read into their own buffer), and the message buffers no connection is using.
+struct LoopBuffers {
     std::vector<std::uint8_t> bytes = std::vector<std::uint8_t>(64 * 1024);
     bool busy = false;
+    BufferPool messages;
 };
 
 /// Calls `f(args...)`, awaiting the result when it is an awaitable.
@@ -73,7 +76,7 @@ public:
     explicit Server(Settings settings = {}) : settings_(std::move(settings)) {
         if (settings_.threads == 0) settings_.threads = 1;
         for (unsigned i = 0; i < settings_.threads; ++i) {
-            bulk_.push_back(std::make_unique<detail::BulkReadBuffer>());
+            bulk_.push_back(std::make_unique<detail::LoopBuffers>());
             contexts_.push_back(std::make_unique<asio::io_context>(1));
             guards_.emplace_back(contexts_.back()->get_executor());
         }
@@ -351,7 +354,7 @@ private:
         std::size_t next_context = 0;
         while (!stopping_) {
             auto& ctx = *contexts_[next_context];
-            detail::BulkReadBuffer& bulk = *bulk_[next_context];
+            detail::LoopBuffers& bulk = *bulk_[next_context];
             next_context = (next_context + 1) % contexts_.size();
             asio::ip::tcp::socket socket(ctx);
             std::error_code ec;
@@ -372,6 +375,7 @@ private:
             }
             auto c = std::make_shared<Connection>(*this, next_connection_id_.fetch_add(1), std::move(socket));
             c->bulk_ = &bulk;
+            c->buffer_pool_ = &bulk.messages;
             {
                 std::lock_guard lock(registry_mutex_);
                 connections_.emplace(c->id(), c);
@@ -546,7 +550,7 @@ private:
         BulkLease(const BulkLease&) = delete;
         BulkLease& operator=(const BulkLease&) = delete;
         ~BulkLease() { release(); }
-        void take(detail::BulkReadBuffer& b) noexcept {
+        void take(detail::LoopBuffers& b) noexcept {
             held_ = &b;
             b.busy = true;
         }
@@ -556,7 +560,7 @@ private:
         }
 
     private:
-        detail::BulkReadBuffer* held_ = nullptr;
+        detail::LoopBuffers* held_ = nullptr;
     };
 
     asio::awaitable<void> websocket_phase(Connection& c, Request& req, std::size_t have) {
@@ -583,6 +587,7 @@ private:
         while (true) {
             if (on_message_plain_) c.begin_batch();
             while (!input.empty()) {
+                c.refill_message_buffer();
                 const ReadResult r = reader.read(input);
                 input = input.subspan(r.consumed);
                 if (r.event == ReadEvent::need_more) break;
@@ -611,7 +616,6 @@ private:
                             handler_threw(c, "message");
                         }
                     }
-                    c.recycle_payload_buffer();  // the handler may have moved the payload into `send`
                 }
             }
             lease.release();
@@ -619,6 +623,7 @@ private:
             // Replies leave before the next read; letting the other ready connections run first gives the peer time
             // to answer, so that read usually finds its next message instead of coming back empty.
             c.end_batch();
+            c.lend_message_buffer();
             if (settings_.pause_reading_above != 0 && c.unsent() > settings_.pause_reading_above) co_await c.wait_drained();
             if (loop_executor) co_await asio::post(*loop_executor, asio::use_awaitable);
             else co_await asio::post(socket_executor, asio::use_awaitable);
@@ -644,7 +649,7 @@ private:
     /// the connection's own while a suspended handler elsewhere holds the bulk buffer.
     static std::size_t read_available(Connection& c, std::span<const std::uint8_t>& input, BulkLease& lease,
                                       std::error_code& ec) {
-        detail::BulkReadBuffer& bulk = *c.bulk_;
+        detail::LoopBuffers& bulk = *c.bulk_;
         const bool shared = !bulk.busy;
         if (!shared && c.read_buffer_.empty()) c.read_buffer_.resize(detail::connection_read_size);
         std::vector<std::uint8_t>& bytes = shared ? bulk.bytes : c.read_buffer_;
@@ -785,7 +790,7 @@ private:
     }
 
     Settings settings_;
-    std::vector<std::unique_ptr<detail::BulkReadBuffer>> bulk_;  // outlives the contexts and their coroutines
+    std::vector<std::unique_ptr<detail::LoopBuffers>> bulk_;  // outlives the contexts and their coroutines
     std::vector<std::unique_ptr<asio::io_context>> contexts_;
     std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;
     std::optional<asio::ip::tcp::acceptor> acceptor_;

@@ -3,6 +3,7 @@
 /// in a single write; pre-encoded frames (broadcast) are referenced, and payloads given up by their sender are
 /// held, never copied.
 
+#include <swirl/detail/buffer_pool.hpp>
 #include <swirl/frame.hpp>
 
 #include <cstddef>
@@ -60,13 +61,13 @@ public:
     }
 
     /// Empties the queue, keeping up to `keep_capacity` bytes of buffer for reuse. Payloads taken over by
-    /// `append_owned` are moved to `recycled` (when given), contents and all, for their buffers to be reused.
-    void clear(std::size_t keep_capacity = default_kept_capacity, std::vector<std::string>* recycled = nullptr) {
+    /// `append_owned` go to `recycle` (when given), for their buffers to receive later messages.
+    void clear(std::size_t keep_capacity = default_kept_capacity, BufferPool* recycle = nullptr) {
         if (flat_.capacity() > keep_capacity) std::string().swap(flat_);
         else flat_.clear();
-        if (recycled)
+        if (recycle)
             for (auto& h : held_)
-                if (!h.shared) recycled->push_back(std::move(h.owned));
+                if (!h.shared) recycle->give(std::move(h.owned));
         held_.clear();
         size_ = 0;
     }
