@@ -498,9 +498,9 @@ private:
     // Conn thread only.
     std::optional<MessageReader> reader_;
     std::vector<std::uint8_t> read_buffer_;
-    detail::LoopBuffers* bulk_ = nullptr;  // the event loop's shared buffer for follow-up reads
+    detail::LoopBuffers* bulk_ = nullptr;        // the event loop's shared buffer for follow-up reads
     detail::BufferPool* buffer_pool_ = nullptr;  // the event loop's message buffers not in use
-    bool more_input_ = false;                 // the message being handled is not the last in its read
+    bool more_input_ = false;                    // the message being handled is not the last in its read
     clock::time_point deadline_ = clock::time_point::max();
     asio::steady_timer watchdog_;
     asio::steady_timer drain_signal_;

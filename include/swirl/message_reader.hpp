@@ -13,6 +13,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace swirl {
 
@@ -117,7 +118,7 @@ public:
     /// message is partly received (that buffer stays). `frame()` is invalid afterwards.
     std::string take_buffer() noexcept {
         if (in_message_) return {};
-        return std::move(message_.payload);
+        return std::exchange(message_.payload, std::string());
     }
 
     /// Offers `buffer` (a pooled one, say) for the next message: swapped in only between messages, and only when

@@ -7,9 +7,9 @@
 
 namespace swirl::detail {
 
-/// One per event loop, used on its thread only. A connection lends its message buffer here whenever it waits for
-/// input, and payloads it wrote come back here too: an idle connection holds no message buffer, and the next
-/// message received lands in the buffer used last, which is still in cache.
+/// One per event loop, used on its thread only. A connection lends its message buffer here whenever it has handled
+/// its input, and payloads it wrote come back here too: an idle connection holds no large message buffer, and the
+/// next message received on the loop lands in the buffer used last, which is still in cache.
 class BufferPool {
 public:
     static constexpr std::size_t max_buffers = 64;
