@@ -305,12 +305,12 @@ private:
     }
 
     /// Conn thread, before reading input: gives the reader the pool's next buffer when that is larger than its own
-    /// (none, after a handler moved the payload away or the buffer was lent).
+    /// (none, after a handler moved the payload away or the buffer was lent) and no message is partly received.
     void refill_message_buffer() {
-        if (buffer_pool_->next_capacity() <= reader_->buffer_capacity()) return;
+        if (reader_->in_message() || buffer_pool_->next_capacity() <= reader_->buffer_capacity()) return;
         std::string buffer = buffer_pool_->take();
         reader_->adopt_buffer(buffer);
-        buffer_pool_->give(std::move(buffer));  // the reader's smaller one, or the pool's back when mid-message
+        buffer_pool_->give(std::move(buffer));  // the reader's smaller one
     }
 
     /// Conn thread, all input handled: lends the message buffer to the pool, for whichever connection receives next.
