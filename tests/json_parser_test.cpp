@@ -5,6 +5,7 @@
 #include <swirl/json_parser.hpp>
 
 #include <limits>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -191,6 +192,24 @@ TEST_CASE("json parser: strings are escaped; invalid UTF-8 becomes U+FFFD") {
     const auto reply = parser.encode(swirl::JsonReply::ok(std::string("\xc3\x28")), call, sink);
     REQUIRE(reply);
     CHECK(json::parse(reply->payload).at("content") == "\xEF\xBF\xBD(");
+}
+
+TEST_CASE("json parser: append_string writes random strings exactly as nlohmann's dump() does") {
+    // ASCII without escapes takes a shortcut; quotes, control characters, valid and invalid UTF-8 do not.
+    static constexpr char alphabet[] = {'a', 'Z', ' ', '"', '\\', '\n', '\x01', '\x1f', '\x7f', '\xc3', '\xa9',
+                                        '\xe2', '\x82', '\xac', '\xff'};
+    std::mt19937 rng(20261122);
+    std::size_t mismatches = 0;
+    std::string first_bad;
+    for (int iter = 0; iter < 50'000; ++iter) {
+        std::string s(rng() % 20, 'a');
+        for (char& c : s) c = alphabet[rng() % (iter % 2 ? 3 : sizeof alphabet)];  // every other one plain ASCII
+        std::string out = "prefix";
+        swirl::JsonParser::append_string(out, s);
+        if (out != "prefix" + json(s).dump(-1, ' ', false, json::error_handler_t::replace) && mismatches++ == 0) first_bad = s;
+    }
+    CAPTURE(first_bad);
+    CHECK(mismatches == 0);
 }
 
 TEST_CASE("json parser: the DOM-free path decodes exactly as the DOM would") {

@@ -358,3 +358,25 @@ TEST_CASE("utf8 agrees with a reference decoder on random short byte strings") {
     CHECK(split_mismatches == 0);
     CHECK(valid_seen > 10'000);  // the generator really exercises the valid side too
 }
+
+TEST_CASE("utf8 is_valid_utf8 agrees with a reference decoder after an ASCII run of every length") {
+    // is_valid_utf8 skips ASCII words and tests the last few bytes at once before handing over to the validator.
+    static constexpr std::uint8_t tails[] = {0x41, 0x7F, 0x80, 0xBF, 0xC2, 0xC3, 0xA9, 0xE0, 0xE2, 0x82, 0xAC,
+                                             0xED, 0xA0, 0xF0, 0x90, 0xF4, 0x8F, 0xF5, 0xFF};
+    std::mt19937 rng(20261122);
+    std::size_t mismatches = 0, valid_seen = 0, invalid_seen = 0;
+    std::string first_bad;
+    for (std::size_t ascii = 0; ascii <= 24; ++ascii) {
+        for (int iter = 0; iter < 4'000; ++iter) {
+            std::string s(ascii, 'x');
+            for (std::size_t i = rng() % 6; i > 0; --i) s += static_cast<char>(tails[rng() % sizeof tails]);
+            const bool valid = reference_utf8(s).complete;
+            (valid ? valid_seen : invalid_seen)++;
+            if (!matches_reference(s) && mismatches++ == 0) first_bad = hex(s);
+        }
+    }
+    CAPTURE(first_bad);
+    CHECK(mismatches == 0);
+    CHECK(valid_seen > 10'000);
+    CHECK(invalid_seen > 10'000);
+}

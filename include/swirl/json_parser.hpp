@@ -69,7 +69,8 @@ struct JsonParser {
     std::optional<Outgoing> encode(const JsonReply& reply, const Caller<args_type>& caller, Connection&) const {
         if (reply.error.empty() && !reply.message) return std::nullopt;
         std::string out;
-        const std::size_t fixed = 32 + caller.controller.size() + caller.action.size();  // names, quotes, punctuation
+        // {"class":"…","action":"…","content":…} is 37 bytes besides the names and the content.
+        const std::size_t fixed = 40 + caller.controller.size() + caller.action.size();
         out.reserve(fixed + (!reply.error.empty()           ? reply.error.size()
                              : reply.message->is_string() ? reply.message->get_ref<const std::string&>().size()
                                                           : 64));
@@ -156,6 +157,14 @@ struct JsonParser {
 
     /// Appends `s` as a JSON string literal; invalid UTF-8 becomes U+FFFD.
     static void append_string(std::string& out, std::string_view s) {
+        if (detail::find_json_special(s, 0, true) == s.size()) {  // ASCII, nothing to escape: the common case
+            const std::size_t at = out.size();
+            out.resize(at + s.size() + 2);
+            out[at] = '"';
+            s.copy(out.data() + at + 1, s.size());
+            out.back() = '"';
+            return;
+        }
         if (!is_valid_utf8(s)) {
             out += nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
             return;

@@ -3,6 +3,7 @@
 
 #include <swirl/utf8.hpp>
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -14,19 +15,30 @@ namespace swirl::detail {
 /// True for the bytes a JSON string literal cannot hold as they are: `"`, `\` and control characters.
 constexpr bool is_json_special(char c) noexcept { return c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20; }
 
-/// The index of the first byte of `text` at or after `i` that `is_json_special`, or `text.size()`. Tests eight bytes
-/// at a time: strings are most of a message.
-inline std::size_t find_json_special(std::string_view text, std::size_t i) noexcept {
+/// The high bit of each byte of `word` that `is_json_special`. The lowest one set is exact; those above it may be
+/// spurious (a borrow carries into the next byte).
+constexpr std::uint64_t json_special_bytes(std::uint64_t word) noexcept {
     constexpr std::uint64_t ones = 0x0101010101010101ull;
     constexpr std::uint64_t highs = 0x8080808080808080ull;
-    const auto has_zero_byte = [](std::uint64_t w) { return (w - ones) & ~w & highs; };
+    const auto zero_bytes = [](std::uint64_t w) { return (w - ones) & ~w & highs; };
+    const std::uint64_t below_space = (word - ones * 0x20) & ~word & highs;
+    return below_space | zero_bytes(word ^ (ones * '"')) | zero_bytes(word ^ (ones * '\\'));
+}
+
+/// The index of the first byte of `text` at or after `i` that `is_json_special` (or, with `or_non_ascii`, is 0x80 or
+/// above), or `text.size()`. Tests eight bytes at a time, and a word's lowest flagged byte is the answer: strings are
+/// most of a message.
+inline std::size_t find_json_special(std::string_view text, std::size_t i, bool or_non_ascii = false) noexcept {
+    const std::uint64_t non_ascii = or_non_ascii ? 0x8080808080808080ull : 0;
     for (; text.size() - i >= 8; i += 8) {
         std::uint64_t word;
         std::memcpy(&word, text.data() + i, 8);
-        const std::uint64_t below_space = (word - ones * 0x20) & ~word & highs;
-        if (below_space | has_zero_byte(word ^ (ones * '"')) | has_zero_byte(word ^ (ones * '\\'))) break;
+        if (const std::uint64_t flags = json_special_bytes(word) | (word & non_ascii)) {
+            if constexpr (std::endian::native == std::endian::little) return i + static_cast<std::size_t>(std::countr_zero(flags)) / 8;
+            else break;
+        }
     }
-    while (i < text.size() && !is_json_special(text[i])) ++i;
+    while (i < text.size() && !is_json_special(text[i]) && (static_cast<unsigned char>(text[i]) & non_ascii) == 0) ++i;
     return i;
 }
 
@@ -90,10 +102,12 @@ private:
     /// A string without escapes or control characters, in valid UTF-8, at `text[i]`; moves `i` past it.
     static std::optional<std::string_view> plain_string(std::string_view text, std::size_t& i) noexcept {
         if (i == text.size() || text[i] != '"') return std::nullopt;
-        const std::size_t end = find_json_special(text, i + 1);
+        std::size_t end = find_json_special(text, i + 1, true);
+        const bool ascii = end == text.size() || static_cast<unsigned char>(text[end]) < 0x80;
+        if (!ascii) end = find_json_special(text, end);
         if (end == text.size() || text[end] != '"') return std::nullopt;
         const std::string_view s = text.substr(i + 1, end - i - 1);
-        if (!is_valid_utf8(s)) return std::nullopt;
+        if (!ascii && !is_valid_utf8(s)) return std::nullopt;
         i = end + 1;
         return s;
     }
