@@ -341,7 +341,8 @@ private:
         const reply_type& reply = ctx.reply();
         if (reply.empty()) return;
         if (reply.status != ReplyStatus::close) {
-            if (auto out = parser_.encode(reply, ctx.caller(), ctx.connection())) ctx.connection().send(out->payload, out->opcode);
+            if (auto out = parser_.encode(reply, ctx.caller(), ctx.connection()))
+                ctx.connection().send(std::move(out->payload), out->opcode);  // a large reply is not copied
         }
         if (reply.status != ReplyStatus::ok) ctx.connection().close(reply.code, reply.reason);
     }
