@@ -157,22 +157,16 @@ struct JsonParser {
 
     /// Appends `s` as a JSON string literal; invalid UTF-8 becomes U+FFFD.
     static void append_string(std::string& out, std::string_view s) {
-        if (detail::find_json_special(s, 0, true) == s.size()) {  // ASCII, nothing to escape: the common case
-            const std::size_t at = out.size();
-            out.resize(at + s.size() + 2);
-            out[at] = '"';
-            s.copy(out.data() + at + 1, s.size());
-            out.back() = '"';
-            return;
-        }
-        if (!is_valid_utf8(s)) {
+        // What precedes the first special or non-ASCII byte is plain ASCII: no escape, no UTF-8 check.
+        const std::size_t first = detail::find_json_special(s, 0, true);
+        if (first != s.size() && !is_valid_utf8(s.substr(first))) {
             out += nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
             return;
         }
         constexpr char hex[] = "0123456789abcdef";
         out += '"';
         std::size_t plain = 0;  // start of the run of characters that need no escape
-        for (std::size_t i = 0; (i = detail::find_json_special(s, i)) < s.size(); ++i) {
+        for (std::size_t i = first; (i = detail::find_json_special(s, i)) < s.size(); ++i) {
             const char c = s[i];
             out.append(s.data() + plain, i - plain);
             plain = i + 1;

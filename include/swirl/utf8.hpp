@@ -65,22 +65,10 @@ private:
     bool failed_ = false;
 };
 
-/// One-shot validation of a complete string. ASCII, the common case for names and keys, is settled without the
-/// validator's state machine, tail bytes included.
+/// One-shot validation of a complete string.
 inline bool is_valid_utf8(std::string_view bytes) noexcept {
-    std::size_t i = 0;
-    for (; bytes.size() - i >= 8; i += 8) {
-        std::uint64_t word;
-        std::memcpy(&word, bytes.data() + i, 8);
-        if (word & 0x8080808080808080ull) break;
-    }
-    if (bytes.size() - i < 8) {
-        unsigned tail = 0;
-        for (std::size_t j = i; j < bytes.size(); ++j) tail |= static_cast<unsigned char>(bytes[j]);
-        if (tail < 0x80) return true;
-    }
-    Utf8Validator v;  // everything before `i` is ASCII: the validator starts at a character boundary
-    return v.feed(bytes.substr(i)) && v.complete();
+    Utf8Validator v;
+    return v.feed(bytes) && v.complete();
 }
 
 } // namespace swirl

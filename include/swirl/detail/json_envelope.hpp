@@ -102,12 +102,12 @@ private:
     /// A string without escapes or control characters, in valid UTF-8, at `text[i]`; moves `i` past it.
     static std::optional<std::string_view> plain_string(std::string_view text, std::size_t& i) noexcept {
         if (i == text.size() || text[i] != '"') return std::nullopt;
-        std::size_t end = find_json_special(text, i + 1, true);
-        const bool ascii = end == text.size() || static_cast<unsigned char>(text[end]) < 0x80;
-        if (!ascii) end = find_json_special(text, end);
+        const std::size_t stop = find_json_special(text, i + 1, true);  // all ASCII before it
+        const bool ascii = stop == text.size() || static_cast<unsigned char>(text[stop]) < 0x80;
+        const std::size_t end = ascii ? stop : find_json_special(text, stop);
         if (end == text.size() || text[end] != '"') return std::nullopt;
+        if (!ascii && !is_valid_utf8(text.substr(stop, end - stop))) return std::nullopt;
         const std::string_view s = text.substr(i + 1, end - i - 1);
-        if (!ascii && !is_valid_utf8(s)) return std::nullopt;
         i = end + 1;
         return s;
     }
