@@ -4,7 +4,7 @@
 /// event-loop thread.
 
 #include <swirl/close_code.hpp>
-#include <swirl/detail/buffer_pool.hpp>
+#include <swirl/detail/loop_buffers.hpp>
 #include <swirl/detail/output_queue.hpp>
 #include <swirl/frame.hpp>
 #include <swirl/message_reader.hpp>
@@ -101,10 +101,6 @@ struct CloseInfo {
 
 template <class UserData>
 class Server;
-
-namespace detail {
-struct LoopBuffers;
-}
 
 template <class UserData>
 class Connection : public std::enable_shared_from_this<Connection<UserData>> {
@@ -307,16 +303,16 @@ private:
     /// Conn thread, before reading input: gives the reader the pool's next buffer when that is larger than its own
     /// (none, after a handler moved the payload away or the buffer was lent) and no message is partly received.
     void refill_message_buffer() {
-        if (reader_->in_message() || buffer_pool_->next_capacity() <= reader_->buffer_capacity()) return;
-        std::string buffer = buffer_pool_->take();
+        if (reader_->in_message() || bulk_->messages.next_capacity() <= reader_->buffer_capacity()) return;
+        std::string buffer = bulk_->messages.take();
         reader_->adopt_buffer(buffer);
-        buffer_pool_->give(std::move(buffer));  // the reader's smaller one
+        bulk_->messages.give(std::move(buffer));  // the reader's smaller one
     }
 
     /// Conn thread, all input handled: lends the message buffer to the pool, for whichever connection receives next.
     void lend_message_buffer() {
-        if (!reader_->in_message() && buffer_pool_->accepts(reader_->buffer_capacity()))
-            buffer_pool_->give(reader_->take_buffer());
+        if (!reader_->in_message() && bulk_->messages.accepts(reader_->buffer_capacity()))
+            bulk_->messages.give(reader_->take_buffer());
     }
 
     /// Conn thread, waiting for input: frees what a burst left beyond `keep_capacity` bytes in a message buffer the
@@ -410,7 +406,7 @@ private:
 
     void on_written(std::error_code ec, std::size_t n) {
         bytes_out_.fetch_add(n, std::memory_order_relaxed);
-        writing_queue_.clear(detail::OutputQueue::default_kept_capacity, buffer_pool_);
+        writing_queue_.clear(detail::OutputQueue::default_kept_capacity, &bulk_->messages);
         std::unique_lock lock(mutex_);
         writing_ = false;
         in_flight_ = 0;
@@ -498,9 +494,8 @@ private:
     // Conn thread only.
     std::optional<MessageReader> reader_;
     std::vector<std::uint8_t> read_buffer_;
-    detail::LoopBuffers* bulk_ = nullptr;        // the event loop's shared buffer for follow-up reads
-    detail::BufferPool* buffer_pool_ = nullptr;  // the event loop's message buffers not in use
-    bool more_input_ = false;                    // the message being handled is not the last in its read
+    detail::LoopBuffers* bulk_ = nullptr;  // the event loop's bulk read buffer and message buffer pool
+    bool more_input_ = false;              // the message being handled is not the last in its read
     clock::time_point deadline_ = clock::time_point::max();
     asio::steady_timer watchdog_;
     asio::steady_timer drain_signal_;

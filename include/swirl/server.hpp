@@ -3,8 +3,8 @@
 /// methods (push, broadcast, disconnect, exist, client_info, timers, stop) safe to call from any thread.
 
 #include <swirl/connection.hpp>
-#include <swirl/detail/buffer_pool.hpp>
 #include <swirl/detail/log.hpp>
+#include <swirl/detail/loop_buffers.hpp>
 #include <swirl/frame.hpp>
 #include <swirl/handshake.hpp>
 #include <swirl/http_request.hpp>
@@ -42,14 +42,6 @@ inline constexpr std::size_t connection_read_size = 1024;
 /// A connection that goes idle lends its message buffer to the loop's pool; one the pool has no room for is kept
 /// up to the size its output queues keep, not a burst's.
 inline constexpr std::size_t idle_message_capacity = OutputQueue::default_kept_capacity;
-
-/// One per event loop: the bulk read buffer, `busy` while a connection still has unconsumed bytes in it (its
-/// handler suspended; others then read into their own buffer), and the message buffers no connection is using.
-struct LoopBuffers {
-    std::vector<std::uint8_t> bytes = std::vector<std::uint8_t>(64 * 1024);
-    bool busy = false;
-    BufferPool messages;
-};
 
 /// Calls `f(args...)`, awaiting the result when it is an awaitable.
 template <class F, class... Args>
@@ -375,7 +367,6 @@ private:
             }
             auto c = std::make_shared<Connection>(*this, next_connection_id_.fetch_add(1), std::move(socket));
             c->bulk_ = &bulk;
-            c->buffer_pool_ = &bulk.messages;
             {
                 std::lock_guard lock(registry_mutex_);
                 connections_.emplace(c->id(), c);
