@@ -51,7 +51,7 @@ TEST_CASE("json envelope: find_json_special agrees with a byte-at-a-time scan fo
 
 TEST_CASE("json envelope: find_json_special reports the first of several flagged bytes in a word") {
     // A word's flags above its first special byte may be spurious (a borrow): only the first may count.
-    static constexpr char alphabet[] = {'a', '"', '\\', '\0', '\x1f', ' ', '!', '#', '[', ']', '\x7f', '\x80', '\xff', '\x01', '\x5b'};
+    static constexpr char alphabet[] = {'a', '"', '\\', '\0', '\x1f', ' ', '!', '#', '[', ']', '\x7f', '\x80', '\xff', '\x01'};
     std::mt19937 rng(20261122);
     std::size_t mismatches = 0;
     std::string first_bad;
