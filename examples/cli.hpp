@@ -23,7 +23,8 @@ public:
     /// `known` lists the flags beyond the common ones below, each taking one value.
     Cli(int argc, char** argv, std::vector<std::string_view> known) {
         known.insert(known.end(), {"--host", "--port", "--threads", "--max-connections", "--max-output-buffer",
-                                   "--pause-reading-above", "--backpressure", "--idle-timeout", "--close-timeout", "--log-level"});
+                                   "--pause-reading-above", "--backpressure", "--idle-timeout", "--ping-interval", "--pong-timeout",
+                                   "--close-timeout", "--log-level"});
         for (int i = 1; i < argc; ++i) {
             const std::string_view flag = argv[i];
             if (flag == "--help" || flag == "-h") usage(argv[0], known, 0);
@@ -46,7 +47,7 @@ public:
 
     /// The common flags: --host (127.0.0.1), --port (9501), --threads (1), --max-connections,
     /// --max-output-buffer BYTES, --pause-reading-above BYTES, --backpressure reject|close, --idle-timeout SECONDS,
-    /// --close-timeout SECONDS, --log-level debug|info|warning|error|off; unset flags keep `swirl::Settings`' defaults.
+    /// --ping-interval MS, --pong-timeout MS, --close-timeout SECONDS, --log-level debug|info|warning|error|off; unset flags keep `swirl::Settings`' defaults.
     swirl::Settings settings() const {
         swirl::Settings s;
         s.host = get("--host", "127.0.0.1");
@@ -58,6 +59,8 @@ public:
         s.pause_reading_above = static_cast<std::size_t>(number("--pause-reading-above", static_cast<double>(s.pause_reading_above)));
         if (get("--backpressure", "reject") == "close") s.backpressure = swirl::BackpressurePolicy::close_connection;
         s.idle_timeout = std::chrono::milliseconds(static_cast<long>(number("--idle-timeout", 0) * 1000));
+        s.ping_interval = std::chrono::milliseconds(static_cast<long>(number("--ping-interval", static_cast<double>(s.ping_interval.count()))));
+        s.pong_timeout = std::chrono::milliseconds(static_cast<long>(number("--pong-timeout", static_cast<double>(s.pong_timeout.count()))));
         s.close_timeout = std::chrono::milliseconds(
             static_cast<long>(number("--close-timeout", static_cast<double>(s.close_timeout.count()) / 1000) * 1000));
         const std::string level = get("--log-level", "info");

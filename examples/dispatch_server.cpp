@@ -3,7 +3,7 @@
 // Send {"class":"Index","action":"hello","content":{"name":"Ada"}} (class defaults to Index, action to index).
 #include "cli.hpp"
 
-#include <swirl/json_parser.hpp>
+#include <swirl/dispatch/json_parser.hpp>
 
 #include <cstdint>
 #include <stdexcept>
@@ -43,13 +43,25 @@ public:
     asio::awaitable<JsonReply> whoami(Ctx& ctx) { co_return JsonReply::ok(ctx.id()); }
 
     /// {"action":"add","content":{"a":1,"b":2}} → 3; arguments that are not numbers throw std::invalid_argument,
-    /// which `on_exception` turns into an error reply.
+    /// which `on_exception` turns into an error reply. Two integers add exactly or not at all: a sum (or an operand)
+    /// outside the signed 64-bit range is an error reply, never a wrapped or rounded number.
     asio::awaitable<JsonReply> add(Ctx& ctx) {
         const auto& a = ctx.args()["a"];
         const auto& b = ctx.args()["b"];
         if (!a.is_number() || !b.is_number()) throw std::invalid_argument("add needs numbers a and b");
-        if (a.is_number_integer() && b.is_number_integer()) co_return JsonReply::ok(a.get<std::int64_t>() + b.get<std::int64_t>());
+        if (a.is_number_integer() && b.is_number_integer()) {
+            std::int64_t sum = 0;
+            if (!fits_int64(a) || !fits_int64(b) ||
+                __builtin_add_overflow(a.get<std::int64_t>(), b.get<std::int64_t>(), &sum))
+                throw std::invalid_argument("add overflows a 64-bit integer");
+            co_return JsonReply::ok(sum);
+        }
         co_return JsonReply::ok(a.get<double>() + b.get<double>());
+    }
+
+    /// nlohmann keeps integers above INT64_MAX as unsigned; `get<std::int64_t>()` would wrap them.
+    static bool fits_int64(const nlohmann::json& n) {
+        return !n.is_number_unsigned() || n.get<std::uint64_t>() <= std::uint64_t(INT64_MAX);
     }
 
     /// Replies, then closes with 4000.

@@ -8,9 +8,9 @@
 
 #include "fuzz_support.hpp"
 
-#include <swirl/close_code.hpp>
-#include <swirl/frame.hpp>
-#include <swirl/message_reader.hpp>
+#include <swirl/protocol/close_code.hpp>
+#include <swirl/protocol/frame.hpp>
+#include <swirl/protocol/message_reader.hpp>
 
 #include <cstddef>
 #include <cstdint>

@@ -7,10 +7,10 @@
 
 #include "fuzz_support.hpp"
 
-#include <swirl/detail/ascii.hpp>
-#include <swirl/handshake.hpp>
-#include <swirl/http_request.hpp>
-#include <swirl/http_response.hpp>
+#include <swirl/protocol/detail/ascii.hpp>
+#include <swirl/protocol/handshake.hpp>
+#include <swirl/protocol/http_request.hpp>
+#include <swirl/protocol/http_response.hpp>
 
 #include <algorithm>
 #include <array>

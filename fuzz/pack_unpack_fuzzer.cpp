@@ -10,9 +10,9 @@
 
 #include "fuzz_support.hpp"
 
-#include <swirl/close_code.hpp>
-#include <swirl/frame.hpp>
-#include <swirl/mask.hpp>
+#include <swirl/protocol/close_code.hpp>
+#include <swirl/protocol/frame.hpp>
+#include <swirl/protocol/mask.hpp>
 
 #include <cstddef>
 #include <cstdint>

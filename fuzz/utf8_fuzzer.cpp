@@ -6,7 +6,7 @@
 
 #include "fuzz_support.hpp"
 
-#include <swirl/utf8.hpp>
+#include <swirl/protocol/utf8.hpp>
 
 #include <cstddef>
 #include <cstdint>

@@ -3,7 +3,7 @@
 /// `JsonParser::decode` (which skips the DOM for plain messages) must agree with. Shared by
 /// `json_parser_test.cpp` and `fuzz/json_envelope_fuzzer.cpp`.
 
-#include <swirl/json_parser.hpp>
+#include <swirl/dispatch/json_parser.hpp>
 
 #include <cstdint>
 #include <optional>

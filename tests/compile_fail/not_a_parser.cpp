@@ -1,6 +1,6 @@
 // Must not compile: `Frames` is not a parser (its decode returns a bool, and it names no args_type).
 // tests/compile_fail_test.py checks that the diagnostic is short and names the unmet requirement.
-#include <swirl/context.hpp>
+#include <swirl/dispatch/context.hpp>
 
 struct Frames {
     using content_type = std::string;

@@ -217,6 +217,20 @@ class Routing(DispatchTestCase):
             await self.assert_reply(ws, '{"action":"add","content":{"a":-5,"b":2}}', ok("add", -3))
             await self.assert_reply(ws, '{"action":"add","content":{"a":1.5,"b":2}}', ok("add", 3.5))
 
+    async def test_add_refuses_integer_overflow_with_an_error_reply(self):
+        # Once a signed overflow that UBSan aborted the server on: the example is copied, so it must be exact.
+        async with ws_connect(server_port()) as ws:
+            for a, b in [(9223372036854775807, 1), (-9223372036854775808, -1), (18446744073709551615, 0),
+                         (9223372036854775808, -1)]:
+                with self.subTest(a=a, b=b):
+                    await self.assert_reply(ws, request("add", {"a": a, "b": b}),
+                                            failure("add", "add overflows a 64-bit integer"))
+            await self.assert_reply(ws, request("add", {"a": 9223372036854775806, "b": 1}),
+                                    ok("add", 9223372036854775807))
+            await self.assert_reply(ws, request("add", {"a": -9223372036854775807, "b": -1}),
+                                    ok("add", -9223372036854775808))
+            await self.assert_still_open(ws)
+
     async def test_add_with_non_numbers_gets_error_reply_from_on_exception(self):
         async with ws_connect(server_port()) as ws:
             for content in [{"a": "1", "b": 2}, {"a": 1}, {"a": True, "b": 1}, {"a": None, "b": None}, None, "12"]:

@@ -14,8 +14,8 @@
 // server with SIGTERM. Short mode (default) takes about 15 s; --full is the 10,000-connection version (~2 min).
 // An alarm bounds the whole run; the server is killed on any early exit (and by PR_SET_PDEATHSIG if we die).
 
-#include <swirl/detail/base64.hpp>
-#include <swirl/handshake.hpp>
+#include <swirl/protocol/detail/base64.hpp>
+#include <swirl/protocol/handshake.hpp>
 
 #include <fmt/format.h>
 

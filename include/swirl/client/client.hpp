@@ -1,0 +1,193 @@
+#pragma once
+/// A small coroutine WebSocket client: swirl's own peer for tests and tools. It speaks strict RFC 6455 through the
+/// same sans-I/O reader as the server, and can also write raw bytes to probe a server's error handling.
+
+#include <swirl/protocol/close_code.hpp>
+#include <swirl/protocol/detail/base64.hpp>
+#include <swirl/protocol/frame.hpp>
+#include <swirl/protocol/handshake.hpp>
+#include <swirl/protocol/http_response.hpp>
+#include <swirl/protocol/message_reader.hpp>
+
+#include <swirl/detail/asio.hpp>
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace swirl {
+
+/// Thrown by `Client::connect` when the server does not answer 101 with a correct accept key.
+class HandshakeRejected : public std::runtime_error {
+public:
+    explicit HandshakeRejected(Response response)
+        : std::runtime_error("WebSocket handshake rejected with HTTP " + std::to_string(response.status)),
+          response_(std::move(response)) {}
+    const Response& response() const noexcept { return response_; }
+
+private:
+    Response response_;
+};
+
+struct ClientOptions {
+    std::string target = "/";
+    std::vector<Header> headers;            ///< extra request headers
+    std::vector<std::string> subprotocols;  ///< offered, in order
+    ReaderLimits limits{};
+    bool auto_pong = true;  ///< answer pings (they are still returned by `receive`)
+};
+
+/// One coroutine at a time may use a client: `receive` may write (pong, close reply), so concurrent `send` and
+/// `receive` from different coroutines would interleave writes.
+class Client {
+public:
+    using Options = ClientOptions;
+
+    /// Connects and performs the opening handshake; throws `std::system_error` or `HandshakeRejected`.
+    static asio::awaitable<Client> connect(std::string host, std::uint16_t port) {
+        return connect(std::move(host), port, Options{});
+    }
+
+    /// As above, with a target, extra headers and subprotocols. (No default argument: GCC 12 mishandles default
+    /// arguments of coroutines.)
+    static asio::awaitable<Client> connect(std::string host, std::uint16_t port, Options options) {
+        auto executor = co_await asio::this_coro::executor;
+        asio::ip::tcp::resolver resolver(executor);
+        const auto endpoints = co_await resolver.async_resolve(host, std::to_string(port), asio::use_awaitable);
+        asio::ip::tcp::socket socket(executor);
+        co_await asio::async_connect(socket, endpoints, asio::use_awaitable);
+        socket.set_option(asio::ip::tcp::no_delay(true));
+        Client client(std::move(socket), options);
+        // Named, not a temporary: GCC 12 destroys temporaries of a throwing co_await expression twice.
+        const std::string authority = host + ":" + std::to_string(port);
+        co_await client.handshake(authority, options);
+        co_return client;
+    }
+
+    /// Sends one masked frame.
+    asio::awaitable<void> send(std::string_view data, Opcode opcode = Opcode::text, bool fin = true) {
+        const std::string frame = pack(data, opcode, fin, next_mask());  // named: see connect()
+        co_await send_raw(frame);
+    }
+
+    /// Writes bytes as they are: for tests that need malformed frames.
+    asio::awaitable<void> send_raw(std::string_view bytes) {
+        co_await asio::async_write(socket_, asio::buffer(bytes), asio::use_awaitable);
+    }
+
+    /// The next message or control frame; nullopt once the connection has ended.
+    /// A close frame from the server is answered and returned; a server protocol violation throws.
+    asio::awaitable<std::optional<Frame>> receive() {
+        while (true) {
+            while (have_ != 0) {
+                const auto r = reader_.read(std::span<const std::uint8_t>(buffer_.data(), have_));
+                std::memmove(buffer_.data(), buffer_.data() + r.consumed, have_ - r.consumed);
+                have_ -= r.consumed;
+                switch (r.event) {
+                case ReadEvent::need_more: break;
+                case ReadEvent::error: throw std::runtime_error("server protocol violation: " + std::string(reader_.error_reason()));
+                case ReadEvent::ping:
+                    if (options_.auto_pong && !close_sent_) co_await send(reader_.frame().payload, Opcode::pong);
+                    co_return reader_.frame();
+                case ReadEvent::close:
+                    if (!close_sent_) {
+                        close_sent_ = true;
+                        const auto& f = reader_.frame();
+                        const std::string payload = close_payload(f.code, f.reason);
+                        co_await send(payload, Opcode::close);
+                    }
+                    have_ = 0;
+                    co_return reader_.frame();
+                default: co_return reader_.frame();
+                }
+                if (r.event == ReadEvent::need_more) break;
+            }
+            std::error_code ec;
+            have_ = co_await socket_.async_read_some(asio::buffer(buffer_), asio::redirect_error(asio::use_awaitable, ec));
+            if (ec) co_return std::nullopt;
+        }
+    }
+
+    /// Sends a close frame and reads until the server's close frame and end of stream; returns the server's frame.
+    asio::awaitable<std::optional<Frame>> close(std::uint16_t code = close_code::normal, std::string_view reason = {}) {
+        if (!close_sent_) {
+            close_sent_ = true;
+            const std::string payload = close_payload(code, reason);
+            co_await send(payload, Opcode::close);
+        }
+        std::optional<Frame> reply;
+        while (auto f = co_await receive())
+            if (f->opcode == Opcode::close) reply = std::move(f);
+        co_return reply;
+    }
+
+    const Response& handshake_response() const noexcept { return response_; }
+    asio::ip::tcp::socket& socket() noexcept { return socket_; }
+
+private:
+    Client(asio::ip::tcp::socket socket, const Options& options)
+        : socket_(std::move(socket)), options_(options), reader_(Role::client, options.limits), buffer_(65536),
+          random_(std::random_device{}()) {}
+
+    MaskKey next_mask() {
+        const std::uint32_t r = static_cast<std::uint32_t>(random_());
+        return {static_cast<std::uint8_t>(r), static_cast<std::uint8_t>(r >> 8), static_cast<std::uint8_t>(r >> 16),
+                static_cast<std::uint8_t>(r >> 24)};
+    }
+
+    asio::awaitable<void> handshake(const std::string& host, const Options& options) {
+        std::array<std::uint8_t, 16> nonce;
+        for (auto& b : nonce) b = static_cast<std::uint8_t>(random_());
+        const std::string key = detail::base64_encode(nonce);
+        std::string request = "GET " + options.target + " HTTP/1.1\r\nHost: " + host +
+                              "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
+                              "\r\nSec-WebSocket-Version: 13\r\n";
+        if (!options.subprotocols.empty()) {
+            request += "Sec-WebSocket-Protocol: ";
+            for (std::size_t i = 0; i < options.subprotocols.size(); ++i)
+                request += (i ? ", " : "") + options.subprotocols[i];
+            request += "\r\n";
+        }
+        for (const auto& h : options.headers) request += h.name + ": " + h.value + "\r\n";
+        request += "\r\n";
+        co_await send_raw(request);
+
+        std::string head;
+        std::size_t end;
+        while ((end = head.find("\r\n\r\n")) == std::string::npos) {
+            if (head.size() > 65536) throw std::runtime_error("handshake response too large");
+            const std::size_t n = co_await socket_.async_read_some(asio::buffer(buffer_), asio::use_awaitable);
+            head.append(reinterpret_cast<const char*>(buffer_.data()), n);
+        }
+        auto parsed = parse_response_head(std::string_view(head).substr(0, end + 2));
+        if (!parsed) throw std::runtime_error("malformed handshake response");
+        response_ = std::move(*parsed);
+        std::string rest = head.substr(end + 4);
+        if (response_.status != 101) {
+            response_.body = std::move(rest);
+            throw HandshakeRejected(response_);
+        }
+        if (response_.header("Sec-WebSocket-Accept") != std::optional<std::string_view>(accept_key(key)))
+            throw HandshakeRejected(response_);
+        have_ = rest.size();
+        std::memcpy(buffer_.data(), rest.data(), rest.size());
+    }
+
+    asio::ip::tcp::socket socket_;
+    Options options_;
+    MessageReader reader_;
+    std::vector<std::uint8_t> buffer_;
+    std::size_t have_ = 0;
+    std::mt19937_64 random_;
+    Response response_;
+    bool close_sent_ = false;
+};
+
+} // namespace swirl

@@ -1,0 +1,116 @@
+#pragma once
+/// The server side of the RFC 6455 §4.2 opening handshake, as functions a custom handshake hook can reuse.
+
+#include <swirl/protocol/detail/ascii.hpp>
+#include <swirl/protocol/detail/base64.hpp>
+#include <swirl/protocol/detail/sha1.hpp>
+#include <swirl/protocol/http_request.hpp>
+#include <swirl/protocol/http_response.hpp>
+
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace swirl {
+
+inline constexpr std::string_view websocket_guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// `Sec-WebSocket-Accept` for a client key: base64(SHA-1(key + GUID)).
+inline std::string accept_key(std::string_view client_key) {
+    detail::Sha1 h;
+    h.update(client_key);
+    h.update(websocket_guid);
+    const auto digest = h.finish();
+    return detail::base64_encode(digest);
+}
+
+/// A valid `Sec-WebSocket-Key`: 24 characters matching `^[+/0-9A-Za-z]{21}[AQgw]==$`, decoding to 16 bytes.
+inline bool is_valid_client_key(std::string_view key) noexcept {
+    if (key.size() != 24 || key.substr(22) != "==") return false;
+    for (std::size_t i = 0; i < 21; ++i)
+        if (detail::base64_alphabet.find(key[i]) == std::string_view::npos) return false;
+    return key[21] == 'A' || key[21] == 'Q' || key[21] == 'g' || key[21] == 'w';
+}
+
+/// Whether the request asks for a WebSocket upgrade at all (`Upgrade: websocket`); the rest is checked by
+/// `validate_upgrade`.
+inline bool is_upgrade_request(const Request& req) noexcept { return req.has_token("Upgrade", "websocket"); }
+
+enum class HandshakeError {
+    none,
+    not_get,              ///< 400
+    not_http11,           ///< 400
+    missing_host,         ///< 400
+    missing_upgrade,      ///< 400
+    missing_connection,   ///< 400
+    unsupported_version,  ///< 426 with `Sec-WebSocket-Version: 13`
+    bad_key,              ///< 400
+};
+
+constexpr std::string_view to_string(HandshakeError e) noexcept {
+    switch (e) {
+    case HandshakeError::none: return "none";
+    case HandshakeError::not_get: return "WebSocket upgrade must use GET";
+    case HandshakeError::not_http11: return "WebSocket upgrade needs HTTP/1.1";
+    case HandshakeError::missing_host: return "missing Host header";
+    case HandshakeError::missing_upgrade: return "missing \"Upgrade: websocket\"";
+    case HandshakeError::missing_connection: return "missing \"Connection: Upgrade\"";
+    case HandshakeError::unsupported_version: return "unsupported Sec-WebSocket-Version (13 is supported)";
+    case HandshakeError::bad_key: return "invalid Sec-WebSocket-Key";
+    }
+    return "unknown";
+}
+
+/// Checks every requirement of RFC 6455 §4.2.1 on a client's opening handshake.
+inline HandshakeError validate_upgrade(const Request& req) noexcept {
+    if (req.method != "GET") return HandshakeError::not_get;
+    if (req.version_minor < 1) return HandshakeError::not_http11;
+    if (!req.header("Host")) return HandshakeError::missing_host;
+    if (!req.has_token("Upgrade", "websocket")) return HandshakeError::missing_upgrade;
+    if (!req.has_token("Connection", "Upgrade")) return HandshakeError::missing_connection;
+    const auto version = req.header("Sec-WebSocket-Version");
+    if (!version || detail::trim(*version) != "13") return HandshakeError::unsupported_version;
+    const auto key = req.header("Sec-WebSocket-Key");
+    if (!key || !is_valid_client_key(*key)) return HandshakeError::bad_key;
+    return HandshakeError::none;
+}
+
+/// The subprotocol to answer with: the first of `supported` (server preference) that the client offered.
+/// Names compare case-sensitively. Nullopt when the client offered none of them, or none at all.
+inline std::optional<std::string_view> select_subprotocol(const Request& req, std::span<const std::string> supported) noexcept {
+    for (const auto& name : supported)
+        for (const auto& h : req.headers)
+            if (detail::iequals(h.name, "Sec-WebSocket-Protocol") &&
+                detail::any_list_item(h.value, [&](std::string_view offered) { return offered == name; }))
+                return std::string_view(name);
+    return std::nullopt;
+}
+
+/// Fills `res` with the error response for a failed handshake (400, or 426 naming version 13).
+inline void reject_handshake(Response& res, HandshakeError error) {
+    res.status = error == HandshakeError::unsupported_version ? 426 : 400;
+    if (error == HandshakeError::unsupported_version) res.set_header("Sec-WebSocket-Version", "13");
+    res.set_header("Content-Type", "text/plain");
+    res.body = std::string(to_string(error)) + "\n";
+}
+
+/// The default handshake: validates `req` and fills `res` with `101 Switching Protocols`, the accept key and a
+/// subprotocol (only one the client offered). On failure fills in the error response instead.
+/// Returns whether the upgrade was accepted. Headers already in `res` (cookies, ...) are kept.
+inline bool accept_handshake(const Request& req, Response& res, std::span<const std::string> subprotocols = {}) {
+    if (const auto error = validate_upgrade(req); error != HandshakeError::none) {
+        reject_handshake(res, error);
+        return false;
+    }
+    res.status = 101;
+    res.reason.clear();
+    res.body.clear();
+    res.set_header("Upgrade", "websocket");
+    res.set_header("Connection", "Upgrade");
+    res.set_header("Sec-WebSocket-Accept", accept_key(*req.header("Sec-WebSocket-Key")));
+    if (const auto protocol = select_subprotocol(req, subprotocols)) res.set_header("Sec-WebSocket-Protocol", *protocol);
+    return true;
+}
+
+} // namespace swirl

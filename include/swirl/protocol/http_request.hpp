@@ -1,0 +1,254 @@
+#pragma once
+/// HTTP/1.1 request parsing (RFC 9112) with hard limits, enough for upgrade requests and small plain requests.
+
+#include <swirl/protocol/detail/ascii.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace swirl {
+
+struct Header {
+    std::string name;
+    std::string value;
+};
+
+/// A parsed HTTP request. Header lookups are case-insensitive.
+struct Request {
+    std::string method;
+    std::string target;  ///< as sent: path plus optional `?query`
+    int version_minor = 1;  ///< HTTP/1.x
+    std::vector<Header> headers;
+    std::string body;
+
+    /// The target up to `?`.
+    std::string_view path() const noexcept { return std::string_view(target).substr(0, target.find('?')); }
+
+    /// The raw query string after `?` (empty when there is none).
+    std::string_view query() const noexcept {
+        const auto q = target.find('?');
+        return q == std::string::npos ? std::string_view{} : std::string_view(target).substr(q + 1);
+    }
+
+    /// The first header with this name.
+    std::optional<std::string_view> header(std::string_view name) const noexcept {
+        for (const auto& h : headers)
+            if (detail::iequals(h.name, name)) return std::string_view(h.value);
+        return std::nullopt;
+    }
+
+    /// Whether any header `name` carries `token` in its comma-separated list (`Connection: keep-alive, Upgrade`).
+    bool has_token(std::string_view name, std::string_view token) const noexcept {
+        for (const auto& h : headers)
+            if (detail::iequals(h.name, name) &&
+                detail::any_list_item(h.value, [&](std::string_view item) { return detail::iequals(item, token); }))
+                return true;
+        return false;
+    }
+
+    /// The percent-decoded value of query parameter `name` (`+` is a space), or nullopt when absent.
+    std::optional<std::string> query_param(std::string_view name) const {
+        std::string_view q = query();
+        while (!q.empty()) {
+            const auto amp = q.find('&');
+            const auto pair = q.substr(0, amp);
+            const auto eq = pair.find('=');
+            if (percent_decode(pair.substr(0, eq)) == name)
+                return eq == std::string_view::npos ? std::string{} : percent_decode(pair.substr(eq + 1));
+            if (amp == std::string_view::npos) break;
+            q.remove_prefix(amp + 1);
+        }
+        return std::nullopt;
+    }
+
+    /// The value of cookie `name` from the `Cookie` header(s).
+    std::optional<std::string_view> cookie(std::string_view name) const noexcept {
+        for (const auto& h : headers) {
+            if (!detail::iequals(h.name, "Cookie")) continue;
+            std::string_view rest = h.value;
+            while (!rest.empty()) {
+                const auto semi = rest.find(';');
+                const auto pair = detail::trim(rest.substr(0, semi));
+                const auto eq = pair.find('=');
+                if (eq != std::string_view::npos && pair.substr(0, eq) == name) return pair.substr(eq + 1);
+                if (semi == std::string_view::npos) break;
+                rest.remove_prefix(semi + 1);
+            }
+        }
+        return std::nullopt;
+    }
+
+    /// Whether the connection stays open after the response (HTTP/1.1 default unless `Connection: close`).
+    bool keep_alive() const noexcept {
+        if (has_token("Connection", "close")) return false;
+        return version_minor >= 1 || has_token("Connection", "keep-alive");
+    }
+
+    static std::string percent_decode(std::string_view s) {
+        std::string out;
+        out.reserve(s.size());
+        auto hex = [](char c) -> int {
+            if (c >= '0' && c <= '9') return c - '0';
+            c = detail::ascii_lower(c);
+            return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+        };
+        for (std::size_t i = 0; i < s.size(); ++i) {
+            if (s[i] == '+') out += ' ';
+            else if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
+                out += static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
+                i += 2;
+            } else out += s[i];
+        }
+        return out;
+    }
+};
+
+struct RequestLimits {
+    std::size_t max_request_line = 8 * 1024;   ///< longer request line → 414
+    std::size_t max_header_bytes = 16 * 1024;  ///< request line plus headers; more → 431
+    std::size_t max_headers = 100;             ///< more header fields → 431
+    std::size_t max_body = 1024 * 1024;        ///< larger Content-Length → 413
+};
+
+/// Incremental request parser: feed bytes as they arrive, in any chunking.
+class RequestParser {
+public:
+    enum class Status { incomplete, complete, error };
+    struct Result {
+        Status status;
+        std::size_t consumed;  ///< bytes used; on `complete`, what follows belongs to the next protocol
+    };
+
+    explicit RequestParser(RequestLimits limits = {}) noexcept : limits_(limits) {}
+
+    Result feed(std::string_view in) {
+        if (status_ != Status::incomplete) return {status_, 0};
+        if (!in_body_) {
+            const std::size_t old = head_.size();
+            const std::size_t room = limits_.max_header_bytes - old;
+            head_.append(in.substr(0, room));
+            const std::size_t search_from = old >= 3 ? old - 3 : 0;
+            const auto end = head_.find("\r\n\r\n", search_from);
+            if (end == std::string::npos) {
+                // Judge the request line as soon as it is too long, whether or not it has ended, so that the
+                // verdict does not depend on how the bytes arrive. A trailing CR may be the start of its CRLF.
+                if (line_end_ == std::string::npos) line_end_ = head_.find("\r\n", old != 0 ? old - 1 : 0);
+                const std::size_t line = line_end_ != std::string::npos ? line_end_
+                                         : head_.size() - (!head_.empty() && head_.back() == '\r' ? 1 : 0);
+                if (line > limits_.max_request_line) return fail(414, "request line too long");
+                if (in.size() > room || head_.size() >= limits_.max_header_bytes) return fail(431, "request header too large");
+                return {Status::incomplete, in.size()};
+            }
+            const std::size_t used = end + 4 - old;
+            head_.resize(end + 2);  // keep the last header's CRLF
+            if (!parse_head()) return {status_, used};
+            if (content_length_ == 0) {
+                status_ = Status::complete;
+                return {status_, used};
+            }
+            in_body_ = true;
+            const auto r = feed(in.substr(used));
+            return {r.status, used + r.consumed};
+        }
+        const std::size_t take = std::min(in.size(), content_length_ - request_.body.size());
+        request_.body.append(in.substr(0, take));
+        if (request_.body.size() == content_length_) status_ = Status::complete;
+        return {status_, take};
+    }
+
+    Status status() const noexcept { return status_; }
+    Request& request() noexcept { return request_; }
+    /// The HTTP status to answer a malformed or over-limit request with.
+    int error_status() const noexcept { return error_status_; }
+    std::string_view error_reason() const noexcept { return error_reason_; }
+    void reset() noexcept {
+        const auto limits = limits_;
+        *this = RequestParser(limits);
+    }
+
+private:
+    bool parse_head() {
+        std::string_view rest = head_;
+        const auto line_end = rest.find("\r\n");
+        const std::string_view line = rest.substr(0, line_end);
+        if (line.size() > limits_.max_request_line) return fail(414, "request line too long"), false;
+        rest.remove_prefix(line_end + 2);
+
+        const auto sp1 = line.find(' ');
+        const auto sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+        if (sp2 == std::string_view::npos || line.find(' ', sp2 + 1) != std::string_view::npos)
+            return fail(400, "malformed request line"), false;
+        const auto method = line.substr(0, sp1);
+        const auto target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+        const auto version = line.substr(sp2 + 1);
+        if (!detail::is_token(method)) return fail(400, "malformed method"), false;
+        if (target.empty() || !std::all_of(target.begin(), target.end(), [](char c) { return c > 0x20 && c != 0x7F; }))
+            return fail(400, "malformed request target"), false;
+        if (version.size() != 8 || version.substr(0, 5) != "HTTP/" || version[6] != '.' || version[5] < '0' ||
+            version[5] > '9' || version[7] < '0' || version[7] > '9')
+            return fail(400, "malformed HTTP version"), false;
+        if (version[5] != '1') return fail(505, "HTTP version not supported"), false;
+        request_.method = method;
+        request_.target = target;
+        request_.version_minor = version[7] - '0';
+
+        while (!rest.empty()) {
+            const auto eol = rest.find("\r\n");
+            const std::string_view field = rest.substr(0, eol);
+            rest.remove_prefix(eol + 2);
+            if (field.empty() || detail::is_http_whitespace(field.front())) return fail(400, "obsolete line folding"), false;
+            const auto colon = field.find(':');
+            if (colon == std::string_view::npos) return fail(400, "header field without a colon"), false;
+            const auto name = field.substr(0, colon);
+            if (!detail::is_token(name)) return fail(400, "malformed header field name"), false;
+            const auto value = detail::trim(field.substr(colon + 1));
+            if (!std::all_of(value.begin(), value.end(), [](char c) { return c == '\t' || (static_cast<unsigned char>(c) >= 0x20 && c != 0x7F); }))
+                return fail(400, "control character in header field value"), false;
+            if (request_.headers.size() == limits_.max_headers) return fail(431, "too many header fields"), false;
+            request_.headers.push_back({std::string(name), std::string(value)});
+        }
+
+        if (request_.header("Transfer-Encoding")) return fail(501, "transfer codings are not supported"), false;
+        bool seen_length = false;
+        for (const auto& h : request_.headers) {
+            if (!detail::iequals(h.name, "Content-Length")) continue;
+            std::uint64_t n = 0;
+            const auto* b = h.value.data();
+            const auto* e = b + h.value.size();
+            const auto [p, ec] = std::from_chars(b, e, n);
+            if (h.value.empty() || ec != std::errc{} || p != e) return fail(400, "malformed Content-Length"), false;
+            if (seen_length && n != content_length_) return fail(400, "conflicting Content-Length"), false;
+            if (n > limits_.max_body) return fail(413, "request body too large"), false;
+            content_length_ = static_cast<std::size_t>(n);
+            seen_length = true;
+        }
+        request_.body.reserve(content_length_);
+        return true;
+    }
+
+    Result fail(int status, std::string_view reason) noexcept {
+        status_ = Status::error;
+        error_status_ = status;
+        error_reason_ = reason;
+        return {status_, 0};
+    }
+
+    RequestLimits limits_;
+    Status status_ = Status::incomplete;
+    std::string head_;
+    std::size_t line_end_ = std::string::npos;  ///< where the request line's CRLF starts in `head_`, once seen
+    bool in_body_ = false;
+    std::size_t content_length_ = 0;
+    Request request_;
+    int error_status_ = 0;
+    std::string_view error_reason_;
+};
+
+} // namespace swirl

@@ -1,0 +1,247 @@
+#pragma once
+/// Sans-I/O reader: turns a byte stream into messages and control frames, enforcing RFC 6455 as it goes.
+/// Every violation is reported with the close code the endpoint must send, as soon as the offending byte arrives.
+
+#include <swirl/protocol/close_code.hpp>
+#include <swirl/protocol/frame.hpp>
+#include <swirl/protocol/mask.hpp>
+#include <swirl/protocol/utf8.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace swirl {
+
+/// Which side of the connection the reader is on: servers require masked frames, clients unmasked ones.
+enum class Role { server, client };
+
+struct ReaderLimits {
+    std::uint64_t max_frame_size = 64ull << 20;    ///< payload bytes in one frame
+    std::uint64_t max_message_size = 64ull << 20;  ///< payload bytes in one (reassembled) message
+};
+
+enum class ReadEvent {
+    need_more,  ///< all input consumed, nothing complete yet
+    message,    ///< a whole text or binary message is in `frame()`
+    ping,
+    pong,
+    close,      ///< a valid close frame is in `frame()`; the reader ignores further input
+    error,      ///< a protocol violation; see `error_code()` / `error_reason()`; the reader is dead
+};
+
+struct ReadResult {
+    ReadEvent event;
+    std::size_t consumed;  ///< input bytes used; feed the rest again
+};
+
+class MessageReader {
+public:
+    explicit MessageReader(Role role = Role::server, ReaderLimits limits = {}) noexcept
+        : role_(role), limits_(limits) {}
+
+    /// Consumes input until one event is complete. The frame returned by `frame()` stays valid until the next call.
+    ReadResult read(std::span<const std::uint8_t> input) {
+        if (delivered_ != Delivered::none) {
+            // Keep the buffer for the next message unless one huge message would pin it. A message's buffer also
+            // keeps its size: the next message overwrites it, and only growth beyond it is zero-filled first.
+            if (delivered_ == Delivered::control) control_.payload.clear();
+            else release_buffer(1u << 20);
+            delivered_ = Delivered::none;
+        }
+        if (state_ == State::failed || state_ == State::closed) return {state_ == State::failed ? ReadEvent::error : ReadEvent::need_more, input.size()};
+
+        std::size_t used = 0;
+        while (true) {
+            if (state_ == State::header) {
+                HeaderDecode head{HeaderStatus::incomplete, 0};
+                if (header_len_ == 0 && (head = decode_frame_header(input.subspan(used), header_)).status != HeaderStatus::incomplete) {
+                    used += head.size;  // the whole header is in the input: decoded in place
+                } else {
+                    const std::size_t want = header_need_ - header_len_;
+                    const std::size_t take = std::min(want, input.size() - used);
+                    std::copy_n(input.data() + used, take, header_buf_ + header_len_);
+                    header_len_ += take;
+                    used += take;
+                    if (header_len_ < header_need_) return {ReadEvent::need_more, used};
+                    head = decode_frame_header(std::span(header_buf_, header_len_), header_);
+                    if (head.status == HeaderStatus::incomplete) {
+                        header_need_ = head.size;
+                        continue;
+                    }
+                }
+                if (head.status == HeaderStatus::bad_length) return fail(close_code::protocol_error, "invalid payload length encoding", used);
+                header_len_ = 0;
+                header_need_ = 2;
+                if (const auto r = begin_frame(); r.event == ReadEvent::error) return {r.event, used};
+                // A zero-length payload completes the frame at once.
+            } else {
+                const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, input.size() - used));
+                if (take != 0) {
+                    const bool control = is_control(header_.opcode);
+                    std::string& dst = control ? control_.payload : message_.payload;
+                    const std::size_t old = control ? dst.size() : message_size_;
+                    if (dst.size() < old + take) dst.resize(old + take);
+                    if (header_.masked) mask_phase_ = mask_copy(dst.data() + old, input.data() + used, take, header_.mask, mask_phase_);
+                    else std::copy_n(input.data() + used, take, dst.data() + old);
+                    used += take;
+                    remaining_ -= take;
+                    if (!control) {
+                        message_size_ += take;
+                        if (message_.opcode == Opcode::text && !utf8_.feed(std::string_view(dst).substr(old, take)))
+                            return fail(close_code::invalid_payload, "invalid UTF-8 in text message", used);
+                    }
+                }
+                if (remaining_ != 0) return {ReadEvent::need_more, used};
+            }
+            if (state_ == State::payload && remaining_ == 0) {
+                state_ = State::header;
+                const ReadEvent ev = finish_frame();
+                if (ev == ReadEvent::error) return {ev, used};
+                if (ev != ReadEvent::need_more) return {ev, used};
+            }
+            if (used == input.size() && state_ == State::header) return {ReadEvent::need_more, used};
+        }
+    }
+
+    /// Frees the message buffer if its capacity exceeds `keep_capacity` and no message is partly received, so that
+    /// a connection waiting for input does not hold a burst's buffer. `frame()` is invalid afterwards.
+    void release_buffer(std::size_t keep_capacity) noexcept {
+        if (!in_message_ && message_.payload.capacity() > keep_capacity) std::string().swap(message_.payload);
+    }
+
+    /// Hands over the message buffer, for the caller to pool while the connection waits for input: empty while a
+    /// message is partly received (that buffer stays). `frame()` is invalid afterwards.
+    std::string take_buffer() noexcept {
+        if (in_message_) return {};
+        return std::exchange(message_.payload, std::string());
+    }
+
+    /// Offers `buffer` (a pooled one, say) for the next message: swapped in only between messages, and only when
+    /// larger than the reader's own. Saves allocating and zero-filling a new one. True when taken (`buffer` then
+    /// holds what the reader had).
+    bool adopt_buffer(std::string& buffer) noexcept {
+        if (in_message_ || buffer.capacity() <= message_.payload.capacity()) return false;
+        message_.payload.swap(buffer);
+        return true;
+    }
+
+    /// The capacity of the buffer the next message is received into.
+    std::size_t buffer_capacity() const noexcept { return message_.payload.capacity(); }
+
+    /// The last completed message or control frame.
+    Frame& frame() noexcept { return last_is_control_ ? control_ : message_; }
+    std::uint16_t error_code() const noexcept { return error_code_; }
+    std::string_view error_reason() const noexcept { return error_reason_; }
+    /// True while a fragmented message is partly received.
+    bool in_message() const noexcept { return in_message_; }
+    Role role() const noexcept { return role_; }
+    const ReaderLimits& limits() const noexcept { return limits_; }
+
+private:
+    enum class State { header, payload, closed, failed };
+
+    ReadResult begin_frame() {
+        const auto op = static_cast<std::uint8_t>(header_.opcode);
+        if (header_.rsv != 0) return fail(close_code::protocol_error, "reserved bits set without a negotiated extension", 0);
+        if (!is_known_opcode(op)) return fail(close_code::protocol_error, "reserved opcode", 0);
+        if (role_ == Role::server && !header_.masked) return fail(close_code::protocol_error, "client frame is not masked", 0);
+        if (role_ == Role::client && header_.masked) return fail(close_code::protocol_error, "server frame is masked", 0);
+        if (is_control(header_.opcode)) {
+            if (!header_.fin) return fail(close_code::protocol_error, "fragmented control frame", 0);
+            if (header_.payload_length > 125) return fail(close_code::protocol_error, "control frame payload over 125 bytes", 0);
+            control_.opcode = header_.opcode;
+            control_.payload.clear();
+            control_.code = 0;
+            control_.reason.clear();
+        } else {
+            if (header_.opcode == Opcode::continuation && !in_message_) return fail(close_code::protocol_error, "continuation frame without a message to continue", 0);
+            if (header_.opcode != Opcode::continuation && in_message_) return fail(close_code::protocol_error, "new data frame inside a fragmented message", 0);
+            if (header_.payload_length > limits_.max_frame_size) return fail(close_code::message_too_big, "frame exceeds the size limit", 0);
+            if (header_.opcode != Opcode::continuation) {
+                message_.opcode = header_.opcode;
+                message_.rsv = header_.rsv;
+                message_size_ = 0;
+                utf8_.reset();
+                in_message_ = true;
+            }
+            if (header_.payload_length > limits_.max_message_size - std::min<std::uint64_t>(message_size_, limits_.max_message_size))
+                return fail(close_code::message_too_big, "message exceeds the size limit", 0);
+            // Grow ahead for the announced frame, but never trust a huge length before its bytes arrive.
+            message_.payload.reserve(message_size_ + static_cast<std::size_t>(std::min<std::uint64_t>(header_.payload_length, 1u << 16)));
+        }
+        remaining_ = header_.payload_length;
+        mask_phase_ = 0;
+        state_ = State::payload;
+        return {ReadEvent::need_more, 0};
+    }
+
+    ReadEvent finish_frame() {
+        if (is_control(header_.opcode)) {
+            last_is_control_ = true;
+            delivered_ = Delivered::control;
+            switch (header_.opcode) {
+            case Opcode::ping: return ReadEvent::ping;
+            case Opcode::pong: return ReadEvent::pong;
+            default: break;
+            }
+            const std::string& p = control_.payload;
+            if (p.size() == 1) return fail(close_code::protocol_error, "close frame with a 1-byte payload", 0).event;
+            if (p.empty()) {
+                control_.code = close_code::no_status;
+            } else {
+                control_.code = static_cast<std::uint16_t>((static_cast<std::uint8_t>(p[0]) << 8) | static_cast<std::uint8_t>(p[1]));
+                if (!close_code::is_valid(control_.code)) return fail(close_code::protocol_error, "invalid close code", 0).event;
+                control_.reason.assign(p, 2);
+                if (!is_valid_utf8(control_.reason)) return fail(close_code::invalid_payload, "invalid UTF-8 in close reason", 0).event;
+            }
+            delivered_ = Delivered::none;  // keep the close frame: nothing follows it
+            state_ = State::closed;
+            return ReadEvent::close;
+        }
+        if (!header_.fin) return ReadEvent::need_more;
+        in_message_ = false;
+        if (message_.opcode == Opcode::text && !utf8_.complete())
+            return fail(close_code::invalid_payload, "text message ends inside a UTF-8 sequence", 0).event;
+        message_.payload.resize(message_size_);  // never grows here: drops what an earlier, longer message left
+        message_.fin = true;
+        last_is_control_ = false;
+        delivered_ = Delivered::message;
+        return ReadEvent::message;
+    }
+
+    ReadResult fail(std::uint16_t code, std::string_view reason, std::size_t used) noexcept {
+        state_ = State::failed;
+        error_code_ = code;
+        error_reason_ = reason;
+        return {ReadEvent::error, used};
+    }
+
+    Role role_;
+    ReaderLimits limits_;
+    State state_ = State::header;
+    std::uint8_t header_buf_[max_frame_header_size]{};
+    std::size_t header_len_ = 0;
+    std::size_t header_need_ = 2;
+    FrameHeader header_;
+    std::uint64_t remaining_ = 0;
+    std::size_t mask_phase_ = 0;
+    bool in_message_ = false;
+    std::size_t message_size_ = 0;  ///< payload bytes of the current message so far; `message_.payload` may be longer
+    Utf8Validator utf8_;
+    Frame message_;
+    Frame control_;
+    // Which frame the caller holds, and which to clear on the next read: flags, not pointers, so that a reader
+    // can be moved.
+    enum class Delivered { none, message, control };
+    bool last_is_control_ = false;
+    Delivered delivered_ = Delivered::none;
+    std::uint16_t error_code_ = 0;
+    std::string_view error_reason_;
+};
+
+} // namespace swirl

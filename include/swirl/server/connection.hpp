@@ -1,0 +1,544 @@
+#pragma once
+/// One client connection: identity, user data, statistics and the thread-safe write path.
+/// Everything here may be called from any thread; the socket itself is only touched on the connection's own
+/// event-loop thread.
+
+#include <swirl/protocol/close_code.hpp>
+#include <swirl/server/detail/loop_buffers.hpp>
+#include <swirl/server/detail/output_queue.hpp>
+#include <swirl/protocol/frame.hpp>
+#include <swirl/protocol/message_reader.hpp>
+#include <swirl/server/settings.hpp>
+
+#include <swirl/detail/asio.hpp>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace swirl {
+
+/// Connection ids are process-wide unique and never reused.
+using ConnectionId = std::uint64_t;
+
+/// Lifecycle of a connection, as Swoole's WEBSOCKET_STATUS_* constants.
+enum class ConnectionStatus {
+    connection,  ///< TCP accepted, reading the HTTP request
+    handshake,   ///< upgrade request received, handshake hook running
+    active,      ///< WebSocket open: messages flow
+    closing,     ///< a close frame was sent or received
+    closed,
+};
+
+constexpr std::string_view to_string(ConnectionStatus s) noexcept {
+    switch (s) {
+    case ConnectionStatus::connection: return "CONNECTION";
+    case ConnectionStatus::handshake: return "HANDSHAKE";
+    case ConnectionStatus::active: return "ACTIVE";
+    case ConnectionStatus::closing: return "CLOSING";
+    case ConnectionStatus::closed: return "CLOSED";
+    }
+    return "?";
+}
+
+enum class PushStatus {
+    queued,
+    no_such_connection,  ///< unknown or already removed id
+    not_open,            ///< the connection is not (or no longer) ACTIVE
+    buffer_full,         ///< unsent output is over `Settings::max_output_buffer`
+    invalid_frame,       ///< a control frame that is fragmented or longer than 125 bytes
+};
+
+constexpr std::string_view to_string(PushStatus s) noexcept {
+    switch (s) {
+    case PushStatus::queued: return "queued";
+    case PushStatus::no_such_connection: return "no such connection";
+    case PushStatus::not_open: return "connection not open";
+    case PushStatus::buffer_full: return "output buffer full";
+    case PushStatus::invalid_frame: return "invalid frame";
+    }
+    return "?";
+}
+
+/// The outcome of a push: converts to true when the frame was queued for sending.
+struct PushResult {
+    PushStatus status;
+    explicit operator bool() const noexcept { return status == PushStatus::queued; }
+    friend bool operator==(PushResult a, PushResult b) noexcept { return a.status == b.status; }
+    friend bool operator==(PushResult a, PushStatus b) noexcept { return a.status == b; }
+};
+
+/// A snapshot of a connection, as Swoole's `getClientInfo`.
+struct ClientInfo {
+    ConnectionId id = 0;
+    ConnectionStatus status = ConnectionStatus::closed;
+    asio::ip::tcp::endpoint remote;
+    std::chrono::system_clock::time_point connect_time;
+    std::chrono::system_clock::time_point last_activity;  ///< last bytes received
+    std::uint64_t bytes_in = 0;
+    std::uint64_t bytes_out = 0;
+    std::size_t buffered = 0;  ///< bytes queued but not yet written
+};
+
+/// Why a WebSocket connection ended, handed to the close handler.
+struct CloseInfo {
+    std::uint16_t code = close_code::abnormal;  ///< sent by whoever closed first; 1006 when nobody did
+    std::string reason;
+    bool by_server = false;  ///< the server started the close (Swoole: reactorId < 0)
+    bool clean = false;      ///< both close frames were exchanged
+};
+
+template <class UserData>
+class Server;
+
+template <class UserData>
+class Connection : public std::enable_shared_from_this<Connection<UserData>> {
+public:
+    using clock = std::chrono::steady_clock;
+
+    Connection(Server<UserData>& server, ConnectionId id, asio::ip::tcp::socket socket)
+        : server_(server), id_(id), socket_(std::move(socket)), watchdog_(socket_.get_executor()),
+          drain_signal_(socket_.get_executor()) {
+        std::error_code ec;
+        remote_ = socket_.remote_endpoint(ec);
+        connect_system_ = std::chrono::system_clock::now();
+        connect_steady_ = clock::now();
+        last_activity_.store(0, std::memory_order_relaxed);
+    }
+
+    ConnectionId id() const noexcept { return id_; }
+    /// Application data of the type the server was instantiated with.
+    UserData& data() noexcept { return data_; }
+    const UserData& data() const noexcept { return data_; }
+    ConnectionStatus status() const noexcept { return status_.load(std::memory_order_acquire); }
+    bool is_established() const noexcept { return status() == ConnectionStatus::active; }
+    const asio::ip::tcp::endpoint& remote_endpoint() const noexcept { return remote_; }
+    /// The subprotocol agreed in the handshake, empty when none.
+    const std::string& subprotocol() const noexcept { return subprotocol_; }
+    Server<UserData>& server() noexcept { return server_; }
+
+    ClientInfo info() const {
+        ClientInfo info;
+        info.id = id_;
+        info.status = status();
+        info.remote = remote_;
+        info.connect_time = connect_system_;
+        info.last_activity = connect_system_ + std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                                                   clock::duration(last_activity_.load(std::memory_order_relaxed)));
+        info.bytes_in = bytes_in_.load(std::memory_order_relaxed);
+        info.bytes_out = bytes_out_.load(std::memory_order_relaxed);
+        info.buffered = unsent();
+        return info;
+    }
+
+    /// Queues one frame. Writes are coalesced: frames queued while handling one read leave in one write. A large
+    /// frame sent on the connection's own thread, with nothing queued and no more input to answer in this read, is
+    /// written at once, without a copy.
+    PushResult send(std::string_view payload, Opcode opcode = Opcode::text, bool fin = true) {
+        if (is_control(opcode) && (!fin || payload.size() > 125)) return {PushStatus::invalid_frame};
+        if (opcode == Opcode::close) return close(close_code::normal) ? PushResult{PushStatus::queued} : PushResult{PushStatus::not_open};
+        if (payload.size() >= write_through_size && on_own_thread() && !more_input_ && write_through(opcode, fin, payload))
+            return {PushStatus::queued};
+        return enqueue([&](detail::OutputQueue& q) { q.append_frame(opcode, fin, payload); });
+    }
+
+    /// `send` for a payload the caller gives up: a large one is queued without a copy, e.g.
+    /// `connection.send(std::move(frame.payload), frame.opcode)` to echo. Once written, its buffer receives a later
+    /// message on the same event loop.
+    template <class Payload>
+        requires std::same_as<Payload, std::string>
+    PushResult send(Payload&& payload, Opcode opcode = Opcode::text, bool fin = true) {
+        if (payload.size() < write_through_size || is_control(opcode)) return send(std::string_view(payload), opcode, fin);
+        if (on_own_thread() && !more_input_ && write_through(opcode, fin, payload, &payload)) return {PushStatus::queued};
+        return enqueue([&](detail::OutputQueue& q) { q.append_owned(opcode, fin, std::move(payload)); });
+    }
+
+    bool ping(std::string_view payload = {}) { return static_cast<bool>(send(payload, Opcode::ping)); }
+
+    /// Starts the close handshake: sends a close frame, then waits (bounded by `close_timeout`) for the peer's.
+    /// Returns false when the connection is not ACTIVE.
+    bool close(std::uint16_t code = close_code::normal, std::string_view reason = {}) {
+        if (code != close_code::no_status && !close_code::is_valid(code)) code = close_code::internal_error;
+        if (reason.size() > 123) {  // a control frame holds 125 bytes; cut on a UTF-8 character boundary
+            std::size_t cut = 123;
+            while (cut > 0 && (static_cast<unsigned char>(reason[cut]) & 0xC0) == 0x80) --cut;
+            reason = reason.substr(0, cut);
+        }
+        std::unique_lock lock(mutex_);
+        if (status() != ConnectionStatus::active) return false;
+        begin_close_locked(code, reason, true);
+        lock.unlock();
+        post_close_followup();
+        return true;
+    }
+
+    /// Drops the TCP connection without a close handshake.
+    void abort() {
+        {
+            std::lock_guard lock(mutex_);
+            settle_close_info_locked({close_code::abnormal, "aborted by the server", true, false});
+        }
+        asio::post(socket_.get_executor(), [self = this->shared_from_this()] {
+            std::error_code ec;
+            self->socket_.close(ec);
+        });
+    }
+
+private:
+    friend class Server<UserData>;
+
+    const Settings& settings() const noexcept;
+
+    /// Queues a pre-encoded data frame shared with other connections (see `Server::broadcast`).
+    PushResult send_encoded(std::shared_ptr<const std::string> frame) {
+        return enqueue([&](detail::OutputQueue& q) { q.append_shared(std::move(frame)); });
+    }
+
+    template <class Append>
+    PushResult enqueue(Append&& append) {
+        std::unique_lock lock(mutex_);
+        if (status() != ConnectionStatus::active) return {PushStatus::not_open};
+        if (pending_.size() + in_flight_ >= settings().max_output_buffer) {
+            if (settings().backpressure == BackpressurePolicy::close_connection) {
+                begin_close_locked(close_code::policy_violation, "output buffer full", true);
+                lock.unlock();
+                post_close_followup();
+            }
+            return {PushStatus::buffer_full};
+        }
+        append(pending_);
+        const bool full_batch = pending_.size() >= coalesce_limit && !writing_;
+        const bool post = schedule_flush_locked();
+        lock.unlock();
+        if (full_batch && on_own_thread()) flush();  // keeps the queue's buffer within what it retains
+        else if (post) post_flush();
+        return {PushStatus::queued};
+    }
+
+    /// Conn thread: answers a ping, unless our close frame went first (nothing may follow it). The pong is queued
+    /// in order, unless an earlier pong still waits in the queue: then it becomes the one pong owed, which a later
+    /// ping replaces (RFC 6455 §5.5.3 lets only the most recent ping be answered). A peer that pings without
+    /// reading thus makes the server hold at most three pongs (one written, one queued, one owed), never a queue.
+    void answer_ping(std::string_view payload) {
+        std::unique_lock lock(mutex_);
+        if (close_sent_) return;
+        if (!pong_queued_) {
+            pending_.append_frame(Opcode::pong, true, payload);
+            pong_queued_ = true;
+            pong_pending_ = false;  // an owed pong answered an older ping
+        } else {
+            pong_size_ = static_cast<std::uint8_t>(std::min(payload.size(), pong_.size()));
+            std::copy_n(payload.data(), pong_size_, pong_.data());
+            pong_pending_ = true;
+        }
+        const bool post = schedule_flush_locked();
+        lock.unlock();
+        if (post) post_flush();
+    }
+
+    /// Moves the owed pong, if any, to the end of `pending_`.
+    void take_pong_locked() {
+        if (!pong_pending_) return;
+        pong_pending_ = false;
+        pending_.append_frame(Opcode::pong, true, std::string_view(pong_.data(), pong_size_));
+    }
+
+    bool has_output_locked() const noexcept { return pong_pending_ || !pending_.empty(); }
+
+    void begin_close_locked(std::uint16_t code, std::string_view reason, bool by_server) {
+        status_.store(ConnectionStatus::closing, std::memory_order_release);
+        close_sent_ = true;
+        settle_close_info_locked({code, std::string(reason), by_server, false});
+        take_pong_locked();  // a pong owed goes before the close frame, which nothing may follow
+        pending_.append_frame(Opcode::close, true, close_payload(code, reason));
+        schedule_flush_locked();
+    }
+
+    /// The first reason the connection started to end wins; later ones (the read failing after an abort, say)
+    /// do not overwrite it.
+    void settle_close_info_locked(CloseInfo info) {
+        if (close_info_settled_) return;
+        close_info_ = std::move(info);
+        close_info_settled_ = true;
+    }
+
+    /// Any thread, after `begin_close_locked`: on the connection's thread, send the close frame and bound the wait
+    /// for the peer.
+    void post_close_followup() {
+        asio::post(socket_.get_executor(), [self = this->shared_from_this()] {
+            self->flush();
+            self->arm_close_timeout();
+        });
+    }
+
+    /// Conn thread: sends our close frame unless one was already sent (answering a peer's close, or failing the
+    /// connection), and bounds the wait for the peer even if it has stopped reading.
+    void close_from_reader(std::uint16_t code, std::string_view reason, bool by_server) {
+        {
+            std::lock_guard lock(mutex_);
+            if (!close_sent_) begin_close_locked(code, reason, by_server);
+        }
+        flush_follows_.store(false, std::memory_order_relaxed);
+        post_flush();
+        arm_close_timeout();
+    }
+
+    /// Conn thread: bounds how long a close may wait for the peer; `close_timeout = 0` waits indefinitely.
+    void arm_close_timeout() {
+        if (settings().close_timeout.count() > 0) set_deadline(clock::now() + settings().close_timeout);
+    }
+
+    bool schedule_flush_locked() noexcept {
+        if (writing_ || flush_posted_ || flush_follows_.load(std::memory_order_relaxed)) return false;
+        flush_posted_ = true;
+        return true;
+    }
+
+    void post_flush() {
+        asio::post(socket_.get_executor(), [self = this->shared_from_this()] { self->flush(); });
+    }
+
+    /// Conn thread, before handlers that cannot suspend: what they queue needs no posted flush, because
+    /// `end_batch()` follows them without giving up the thread.
+    void begin_batch() noexcept { flush_follows_.store(true, std::memory_order_relaxed); }
+
+    /// Conn thread: writes what the batch's handlers (or other threads meanwhile) queued.
+    void end_batch() {
+        flush_follows_.store(false, std::memory_order_relaxed);
+        flush();
+    }
+
+    /// Conn thread, before reading input: gives the reader the pool's next buffer when that is larger than its own
+    /// (none, after a handler moved the payload away or the buffer was lent) and no message is partly received.
+    void refill_message_buffer() {
+        if (reader_->in_message() || bulk_->messages.next_capacity() <= reader_->buffer_capacity()) return;
+        std::string buffer = bulk_->messages.take();
+        reader_->adopt_buffer(buffer);
+        bulk_->messages.give(std::move(buffer));  // the reader's smaller one
+    }
+
+    /// Conn thread, all input handled: lends the message buffer to the pool, for whichever connection receives next.
+    void lend_message_buffer() {
+        if (!reader_->in_message() && bulk_->messages.accepts(reader_->buffer_capacity()))
+            bulk_->messages.give(reader_->take_buffer());
+    }
+
+    /// Conn thread, waiting for input: frees what a burst left beyond `keep_capacity` bytes in a message buffer the
+    /// pool had no room for.
+    void release_idle_buffers(std::size_t keep_capacity) { reader_->release_buffer(keep_capacity); }
+
+    /// Payloads from this size up are worth a write of their own rather than a copy into the output queue.
+    static constexpr std::size_t write_through_size = 8 * 1024;
+    /// Replies coalesced on the connection's thread are written once this many bytes are queued, so the queue's
+    /// buffer stays within the capacity it keeps for reuse (no allocation per batch).
+    static constexpr std::size_t coalesce_limit = 32 * 1024;
+
+    bool on_own_thread() noexcept {
+        const auto any = socket_.get_executor();
+        const auto* executor = any.template target<asio::io_context::executor_type>();
+        return executor && executor->running_in_this_thread();
+    }
+
+    /// Conn thread: when nothing is queued or being written, writes the frame straight from `payload` and queues
+    /// only what the socket did not take: a copy, or `owner` itself (the string `payload` views) when given.
+    /// False when the frame must be queued instead.
+    bool write_through(Opcode opcode, bool fin, std::string_view payload, std::string* owner = nullptr) {
+        std::unique_lock lock(mutex_);
+        if (status() != ConnectionStatus::active || writing_ || has_output_locked() || write_failed_) return false;
+        std::uint8_t header[max_frame_header_size];
+        const std::size_t header_size = encode_unmasked_header(header, opcode, fin, payload.size());
+        in_flight_ = header_size + payload.size();
+        writing_ = true;
+        lock.unlock();
+        const std::array<asio::const_buffer, 2> frame{asio::buffer(header, header_size), asio::buffer(payload)};
+        std::error_code ec;
+        const std::size_t written = write_now(frame, ec);
+        if (ec || written == in_flight_) {
+            on_written(ec, written);
+            return true;
+        }
+        if (owner) writing_queue_.append_owned(opcode, fin, std::move(*owner));
+        else writing_queue_.append_frame(opcode, fin, payload);
+        gather();
+        write_rest(written);
+        return true;
+    }
+
+    /// A write that never blocks: what the socket takes now (would-block is not an error).
+    /// One contiguous buffer goes out by send(), which costs the kernel less than sendmsg()'s gather.
+    std::size_t write_now(std::span<const asio::const_buffer> buffers, std::error_code& ec) {
+        const std::size_t written =
+            buffers.size() == 1 ? socket_.write_some(buffers.front(), ec) : socket_.write_some(buffers, ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) ec.clear();
+        return written;
+    }
+
+    /// Conn thread: writes everything pending in one gather write, unless a write is running. What the socket
+    /// takes at once is written right here; only a remainder waits for Asio.
+    void flush() {
+        std::unique_lock lock(mutex_);
+        flush_posted_ = false;
+        if (writing_ || write_failed_) return;
+        take_pong_locked();
+        if (pending_.empty()) return;
+        writing_queue_.swap(pending_);
+        pong_queued_ = false;
+        in_flight_ = writing_queue_.size();
+        writing_ = true;
+        lock.unlock();
+        gather();
+        std::error_code ec;
+        const std::size_t written = write_now(buffers_, ec);
+        if (ec || written == in_flight_) return on_written(ec, written);
+        write_rest(written);
+    }
+
+    /// Points `buffers_` at the pieces of `writing_queue_`.
+    void gather() {
+        buffers_.clear();
+        writing_queue_.for_each_piece([this](const char* p, std::size_t n) { buffers_.emplace_back(p, n); });
+    }
+
+    /// Conn thread, `buffers_` gathered from `writing_queue_`: hands what follows their first `written` bytes to Asio.
+    void write_rest(std::size_t written) {
+        std::size_t first = 0;
+        for (std::size_t skip = written; skip != 0;) {
+            const std::size_t n = std::min(skip, buffers_[first].size());
+            buffers_[first] += n;
+            skip -= n;
+            if (buffers_[first].size() == 0) ++first;
+        }
+        // A span, not the vector: Asio copies the buffer sequence into its operation, and a span copies for free.
+        asio::async_write(socket_, std::span<const asio::const_buffer>(buffers_).subspan(first),
+                          [self = this->shared_from_this(), written](std::error_code e, std::size_t n) {
+                              self->on_written(e, written + n);
+                          });
+    }
+
+    void on_written(std::error_code ec, std::size_t n) {
+        bytes_out_.fetch_add(n, std::memory_order_relaxed);
+        writing_queue_.clear(detail::OutputQueue::default_kept_capacity, &bulk_->messages);
+        std::unique_lock lock(mutex_);
+        writing_ = false;
+        in_flight_ = 0;
+        if (ec) {
+            write_failed_ = true;
+            settle_close_info_locked({close_code::abnormal, "write failed: " + ec.message(), false, false});
+            pending_.clear();
+            pong_pending_ = pong_queued_ = false;
+            lock.unlock();
+            std::error_code ignored;
+            socket_.close(ignored);
+            drain_signal_.cancel();
+            return;
+        }
+        const bool more = has_output_locked();
+        lock.unlock();
+        if (more) flush();
+        else drain_signal_.cancel();
+    }
+
+    /// Bytes queued or being written (a pending pong counts by its payload).
+    std::size_t unsent() const {
+        std::lock_guard lock(mutex_);
+        return pending_.size() + in_flight_ + (pong_pending_ ? pong_size_ : 0);
+    }
+
+    bool drained() const {
+        std::lock_guard lock(mutex_);
+        return write_failed_ || (!writing_ && !has_output_locked());
+    }
+
+    /// Conn thread: completes once everything queued so far is written (or writing failed).
+    asio::awaitable<void> wait_drained() {
+        while (!drained()) {
+            flush();
+            if (drained()) break;
+            drain_signal_.expires_at(clock::time_point::max());
+            std::error_code ec;
+            co_await drain_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        }
+    }
+
+    /// Conn thread: moves the watchdog's deadline; an earlier one wakes the watchdog to re-arm.
+    void set_deadline(clock::time_point t) {
+        const bool earlier = t < deadline_;
+        deadline_ = t;
+        if (earlier) watchdog_.cancel();
+    }
+
+    /// Conn thread: `n` bytes arrived. On an open connection this answers a heartbeat ping (any bytes do) and moves
+    /// the watchdog's deadline to the end of the next quiet window.
+    void note_activity(std::size_t n) {
+        bytes_in_.fetch_add(n, std::memory_order_relaxed);
+        const auto now = clock::now();
+        last_activity_.store((now - connect_steady_).count(), std::memory_order_relaxed);
+        if (quiet_window_ != clock::duration::zero() && status() == ConnectionStatus::active) {
+            deadline_ = now + quiet_window_;
+            awaiting_pong_ = false;
+        }
+    }
+
+    /// When the peer last sent bytes (steady clock).
+    clock::time_point last_heard() const noexcept {
+        return connect_steady_ + clock::duration(last_activity_.load(std::memory_order_relaxed));
+    }
+
+    Server<UserData>& server_;
+    const ConnectionId id_;
+    asio::ip::tcp::socket socket_;
+    asio::ip::tcp::endpoint remote_;
+    std::string subprotocol_;
+    UserData data_{};
+
+    std::atomic<ConnectionStatus> status_{ConnectionStatus::connection};
+    std::chrono::system_clock::time_point connect_system_;
+    clock::time_point connect_steady_;
+    std::atomic<clock::rep> last_activity_;
+    std::atomic<std::uint64_t> bytes_in_{0};
+    std::atomic<std::uint64_t> bytes_out_{0};
+
+    // Write path: `pending_` fills from any thread under `mutex_`; `writing_queue_` belongs to the running write.
+    mutable std::mutex mutex_;
+    detail::OutputQueue pending_;
+    detail::OutputQueue writing_queue_;
+    std::vector<asio::const_buffer> buffers_;
+    std::size_t in_flight_ = 0;
+    bool writing_ = false;
+    bool flush_posted_ = false;
+    std::atomic<bool> flush_follows_{false};  // set by the conn thread alone; read under `mutex_` by any thread
+    bool write_failed_ = false;
+    bool close_sent_ = false;
+    bool close_info_settled_ = false;
+    bool pong_queued_ = false;   // `pending_` holds a pong
+    bool pong_pending_ = false;  // `pong_` is owed: it joins `pending_` at the next flush
+    std::uint8_t pong_size_ = 0;
+    std::array<char, 125> pong_{};
+    CloseInfo close_info_;
+
+    // Conn thread only.
+    std::optional<MessageReader> reader_;
+    std::vector<std::uint8_t> read_buffer_;
+    detail::LoopBuffers* bulk_ = nullptr;  // the event loop's bulk read buffer and message buffer pool
+    bool more_input_ = false;              // the message being handled is not the last in its read
+    clock::time_point deadline_ = clock::time_point::max();
+    clock::duration quiet_window_{};  // open: silence after which the watchdog acts (ping or idle close); 0: never
+    bool awaiting_pong_ = false;      // a heartbeat ping went out and nothing has arrived since
+    asio::steady_timer watchdog_;
+    asio::steady_timer drain_signal_;
+    bool opened_ = false;  ///< on_open ran: on_close will run too
+    bool finished_ = false;
+};
+
+} // namespace swirl

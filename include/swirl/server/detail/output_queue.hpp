@@ -1,0 +1,93 @@
+#pragma once
+/// Outgoing bytes of one connection: small frames are copied into one flat buffer so a burst of replies leaves
+/// in a single write; pre-encoded frames (broadcast) are referenced, and payloads given up by their sender are
+/// held, never copied.
+
+#include <swirl/server/detail/buffer_pool.hpp>
+#include <swirl/protocol/frame.hpp>
+
+#include <cstddef>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace swirl::detail {
+
+class OutputQueue {
+public:
+    /// The flat buffer `clear` keeps by default: a burst's larger buffer is freed.
+    static constexpr std::size_t default_kept_capacity = 64 * 1024;
+
+    /// Appends one frame: header then payload, unmasked (server to client).
+    void append_frame(Opcode opcode, bool fin, std::string_view payload) {
+        std::uint8_t header[max_frame_header_size];
+        const std::size_t n = encode_unmasked_header(header, opcode, fin, payload.size());
+        flat_.append(reinterpret_cast<const char*>(header), n);
+        flat_.append(payload);
+        size_ += n + payload.size();
+    }
+
+    /// Appends one frame whose payload the queue takes over instead of copying: a large payload its sender gives up.
+    void append_owned(Opcode opcode, bool fin, std::string&& payload) {
+        std::uint8_t header[max_frame_header_size];
+        const std::size_t n = encode_unmasked_header(header, opcode, fin, payload.size());
+        flat_.append(reinterpret_cast<const char*>(header), n);
+        size_ += n + payload.size();
+        held_.push_back({flat_.size(), nullptr, std::move(payload)});
+    }
+
+    /// Appends already-encoded bytes by reference (shared among many connections).
+    void append_shared(std::shared_ptr<const std::string> bytes) {
+        size_ += bytes->size();
+        held_.push_back({flat_.size(), std::move(bytes), {}});
+    }
+
+    std::size_t size() const noexcept { return size_; }
+    bool empty() const noexcept { return size_ == 0; }
+
+    /// Calls `f(data, size)` for each contiguous piece, in order.
+    template <class F>
+    void for_each_piece(F&& f) const {
+        std::size_t from = 0;
+        for (const auto& h : held_) {
+            if (h.flat_offset > from) f(flat_.data() + from, h.flat_offset - from);
+            from = h.flat_offset;
+            const std::string& bytes = h.shared ? *h.shared : h.owned;
+            f(bytes.data(), bytes.size());
+        }
+        if (flat_.size() > from) f(flat_.data() + from, flat_.size() - from);
+    }
+
+    /// Empties the queue, keeping up to `keep_capacity` bytes of buffer for reuse. Payloads taken over by
+    /// `append_owned` go to `recycle` (when given), for their buffers to receive later messages.
+    void clear(std::size_t keep_capacity = default_kept_capacity, BufferPool* recycle = nullptr) {
+        if (flat_.capacity() > keep_capacity) std::string().swap(flat_);
+        else flat_.clear();
+        if (recycle)
+            for (auto& h : held_)
+                if (!h.shared) recycle->give(std::move(h.owned));
+        held_.clear();
+        size_ = 0;
+    }
+
+    void swap(OutputQueue& other) noexcept {
+        flat_.swap(other.flat_);
+        held_.swap(other.held_);
+        std::swap(size_, other.size_);
+    }
+
+private:
+    /// Bytes kept outside the flat buffer: a shared encoded frame, or an owned payload (its header is flat).
+    struct Held {
+        std::size_t flat_offset;  ///< where in the flat stream these bytes go
+        std::shared_ptr<const std::string> shared;
+        std::string owned;  ///< when `shared` is null
+    };
+    std::string flat_;
+    std::vector<Held> held_;
+    std::size_t size_ = 0;
+};
+
+} // namespace swirl::detail

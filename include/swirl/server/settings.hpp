@@ -1,0 +1,61 @@
+#pragma once
+/// Server configuration. Every limit has a safe default; zero timeouts mean "none".
+
+#include <swirl/protocol/http_request.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace swirl {
+
+/// What `push` does when a connection's unsent output exceeds `Settings::max_output_buffer` (a slow reader).
+enum class BackpressurePolicy {
+    reject_message,    ///< the push fails with `PushStatus::buffer_full`; the connection stays open (Swoole's behaviour)
+    close_connection,  ///< the push fails and the connection is closed with 1008 "output buffer full"
+};
+
+enum class LogLevel { debug, info, warning, error, off };
+
+struct Settings {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 9501;  ///< 0 picks a free port; see `Server::local_endpoint()`
+    unsigned threads = 1;       ///< event-loop threads; each connection stays on one of them
+    int backlog = 1024;
+
+    std::size_t max_frame_size = 16u << 20;    ///< payload bytes in one frame; more → close 1009
+    std::size_t max_message_size = 16u << 20;  ///< bytes in one reassembled message; more → close 1009
+    RequestLimits http{};                       ///< upgrade/plain request limits (header bytes, fields, body)
+    std::size_t max_connections = 10000;        ///< beyond this, new connections get HTTP 503
+
+    std::chrono::milliseconds handshake_timeout{10000};  ///< from accept to a finished upgrade
+    std::chrono::milliseconds idle_timeout{0};           ///< no bytes from the peer for this long → close 1001 (0: off)
+    /// Heartbeat: a WebSocket peer silent this long gets a ping (0: never). Keeps the connection alive through load
+    /// balancers that cut idle TCP (often at 60 s); any RFC 6455 client answers with a pong.
+    std::chrono::milliseconds ping_interval{30000};
+    /// A pinged peer that sends nothing (neither the pong nor anything else) for this long is dropped: `on_close`
+    /// sees 1006 and the TCP connection is closed. Frees the slots of peers that vanished without a FIN.
+    /// 0: pings are sent but never awaited.
+    std::chrono::milliseconds pong_timeout{30000};
+    std::chrono::milliseconds close_timeout{5000};       ///< wait for the peer's close frame / FIN (0: no limit)
+
+    std::size_t max_output_buffer = 8u << 20;  ///< unsent bytes per connection before `backpressure` applies
+    BackpressurePolicy backpressure = BackpressurePolicy::reject_message;
+    /// While more unsent bytes than this are queued, the connection reads nothing until they are all written: a peer
+    /// that sends faster than it reads then waits in TCP, and replies are neither refused nor piled up in memory.
+    /// 0 (the default, as Swoole): reading never pauses and `backpressure` decides at `max_output_buffer`.
+    std::size_t pause_reading_above = 0;
+
+    std::vector<std::string> subprotocols;  ///< supported, in order of preference
+
+    bool deliver_close = false;  ///< also hand close frames to the message handler (Swoole's open_websocket_close_frame)
+    bool deliver_ping = false;   ///< also hand ping frames to the message handler
+    bool deliver_pong = false;   ///< hand pong frames to the message handler instead of swallowing them
+    bool auto_pong = true;       ///< answer every ping with a pong carrying its payload
+
+    LogLevel log_level = LogLevel::info;
+};
+
+} // namespace swirl
