@@ -26,9 +26,10 @@ class ServerProcess:
 
     LISTENING = re.compile(rb"listening on ws://127\.0\.0\.1:(\d+)\r?\n")
 
-    def __init__(self, executable, flags=()):
+    def __init__(self, executable, flags=(), preexec_fn=None):
         self.command = [executable, "--host", "127.0.0.1", "--port", "0", *flags]
-        self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        preexec_fn=preexec_fn)
         self._stderr = bytearray()
         self._stderr_lock = threading.Lock()
         threading.Thread(target=self._drain_stderr, daemon=True).start()
@@ -123,9 +124,10 @@ class Servers:
                 raise
         return server
 
-    def start_own(self, executable, *flags):
-        """A server for one test alone; still killed at the end whatever happens."""
-        server = ServerProcess(executable, flags)
+    def start_own(self, executable, *flags, preexec_fn=None):
+        """A server for one test alone; still killed at the end whatever happens. `preexec_fn` runs in the child
+        before it starts (e.g. to set its resource limits)."""
+        server = ServerProcess(executable, flags, preexec_fn)
         self._own.append(server)
         return server
 

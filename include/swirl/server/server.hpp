@@ -3,6 +3,7 @@
 /// methods (push, broadcast, disconnect, exist, client_info, timers, stop) safe to call from any thread.
 
 #include <swirl/server/connection.hpp>
+#include <swirl/server/detail/descriptor_limit.hpp>
 #include <swirl/server/detail/log.hpp>
 #include <swirl/server/detail/loop_buffers.hpp>
 #include <swirl/protocol/frame.hpp>
@@ -137,8 +138,13 @@ public:
         acceptor_->bind(endpoint.endpoint());
         acceptor_->listen(settings_.backlog);
         listening_ = true;
+        fit_connection_limit();
         asio::co_spawn(*contexts_.front(), accept_loop(), asio::detached);
     }
+
+    /// How many connections the server admits before answering 503: `max_connections`, or fewer when the open-file
+    /// limit cannot be raised far enough (see `listen()`).
+    std::size_t connection_limit() const noexcept { return connection_limit_; }
 
     /// The bound address; with `port = 0`, where the kernel put us.
     asio::ip::tcp::endpoint local_endpoint() const { return acceptor_->local_endpoint(); }
@@ -344,6 +350,7 @@ private:
 
     asio::awaitable<void> accept_loop() {
         std::size_t next_context = 0;
+        Throttle accept_failed, limit_reached;
         while (!stopping_) {
             auto& ctx = *contexts_[next_context];
             detail::LoopBuffers& bulk = *bulk_[next_context];
@@ -354,14 +361,17 @@ private:
             if (stopping_) co_return;  // an accept that completed while stop() closed the acceptor
             if (ec) {
                 if (ec == asio::error::operation_aborted) co_return;
-                log(LogLevel::warning, "accept failed: {}", ec.message());
+                if (std::size_t held = 0; accept_failed.allow(held))
+                    log(LogLevel::warning, "accept failed: {}{}", ec.message(), Throttle::note(held));
                 // Out of descriptors and the like: back off instead of spinning.
                 asio::steady_timer pause(*contexts_.front(), std::chrono::milliseconds(50));
                 co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
                 continue;
             }
-            if (connection_count() >= settings_.max_connections) {
-                log(LogLevel::warning, "connection limit {} reached, answering 503", settings_.max_connections);
+            if (connection_count() >= connection_limit_) {
+                if (std::size_t held = 0; limit_reached.allow(held))
+                    log(LogLevel::warning, "connection limit {} reached, answering 503{}", connection_limit_,
+                        Throttle::note(held));
                 asio::co_spawn(ctx, reject_busy(std::move(socket)), asio::detached);
                 continue;
             }
@@ -374,6 +384,46 @@ private:
             asio::co_spawn(ctx, session(std::move(c)), asio::detached);
         }
     }
+
+    /// Descriptors kept free beyond one per connection: the listener, the event loops, 503 answers in flight and
+    /// whatever files the application opens.
+    static constexpr std::size_t descriptor_headroom = 64;
+
+    /// Raises the open-file limit so that `max_connections` can be reached; where the hard limit forbids it, admits
+    /// only as many connections as fit (the rest get 503, not a silent wait in the backlog) and warns once.
+    void fit_connection_limit() {
+        const std::size_t in_use = detail::open_descriptors();
+        const std::size_t wanted = settings_.max_connections + in_use + descriptor_headroom;
+        const detail::DescriptorLimit limit = detail::raise_descriptor_limit(wanted);
+        connection_limit_ = settings_.max_connections;
+        if (limit.soft >= wanted) return;
+        const std::size_t spare = limit.soft > in_use ? limit.soft - in_use : 0;
+        connection_limit_ = spare > 2 * descriptor_headroom ? spare - descriptor_headroom : std::max<std::size_t>(spare / 2, 1);
+        log(LogLevel::warning, "max_connections {} cannot be reached: the open-file limit is {} (hard limit {}); "
+                               "connections beyond {} get 503. Raise it (ulimit -n, systemd LimitNOFILE=).",
+            settings_.max_connections, limit.soft, limit.hard, connection_limit_);
+    }
+
+    /// Lets a repeated warning through at most once per `period`, counting what it held back.
+    struct Throttle {
+        std::chrono::steady_clock::duration period = std::chrono::seconds(10);
+        std::chrono::steady_clock::time_point next{};
+        std::size_t held_back = 0;
+        /// True when the warning may be logged now; `held` is how many were suppressed since the last one.
+        bool allow(std::size_t& held) {
+            const auto now = std::chrono::steady_clock::now();
+            if (now < next) {
+                ++held_back;
+                return false;
+            }
+            next = now + period;
+            held = std::exchange(held_back, 0);
+            return true;
+        }
+        static std::string note(std::size_t held) {
+            return held == 0 ? std::string() : fmt::format(" ({} more since the last such line)", held);
+        }
+    };
 
     /// Answers 503 without reading the request, then lingers (at most a second) so the answer is not lost to a
     /// reset caused by the unread request.
@@ -817,6 +867,7 @@ private:
     std::vector<std::thread> threads_;
     std::atomic<bool> stopping_{false};
     bool listening_ = false;
+    std::size_t connection_limit_ = 0;  // set by listen()
 
     HandshakeHandler on_handshake_;
     OpenHandler on_open_;
