@@ -435,6 +435,57 @@ class RawHandshake(SwirlTestCase):
         status, _ = await http_exchange(port, upgrade_request(port, key="abc"))
         self.assertEqual(status, 400)
 
+    async def test_upgrade_with_two_host_fields_is_rejected_with_400(self):
+        port = server_port("echo")
+        status, headers = await http_exchange(port, upgrade_request(port, extra_headers=["Host: other.example"]))
+        self.assertEqual(status, 400)
+        self.assertNotIn("sec-websocket-accept", headers)
+
+    async def test_upgrade_with_two_websocket_keys_is_rejected_with_400(self):
+        port = server_port("echo")
+        key = new_key()
+        for second in [key, new_key()]:
+            with self.subTest(same=second == key):
+                request = upgrade_request(port, key=key, extra_headers=[f"Sec-WebSocket-Key: {second}"])
+                status, headers = await http_exchange(port, request)
+                self.assertEqual(status, 400)
+                self.assertNotIn("sec-websocket-accept", headers)
+
+    async def test_upgrade_with_two_websocket_versions_is_rejected_with_400(self):
+        port = server_port("echo")
+        request = upgrade_request(port, extra_headers=["Sec-WebSocket-Version: 13"])
+        status, headers = await http_exchange(port, request)
+        self.assertEqual(status, 400)
+        self.assertNotIn("sec-websocket-version", headers)
+
+    async def test_bare_lf_upgrade_request_is_upgraded_promptly(self):
+        port = server_port("echo")  # handshake timeout 10 s: an answer within 2 s means the request was parsed
+        key = new_key()
+        reader, writer = await open_tcp(port)
+        try:
+            writer.write(upgrade_request(port, key=key).replace(b"\r\n", b"\n"))
+            await within(writer.drain())
+            status, headers = await within(read_http_response(reader), 2, waiting_for="the answer to bare LFs")
+            self.assertEqual(status, 101)
+            self.assertEqual(headers.get("sec-websocket-accept"), accept_key(key))
+            ws = RawWebSocket(self, reader, writer, headers)
+            await ws.send(frame(OP_TEXT, b"line feeds"))
+            await ws.expect_frame(OP_TEXT, b"line feeds")
+        finally:
+            await close_tcp(writer)
+
+    async def test_upgrade_request_with_a_body_is_rejected_with_400_before_the_body_arrives(self):
+        port = server_port("echo")
+        reader, writer = await open_tcp(port)
+        try:
+            writer.write(upgrade_request(port, extra_headers=["Content-Length: 100"]))  # the body never comes
+            await within(writer.drain())
+            status, headers = await within(read_http_response(reader), 2, waiting_for="a 400 before the body")
+            self.assertEqual(status, 400)
+            self.assertNotIn("sec-websocket-accept", headers)
+        finally:
+            await close_tcp(writer)
+
     async def test_no_subprotocol_header_when_client_requests_none(self):
         for flags in [(), SubprotocolsWithWebsocketsLibrary.FLAGS]:
             with self.subTest(flags=flags):

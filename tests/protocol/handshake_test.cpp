@@ -165,7 +165,7 @@ TEST_CASE("to_string describes every handshake error") {
     CHECK(swirl::to_string(HandshakeError::none) == "none");
     for (const auto e : {HandshakeError::not_get, HandshakeError::not_http11, HandshakeError::missing_host,
                          HandshakeError::missing_upgrade, HandshakeError::missing_connection,
-                         HandshakeError::unsupported_version, HandshakeError::bad_key}) {
+                         HandshakeError::unsupported_version, HandshakeError::bad_key, HandshakeError::repeated_version}) {
         CHECK_FALSE(swirl::to_string(e).empty());
         CHECK(swirl::to_string(e) != "unknown");
     }
@@ -216,6 +216,8 @@ TEST_CASE("accept_handshake answers other errors with 400") {
         upgrade(replace_line("Upgrade", "")),
         upgrade(replace_line("Connection", "Connection: close\r\n")),
         upgrade(replace_line("Sec-WebSocket-Key", "Sec-WebSocket-Key: nope\r\n")),
+        upgrade(default_headers + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"),
+        upgrade(default_headers + "Sec-WebSocket-Version: 13\r\n"),
     };
     for (const auto& req : bad) {
         Response res;
@@ -291,4 +293,42 @@ TEST_CASE("is_upgrade_request looks for the websocket token in Upgrade") {
     CHECK_FALSE(swirl::is_upgrade_request(parse("GET / HTTP/1.1", "Host: h\r\nX-Upgrade: websocket\r\n")));
     // Only the Upgrade header matters, not the rest of the handshake.
     CHECK(swirl::is_upgrade_request(parse("POST / HTTP/1.0", "Upgrade: websocket\r\n")));
+}
+
+TEST_CASE("validate_upgrade rejects a repeated Sec-WebSocket-Key or Sec-WebSocket-Version with 400") {
+    // RFC 6455 §11.3.1 and §11.3.5: neither may appear more than once, even with the same valid value.
+    for (const std::string key : {"dGhlIHNhbXBsZSBub25jZQ==", "AAAAAAAAAAAAAAAAAAAAAA==", "nope"}) {
+        INFO("second key: ", key);
+        const std::string twice = default_headers + "sec-websocket-key: " + key + "\r\n";
+        CHECK(swirl::validate_upgrade(upgrade(twice)) == HandshakeError::bad_key);
+        Response res;
+        CHECK_FALSE(swirl::accept_handshake(upgrade(twice), res));
+        CHECK(res.status == 400);
+        CHECK_FALSE(res.header("Sec-WebSocket-Accept").has_value());
+    }
+    for (const std::string version : {"13", "8"}) {
+        INFO("second version: ", version);
+        const std::string twice = default_headers + "Sec-WebSocket-Version: " + version + "\r\n";
+        CHECK(swirl::validate_upgrade(upgrade(twice)) == HandshakeError::repeated_version);
+        Response res;
+        CHECK_FALSE(swirl::accept_handshake(upgrade(twice), res));
+        CHECK(res.status == 400);
+        CHECK_FALSE(res.header("Sec-WebSocket-Version").has_value());
+        CHECK(res.body == "more than one Sec-WebSocket-Version field\n");
+    }
+    // One field with an unsupported value is still a version error (426).
+    Response res;
+    const auto list = replace_line("Sec-WebSocket-Version", "Sec-WebSocket-Version: 13, 13\r\n");
+    CHECK_FALSE(swirl::accept_handshake(upgrade(list), res));
+    CHECK(res.status == 426);
+}
+
+TEST_CASE("validate_upgrade rejects a Sec-WebSocket-Key field holding a list as a bad key") {
+    for (const std::string_view line : {"Sec-WebSocket-Key: a, b\r\n",
+                                        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==, AAAAAAAAAAAAAAAAAAAAAA==\r\n",
+                                        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==,\r\n",
+                                        "Sec-WebSocket-Key: ,dGhlIHNhbXBsZSBub25jZQ==\r\n"}) {
+        INFO("key line: ", line);
+        CHECK(swirl::validate_upgrade(upgrade(replace_line("Sec-WebSocket-Key", line))) == HandshakeError::bad_key);
+    }
 }

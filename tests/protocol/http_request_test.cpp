@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <initializer_list>
+#include <random>
 #include <string>
 #include <string_view>
 
@@ -48,6 +49,55 @@ Outcome feed_bytewise(RequestParser& p, std::string_view in) {
     return {Status::incomplete, consumed};
 }
 
+/// Feeds `in` in chunks of random sizes (from `seed`) until the parser stops being incomplete.
+Outcome feed_random(RequestParser& p, std::string_view in, unsigned seed) {
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<std::size_t> size(1, 13);
+    std::size_t consumed = 0;
+    for (std::size_t pos = 0; pos < in.size();) {
+        const std::size_t n = std::min(in.size() - pos, size(rng));
+        const auto r = p.feed(in.substr(pos, n));
+        consumed += r.consumed;
+        if (r.status != Status::incomplete) return {r.status, consumed};
+        CHECK(r.consumed == n);
+        pos += n;
+    }
+    return {Status::incomplete, consumed};
+}
+
+constexpr unsigned random_seeds[] = {1u, 7u, 20240607u};
+
+/// Parses `in` whole, byte by byte and in random chunks; all must complete alike. Returns the request.
+Request parse_every_way(std::string_view in, RequestLimits limits = {}) {
+    RequestParser whole(limits);
+    const auto a = feed_whole(whole, in);
+    REQUIRE(a.status == Status::complete);
+    RequestParser bytes(limits);
+    const auto b = feed_bytewise(bytes, in);
+    CHECK(b.status == Status::complete);
+    CHECK(b.consumed == a.consumed);
+    for (const unsigned seed : random_seeds) {
+        INFO("seed ", seed);
+        RequestParser pieces(limits);
+        const auto c = feed_random(pieces, in, seed);
+        CHECK(c.status == Status::complete);
+        CHECK(c.consumed == a.consumed);
+        CHECK(pieces.request().headers.size() == whole.request().headers.size());
+        CHECK(pieces.request().body == whole.request().body);
+    }
+    const Request& x = whole.request();
+    const Request& y = bytes.request();
+    CHECK(x.method == y.method);
+    CHECK(x.target == y.target);
+    CHECK(x.body == y.body);
+    REQUIRE(x.headers.size() == y.headers.size());
+    for (std::size_t i = 0; i < x.headers.size(); ++i) {
+        CHECK(x.headers[i].name == y.headers[i].name);
+        CHECK(x.headers[i].value == y.headers[i].value);
+    }
+    return x;
+}
+
 /// Parses a complete request in one piece.
 Request parse(std::string_view in) {
     RequestParser p;
@@ -57,7 +107,7 @@ Request parse(std::string_view in) {
     return p.request();
 }
 
-/// The error status for `in`, fed whole and byte by byte (both must agree).
+/// The error status for `in`, fed whole, byte by byte and in random chunks (all must agree).
 int error_status(std::string_view in, RequestLimits limits = {}) {
     RequestParser whole(limits);
     const auto a = feed_whole(whole, in);
@@ -67,7 +117,28 @@ int error_status(std::string_view in, RequestLimits limits = {}) {
     CHECK(b.status == Status::error);
     CHECK(whole.error_status() == bytes.error_status());
     CHECK_FALSE(whole.error_reason().empty());
+    for (const unsigned seed : random_seeds) {
+        INFO("seed ", seed);
+        RequestParser pieces(limits);
+        CHECK(feed_random(pieces, in, seed).status == Status::error);
+        CHECK(pieces.error_status() == whole.error_status());
+    }
     return whole.error_status();
+}
+
+/// `in` with CR and LF spelled out, for messages.
+std::string escaped(std::string_view in) {
+    std::string out;
+    for (const char c : in) out += c == '\r' ? "\\r" : c == '\n' ? "\\n" : std::string(1, c);
+    return out;
+}
+
+/// `in` with every CRLF replaced by LF.
+std::string bare_lf(std::string_view in) {
+    std::string out;
+    for (std::size_t i = 0; i < in.size(); ++i)
+        if (!(in[i] == '\r' && i + 1 < in.size() && in[i + 1] == '\n')) out += in[i];
+    return out;
 }
 
 } // namespace
@@ -134,6 +205,9 @@ TEST_CASE("header lookup is case-insensitive and returns the first field") {
     CHECK(r.header("Empty") == "");
     CHECK_FALSE(r.header("Missing").has_value());
     CHECK_FALSE(r.header("Hos").has_value());
+    CHECK(r.header_count("X-THING") == 2);
+    CHECK(r.header_count("host") == 1);
+    CHECK(r.header_count("Missing") == 0);
     // Names are kept as sent.
     CHECK(r.headers[1].name == "X-Thing");
     CHECK(r.headers[2].name == "x-thing");
@@ -443,7 +517,7 @@ TEST_CASE("parser rejects malformed requests with 400") {
         "GET / HTTP/1.1\r\nHost: h\r\n\tfolded\r\n\r\n",  // obs-fold with a tab
         "GET / HTTP/1.1\r\nX: a\x01" "b\r\n\r\n",         // control char in value
         "GET / HTTP/1.1\r\nX: a\x7F" "b\r\n\r\n",         // DEL in value
-        "GET / HTTP/1.1\r\nX: a\nb\r\n\r\n",              // bare LF in value
+        "GET / HTTP/1.1\r\nX: a\nb\r\n\r\n",              // a bare LF ends the line: `b` has no colon
         "GET / HTTP/1.1\r\nX: a\rb\r\n\r\n",              // bare CR in value
     };
     for (const auto c : cases) {
@@ -492,4 +566,132 @@ TEST_CASE("parser stays in its final state until reset allows a second request")
     q.reset();
     CHECK(q.feed("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n").status == Status::error);
     CHECK(q.error_status() == 431);
+}
+
+TEST_CASE("parser rejects a request with more than one Host field with 400, upgrade or not") {
+    const std::string upgrade_fields =
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n";
+    for (const std::string_view hosts :
+         {"Host: h\r\nHost: h\r\n", "Host: a\r\nhost: b\r\n", "HOST: a\r\nX: 1\r\nHost:\r\n"}) {
+        INFO("hosts: ", escaped(hosts));
+        CHECK(error_status("GET / HTTP/1.1\r\n" + std::string(hosts) + "\r\n") == 400);
+        CHECK(error_status("GET /chat HTTP/1.1\r\n" + std::string(hosts) + upgrade_fields + "\r\n") == 400);
+        CHECK(error_status("POST / HTTP/1.1\r\n" + std::string(hosts) + "Content-Length: 2\r\n\r\nok") == 400);
+    }
+    CHECK(parse("GET / HTTP/1.1\r\nHost: h\r\n\r\n").header("Host") == "h");
+}
+
+TEST_CASE("parser refuses an upgrade request with a body with 400 from its head, before any body byte") {
+    const std::string head = "GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
+    // The head alone is enough for the verdict: no body byte needs to arrive.
+    CHECK(error_status(head + "Content-Length: 100\r\n\r\n") == 400);
+    CHECK(error_status(head + "Content-Length: 1\r\n\r\n") == 400);
+    CHECK(error_status(head + "Content-Length: 99999999999999999\r\n\r\n") == 400);  // not 413: no body at all
+    CHECK(error_status("POST / HTTP/1.0\r\nUpgrade: h2c, WebSocket\r\nContent-Length: 3\r\n\r\n") == 400);
+
+    // The bytes after the head are not consumed.
+    const std::string with_body = head + "Content-Length: 5\r\n\r\n";
+    RequestParser p;
+    const auto r = p.feed(with_body + "hello");
+    CHECK(r.status == Status::error);
+    CHECK(r.consumed == with_body.size());
+    CHECK(p.request().body.empty());
+
+    // No body is fine; transfer codings still get 501; other upgrades keep their body.
+    CHECK(parse_every_way(head + "Content-Length: 0\r\n\r\n").body.empty());
+    CHECK(error_status(head + "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n") == 501);
+    CHECK(parse_every_way("POST / HTTP/1.1\r\nUpgrade: h2c\r\nContent-Length: 5\r\n\r\nhello").body == "hello");
+}
+
+TEST_CASE("parser accepts bare LF line ends, alone or mixed with CRLF, however the bytes arrive") {
+    const Request reference = parse(upgrade_request);
+    const std::string lf = bare_lf(upgrade_request);
+    REQUIRE(lf.find('\r') == std::string::npos);
+    std::string mixed;  // every other line end a CRLF
+    std::size_t line_ends = 0;
+    for (const char c : lf) {
+        if (c == '\n' && line_ends++ % 2 == 0) mixed += '\r';
+        mixed += c;
+    }
+    const std::string head = upgrade_request.substr(0, upgrade_request.size() - 4);  // up to the last field's CRLF
+    const std::string frame("\x81\x85\x37\xFA\x21\x3D\x7F\x9F\x4D\x51\x58", 11);
+    for (const std::string& request : {lf, mixed, head + "\n\n", head + "\r\n\n", head + "\n\r\n", head + "\r\n\r\n"}) {
+        INFO("request: ", escaped(request));
+        const Request r = parse_every_way(request + frame);
+        CHECK(r.method == reference.method);
+        CHECK(r.target == reference.target);
+        CHECK(r.version_minor == 1);
+        REQUIRE(r.headers.size() == reference.headers.size());
+        for (std::size_t i = 0; i < r.headers.size(); ++i) {
+            CHECK(r.headers[i].name == reference.headers[i].name);
+            CHECK(r.headers[i].value == reference.headers[i].value);
+        }
+        // The head ends at its blank line: the frame after it is left alone.
+        RequestParser p;
+        CHECK(p.feed(request + frame).consumed == request.size());
+    }
+    CHECK(parse_every_way("GET / HTTP/1.1\nHost: x\n\n").header("Host") == "x");
+    CHECK(parse_every_way("POST / HTTP/1.1\nContent-Length: 3\n\nabc").body == "abc");
+    CHECK(error_status("\n") == 400);  // an empty request line
+}
+
+TEST_CASE("parser limits judge bare LF heads like CRLF ones, however the bytes arrive") {
+    RequestLimits limits;
+    limits.max_request_line = 64;
+    const std::string exact = "GET /" + std::string(64 - 14, 'b') + " HTTP/1.1";
+    REQUIRE(exact.size() == 64);
+    for (const std::string_view eol : {"\n", "\r\n"}) {
+        INFO("line end: ", escaped(eol));
+        const std::string e(eol);
+        CHECK(parse_every_way(exact + e + "Host: h" + e + e, limits).target.size() == 51);
+        const std::string over = "GET /" + std::string(64 - 13, 'b') + " HTTP/1.1";
+        CHECK(error_status(over + e + "Host: h" + e + e, limits) == 414);
+        CHECK(error_status(over + e, limits) == 414);  // the headers need not arrive
+    }
+
+    // max_header_bytes counts the bytes through the final LF, whatever the line ends.
+    limits = RequestLimits{};
+    limits.max_header_bytes = 128;
+    for (const std::string_view end : {"\n\n", "\r\n\n", "\n\r\n", "\r\n\r\n"}) {
+        INFO("end: ", escaped(end));
+        std::string fit = "GET / HTTP/1.1\nHost: h\nX-Pad: ";
+        fit += std::string(128 - fit.size() - end.size(), 'p') + std::string(end);
+        REQUIRE(fit.size() == 128);
+        CHECK(parse_every_way(fit, limits).header("X-Pad")->size() == 128 - 30 - end.size());
+        std::string over = fit;
+        over.insert(over.size() - end.size(), "p");
+        CHECK(error_status(over, limits) == 431);
+    }
+    std::string endless = "GET / HTTP/1.1\n";
+    while (endless.size() < 400) endless += "X-Filler: 0123456789\n";  // never terminated
+    CHECK(error_status(endless, limits) == 431);
+
+    limits = RequestLimits{};
+    limits.max_headers = 2;
+    CHECK(parse_every_way("GET / HTTP/1.1\nA: 1\r\nB: 2\n\n", limits).headers.size() == 2);
+    CHECK(error_status("GET / HTTP/1.1\nA: 1\r\nB: 2\nC: 3\n\n", limits) == 431);
+}
+
+TEST_CASE("parser rejects a bare CR anywhere in the head with 400 at the byte after it") {
+    const std::string_view cases[] = {
+        "GET / HTTP/1.1\rHost: h\r\r",            // old Mac line ends: no LF ever comes
+        "GET /\r HTTP/1.1\r\n\r\n",               // in the request line
+        "GET / HTTP/1.1\r\r\n\r\n",               // CR CR LF
+        "GET / HTTP/1.1\r\nHost: h\r\r\n\r\n",    // CR CR LF after a field
+        "GET / HTTP/1.1\r\nHost: h\r\n\r\r\n",    // in the blank line
+        "GET / HTTP/1.1\nHost: h\n\r\r",          // after bare LF line ends
+        "\rGET / HTTP/1.1\r\n\r\n",               // before the request line
+    };
+    for (const auto c : cases) {
+        INFO("request: ", escaped(c));
+        CHECK(error_status(c) == 400);
+    }
+    // Answered at the byte after the CR, without waiting for a line end.
+    const std::string_view request = "GET / HTTP/1.1\rHost: h";
+    RequestParser p;
+    const auto r = feed_bytewise(p, request);
+    CHECK(r.status == Status::error);
+    CHECK(r.consumed == request.find('\r') + 1);
+    CHECK(p.error_status() == 400);
 }

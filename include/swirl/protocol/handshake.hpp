@@ -33,10 +33,6 @@ inline bool is_valid_client_key(std::string_view key) noexcept {
     return key[21] == 'A' || key[21] == 'Q' || key[21] == 'g' || key[21] == 'w';
 }
 
-/// Whether the request asks for a WebSocket upgrade at all (`Upgrade: websocket`); the rest is checked by
-/// `validate_upgrade`.
-inline bool is_upgrade_request(const Request& req) noexcept { return req.has_token("Upgrade", "websocket"); }
-
 enum class HandshakeError {
     none,
     not_get,              ///< 400
@@ -45,7 +41,8 @@ enum class HandshakeError {
     missing_upgrade,      ///< 400
     missing_connection,   ///< 400
     unsupported_version,  ///< 426 with `Sec-WebSocket-Version: 13`
-    bad_key,              ///< 400
+    bad_key,              ///< 400, also when sent more than once
+    repeated_version,     ///< 400: more than one `Sec-WebSocket-Version` field
 };
 
 constexpr std::string_view to_string(HandshakeError e) noexcept {
@@ -58,6 +55,7 @@ constexpr std::string_view to_string(HandshakeError e) noexcept {
     case HandshakeError::missing_connection: return "missing \"Connection: Upgrade\"";
     case HandshakeError::unsupported_version: return "unsupported Sec-WebSocket-Version (13 is supported)";
     case HandshakeError::bad_key: return "invalid Sec-WebSocket-Key";
+    case HandshakeError::repeated_version: return "more than one Sec-WebSocket-Version field";
     }
     return "unknown";
 }
@@ -69,10 +67,12 @@ inline HandshakeError validate_upgrade(const Request& req) noexcept {
     if (!req.header("Host")) return HandshakeError::missing_host;
     if (!req.has_token("Upgrade", "websocket")) return HandshakeError::missing_upgrade;
     if (!req.has_token("Connection", "Upgrade")) return HandshakeError::missing_connection;
+    // Neither field may appear more than once (RFC 6455 §11.3.1, §11.3.5).
+    if (req.header_count("Sec-WebSocket-Version") > 1) return HandshakeError::repeated_version;
     const auto version = req.header("Sec-WebSocket-Version");
     if (!version || detail::trim(*version) != "13") return HandshakeError::unsupported_version;
     const auto key = req.header("Sec-WebSocket-Key");
-    if (!key || !is_valid_client_key(*key)) return HandshakeError::bad_key;
+    if (!key || req.header_count("Sec-WebSocket-Key") > 1 || !is_valid_client_key(*key)) return HandshakeError::bad_key;
     return HandshakeError::none;
 }
 

@@ -44,6 +44,12 @@ struct Request {
         return std::nullopt;
     }
 
+    /// How many header fields are named `name`.
+    std::size_t header_count(std::string_view name) const noexcept {
+        const auto named = [&](const Header& h) { return detail::iequals(h.name, name); };
+        return static_cast<std::size_t>(std::ranges::count_if(headers, named));
+    }
+
     /// Whether any header `name` carries `token` in its comma-separated list (`Connection: keep-alive, Upgrade`).
     bool has_token(std::string_view name, std::string_view token) const noexcept {
         for (const auto& h : headers)
@@ -110,6 +116,10 @@ struct Request {
     }
 };
 
+/// Whether the request asks for a WebSocket upgrade at all (`Upgrade: websocket`); the rest is checked by
+/// `validate_upgrade` (handshake.hpp).
+inline bool is_upgrade_request(const Request& req) noexcept { return req.has_token("Upgrade", "websocket"); }
+
 struct RequestLimits {
     std::size_t max_request_line = 8 * 1024;   ///< longer request line → 414
     std::size_t max_header_bytes = 16 * 1024;  ///< request line plus headers; more → 431
@@ -134,20 +144,14 @@ public:
             const std::size_t old = head_.size();
             const std::size_t room = limits_.max_header_bytes - old;
             head_.append(in.substr(0, room));
-            const std::size_t search_from = old >= 3 ? old - 3 : 0;
-            const auto end = head_.find("\r\n\r\n", search_from);
+            const std::size_t end = scan_head(old);
+            if (status_ == Status::error) return {status_, 0};
             if (end == std::string::npos) {
-                // Judge the request line as soon as it is too long, whether or not it has ended, so that the
-                // verdict does not depend on how the bytes arrive. A trailing CR may be the start of its CRLF.
-                if (line_end_ == std::string::npos) line_end_ = head_.find("\r\n", old != 0 ? old - 1 : 0);
-                const std::size_t line = line_end_ != std::string::npos ? line_end_
-                                         : head_.size() - (!head_.empty() && head_.back() == '\r' ? 1 : 0);
-                if (line > limits_.max_request_line) return fail(414, "request line too long");
-                if (in.size() > room || head_.size() >= limits_.max_header_bytes) return fail(431, "request header too large");
+                if (head_.size() >= limits_.max_header_bytes) return fail(431, "request header too large");
                 return {Status::incomplete, in.size()};
             }
-            const std::size_t used = end + 4 - old;
-            head_.resize(end + 2);  // keep the last header's CRLF
+            const std::size_t used = end - old;
+            head_.resize(line_start_);  // drop the blank line, keep the last header's line end
             if (!parse_head()) return {status_, used};
             if (content_length_ == 0) {
                 status_ = Status::complete;
@@ -174,12 +178,41 @@ public:
     }
 
 private:
+    /// Scans `head_` from `from` for line ends: LF, ignoring a CR before it (RFC 9112 §2.2). Returns the size of
+    /// the head through its blank line, or npos until that arrives or on error. Each verdict falls on the byte
+    /// that decides it, so it does not depend on how the bytes arrive; a trailing CR may be the start of a CRLF.
+    std::size_t scan_head(std::size_t from) {
+        const auto line_break = [](char c) { return c == '\r' || c == '\n'; };
+        for (std::size_t i = from;;) {
+            if (i != 0 && i < head_.size() && head_[i - 1] == '\r' && head_[i] != '\n')
+                return fail(400, "bare CR in request header"), std::string::npos;
+            const std::string_view unscanned = std::string_view(head_).substr(i);
+            const auto next = std::ranges::find_if(unscanned, line_break);
+            const std::size_t at = i + static_cast<std::size_t>(next - unscanned.begin());
+            const std::size_t content_end = at - (at != 0 && head_[at - 1] == '\r');
+            if (line_start_ == 0 && content_end > limits_.max_request_line)
+                return fail(414, "request line too long"), std::string::npos;
+            if (at == head_.size()) return std::string::npos;
+            i = at + 1;
+            if (head_[at] == '\n') {
+                if (content_end == line_start_) return i;
+                line_start_ = i;
+            }
+        }
+    }
+
+    /// The next line of `rest`, without its LF and a CR before it; `rest` moves past the LF.
+    static std::string_view take_line(std::string_view& rest) noexcept {
+        const auto lf = std::min(rest.find('\n'), rest.size());
+        auto line = rest.substr(0, lf);
+        rest.remove_prefix(std::min(lf + 1, rest.size()));
+        if (line.ends_with('\r')) line.remove_suffix(1);
+        return line;
+    }
+
     bool parse_head() {
         std::string_view rest = head_;
-        const auto line_end = rest.find("\r\n");
-        const std::string_view line = rest.substr(0, line_end);
-        if (line.size() > limits_.max_request_line) return fail(414, "request line too long"), false;
-        rest.remove_prefix(line_end + 2);
+        const std::string_view line = take_line(rest);
 
         const auto sp1 = line.find(' ');
         const auto sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
@@ -200,9 +233,7 @@ private:
         request_.version_minor = version[7] - '0';
 
         while (!rest.empty()) {
-            const auto eol = rest.find("\r\n");
-            const std::string_view field = rest.substr(0, eol);
-            rest.remove_prefix(eol + 2);
+            const std::string_view field = take_line(rest);
             if (field.empty() || detail::is_http_whitespace(field.front())) return fail(400, "obsolete line folding"), false;
             const auto colon = field.find(':');
             if (colon == std::string_view::npos) return fail(400, "header field without a colon"), false;
@@ -215,7 +246,9 @@ private:
             request_.headers.push_back({std::string(name), std::string(value)});
         }
 
+        if (request_.header_count("Host") > 1) return fail(400, "more than one Host field"), false;  // RFC 9112 §3.2
         if (request_.header("Transfer-Encoding")) return fail(501, "transfer codings are not supported"), false;
+        const bool upgrade = is_upgrade_request(request_);
         bool seen_length = false;
         for (const auto& h : request_.headers) {
             if (!detail::iequals(h.name, "Content-Length")) continue;
@@ -225,6 +258,8 @@ private:
             const auto [p, ec] = std::from_chars(b, e, n);
             if (h.value.empty() || ec != std::errc{} || p != e) return fail(400, "malformed Content-Length"), false;
             if (seen_length && n != content_length_) return fail(400, "conflicting Content-Length"), false;
+            // Refused here, from the head, so that the body of an upgrade is never buffered only to be dropped.
+            if (upgrade && n != 0) return fail(400, "upgrade request with a body"), false;
             if (n > limits_.max_body) return fail(413, "request body too large"), false;
             content_length_ = static_cast<std::size_t>(n);
             seen_length = true;
@@ -243,7 +278,7 @@ private:
     RequestLimits limits_;
     Status status_ = Status::incomplete;
     std::string head_;
-    std::size_t line_end_ = std::string::npos;  ///< where the request line's CRLF starts in `head_`, once seen
+    std::size_t line_start_ = 0;  ///< where the line being scanned starts in `head_`; 0 while in the request line
     bool in_body_ = false;
     std::size_t content_length_ = 0;
     Request request_;
