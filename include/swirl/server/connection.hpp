@@ -1,14 +1,16 @@
 #pragma once
 /// One client connection: identity, user data, statistics and the thread-safe write path.
-/// Everything here may be called from any thread; the socket itself is only touched on the connection's own
-/// event-loop thread.
+/// Everything public here may be called from any thread; the transport itself is only touched on the connection's
+/// own event-loop thread. The session (server/session.hpp) drives the connection through the private interface
+/// marked "Session interface" below, and touches none of its fields.
 
 #include <swirl/protocol/close_code.hpp>
-#include <swirl/server/detail/loop_buffers.hpp>
-#include <swirl/server/detail/output_queue.hpp>
 #include <swirl/protocol/frame.hpp>
 #include <swirl/protocol/message_reader.hpp>
+#include <swirl/server/detail/loop_buffers.hpp>
+#include <swirl/server/detail/output_queue.hpp>
 #include <swirl/server/settings.hpp>
+#include <swirl/server/transport.hpp>
 
 #include <swirl/detail/asio.hpp>
 
@@ -102,16 +104,23 @@ struct CloseInfo {
 template <class UserData>
 class Server;
 
+namespace detail {
+template <class UserData>
+class Session;
+}
+
 template <class UserData>
 class Connection : public std::enable_shared_from_this<Connection<UserData>> {
 public:
     using clock = std::chrono::steady_clock;
 
-    Connection(Server<UserData>& server, ConnectionId id, asio::ip::tcp::socket socket)
-        : server_(server), id_(id), socket_(std::move(socket)), watchdog_(socket_.get_executor()),
-          drain_signal_(socket_.get_executor()) {
+    /// `bulk` is the event loop's shared read buffer and message buffer pool; it outlives the connection.
+    Connection(Server<UserData>& server, ConnectionId id, AnyTransport transport, detail::LoopBuffers& bulk)
+        : server_(server), id_(id), transport_(std::move(transport)),
+          executor_(detail::visit_transport(transport_, [](auto& t) { return asio::any_io_executor(t.get_executor()); })),
+          bulk_(&bulk), watchdog_(executor_), drain_signal_(executor_) {
         std::error_code ec;
-        remote_ = socket_.remote_endpoint(ec);
+        remote_ = detail::visit_transport(transport_, [&](auto& t) { return t.remote_endpoint(ec); });
         connect_system_ = std::chrono::system_clock::now();
         connect_steady_ = clock::now();
         last_activity_.store(0, std::memory_order_relaxed);
@@ -189,14 +198,83 @@ public:
             std::lock_guard lock(mutex_);
             settle_close_info_locked({close_code::abnormal, "aborted by the server", true, false});
         }
-        asio::post(socket_.get_executor(), [self = this->shared_from_this()] {
-            std::error_code ec;
-            self->socket_.close(ec);
-        });
+        asio::post(executor_, [self = this->shared_from_this()] { self->close_transport(); });
     }
 
 private:
     friend class Server<UserData>;
+    friend class detail::Session<UserData>;
+
+    // Session interface: how server/session.hpp drives the connection, on the connection's own thread. ---------
+
+    /// The transport, as the type the session was compiled for.
+    template <class T>
+    T& transport() noexcept { return std::get<T>(transport_); }
+    void close_transport() {
+        std::error_code ignored;
+        detail::visit_transport(transport_, [&](auto& t) { t.close(ignored); });
+    }
+
+    /// The connection's own small read buffer (the HTTP phase; reads while the loop's bulk buffer is lent out).
+    std::vector<std::uint8_t>& own_read_buffer() noexcept { return read_buffer_; }
+    void drop_own_read_buffer() noexcept { std::vector<std::uint8_t>().swap(read_buffer_); }
+    /// The event loop's bulk read buffer and message buffer pool.
+    detail::LoopBuffers& loop_buffers() noexcept { return *bulk_; }
+
+    void set_status(ConnectionStatus s) noexcept { status_.store(s, std::memory_order_release); }
+    void set_subprotocol(std::string_view protocol) { subprotocol_ = protocol; }
+    void count_in(std::size_t n) noexcept { bytes_in_.fetch_add(n, std::memory_order_relaxed); }
+    void count_out(std::size_t n) noexcept { bytes_out_.fetch_add(n, std::memory_order_relaxed); }
+    /// Whether the message handler is to coalesce its replies: the read it came from holds more input.
+    void set_more_input(bool more) noexcept { more_input_ = more; }
+
+    /// The upgrade is done: the connection is ACTIVE (from now on `on_close` will run), reads messages with a reader
+    /// of these limits, and is watched for `quiet_window` of silence (zero: never).
+    MessageReader& open(ReaderLimits limits, clock::duration quiet_window) {
+        reader_.emplace(Role::server, limits);
+        {
+            std::lock_guard lock(mutex_);  // enqueue() tests the status under the lock
+            set_status(ConnectionStatus::active);
+        }
+        opened_ = true;
+        quiet_window_ = quiet_window;
+        deadline_ = quiet_window != clock::duration::zero() ? clock::now() + quiet_window : clock::time_point::max();
+        watchdog_.cancel();
+        return *reader_;
+    }
+    bool opened() const noexcept { return opened_; }
+
+    /// The session ends: the watchdog stops, the transport closes, the status is CLOSED. Returns why it ended.
+    CloseInfo finish() {
+        finished_ = true;
+        watchdog_.cancel();
+        close_transport();
+        set_status(ConnectionStatus::closed);
+        std::lock_guard lock(mutex_);
+        return close_info_;
+    }
+    bool finished() const noexcept { return finished_; }
+
+    void settle_close_info(CloseInfo info) {
+        std::lock_guard lock(mutex_);
+        settle_close_info_locked(std::move(info));
+    }
+    /// Both close frames crossed (unless writing failed meanwhile).
+    void mark_clean_close() {
+        std::lock_guard lock(mutex_);
+        close_info_.clean = !write_failed_;
+    }
+
+    /// The watchdog: one timer that wakes at `deadline()`. `move_deadline` leaves the sleeping timer alone (it
+    /// re-arms when it wakes early); `set_deadline` wakes it when the new deadline is earlier.
+    asio::steady_timer& watchdog() noexcept { return watchdog_; }
+    clock::time_point deadline() const noexcept { return deadline_; }
+    void move_deadline(clock::time_point t) noexcept { deadline_ = t; }
+    clock::duration quiet_window() const noexcept { return quiet_window_; }
+    bool awaiting_pong() const noexcept { return awaiting_pong_; }
+    void set_awaiting_pong(bool awaiting) noexcept { awaiting_pong_ = awaiting; }
+
+    // ------------------------------------------------------------------------------------------------------------
 
     const Settings& settings() const noexcept;
 
@@ -276,7 +354,7 @@ private:
     /// Any thread, after `begin_close_locked`: on the connection's thread, send the close frame and bound the wait
     /// for the peer.
     void post_close_followup() {
-        asio::post(socket_.get_executor(), [self = this->shared_from_this()] {
+        asio::post(executor_, [self = this->shared_from_this()] {
             self->flush();
             self->arm_close_timeout();
         });
@@ -306,7 +384,7 @@ private:
     }
 
     void post_flush() {
-        asio::post(socket_.get_executor(), [self = this->shared_from_this()] { self->flush(); });
+        asio::post(executor_, [self = this->shared_from_this()] { self->flush(); });
     }
 
     /// Conn thread, before handlers that cannot suspend: what they queue needs no posted flush, because
@@ -344,9 +422,8 @@ private:
     /// buffer stays within the capacity it keeps for reuse (no allocation per batch).
     static constexpr std::size_t coalesce_limit = 32 * 1024;
 
-    bool on_own_thread() noexcept {
-        const auto any = socket_.get_executor();
-        const auto* executor = any.template target<asio::io_context::executor_type>();
+    bool on_own_thread() const noexcept {
+        const auto* executor = executor_.template target<asio::io_context::executor_type>();
         return executor && executor->running_in_this_thread();
     }
 
@@ -375,14 +452,12 @@ private:
         return true;
     }
 
-    /// A write that never blocks: what the socket takes now (would-block is not an error).
-    /// One contiguous buffer goes out by send(), which costs the kernel less than sendmsg()'s gather.
+    /// A write that never blocks: what the transport takes now.
     std::size_t write_now(std::span<const asio::const_buffer> buffers, std::error_code& ec) {
-        const std::size_t written =
-            buffers.size() == 1 ? socket_.write_some(buffers.front(), ec) : socket_.write_some(buffers, ec);
-        if (ec == asio::error::would_block || ec == asio::error::try_again) ec.clear();
-        return written;
+        return detail::visit_transport(transport_, [&](auto& t) { return t.write_some(buffers, ec); });
     }
+
+
 
     /// Conn thread: writes everything pending in one gather write, unless a write is running. What the socket
     /// takes at once is written right here; only a remainder waits for Asio.
@@ -407,23 +482,32 @@ private:
     /// Points `buffers_` at the pieces of `writing_queue_`.
     void gather() {
         buffers_.clear();
+        first_unwritten_ = written_before_ = 0;
         writing_queue_.for_each_piece([this](const char* p, std::size_t n) { buffers_.emplace_back(p, n); });
     }
 
-    /// Conn thread, `buffers_` gathered from `writing_queue_`: hands what follows their first `written` bytes to Asio.
+    /// Conn thread, `buffers_` gathered from `writing_queue_` and their first `written` bytes written: waits until
+    /// the peer's window opens, writes what fits, and so on until all is written (then `on_written`).
     void write_rest(std::size_t written) {
-        std::size_t first = 0;
-        for (std::size_t skip = written; skip != 0;) {
-            const std::size_t n = std::min(skip, buffers_[first].size());
-            buffers_[first] += n;
+        std::size_t skip = written - written_before_;
+        written_before_ = written;
+        while (skip != 0) {
+            const std::size_t n = std::min(skip, buffers_[first_unwritten_].size());
+            buffers_[first_unwritten_] += n;
             skip -= n;
-            if (buffers_[first].size() == 0) ++first;
+            if (buffers_[first_unwritten_].size() == 0) ++first_unwritten_;
         }
-        // A span, not the vector: Asio copies the buffer sequence into its operation, and a span copies for free.
-        asio::async_write(socket_, std::span<const asio::const_buffer>(buffers_).subspan(first),
-                          [self = this->shared_from_this(), written](std::error_code e, std::size_t n) {
-                              self->on_written(e, written + n);
-                          });
+        detail::visit_transport(transport_, [&](auto& t) {
+            t.async_wait(asio::socket_base::wait_write, [self = this->shared_from_this()](std::error_code ec) {
+                std::size_t written = self->written_before_;
+                if (!ec) {
+                    const auto rest = std::span<const asio::const_buffer>(self->buffers_).subspan(self->first_unwritten_);
+                    written += self->write_now(rest, ec);
+                    if (!ec && written != self->in_flight_) return self->write_rest(written);
+                }
+                self->on_written(ec, written);
+            });
+        });
     }
 
     void on_written(std::error_code ec, std::size_t n) {
@@ -438,8 +522,7 @@ private:
             pending_.clear();
             pong_pending_ = pong_queued_ = false;
             lock.unlock();
-            std::error_code ignored;
-            socket_.close(ignored);
+            close_transport();
             drain_signal_.cancel();
             return;
         }
@@ -497,7 +580,8 @@ private:
 
     Server<UserData>& server_;
     const ConnectionId id_;
-    asio::ip::tcp::socket socket_;
+    AnyTransport transport_;
+    asio::any_io_executor executor_;  // the transport's event loop
     asio::ip::tcp::endpoint remote_;
     std::string subprotocol_;
     UserData data_{};
@@ -514,6 +598,8 @@ private:
     detail::OutputQueue pending_;
     detail::OutputQueue writing_queue_;
     std::vector<asio::const_buffer> buffers_;
+    std::size_t first_unwritten_ = 0;  // write_rest: the first of `buffers_` not wholly written
+    std::size_t written_before_ = 0;   // write_rest: bytes of the running write already written
     std::size_t in_flight_ = 0;
     bool writing_ = false;
     bool flush_posted_ = false;
@@ -530,7 +616,7 @@ private:
     // Conn thread only.
     std::optional<MessageReader> reader_;
     std::vector<std::uint8_t> read_buffer_;
-    detail::LoopBuffers* bulk_ = nullptr;  // the event loop's bulk read buffer and message buffer pool
+    detail::LoopBuffers* bulk_;  // the event loop's bulk read buffer and message buffer pool
     bool more_input_ = false;              // the message being handled is not the last in its read
     clock::time_point deadline_ = clock::time_point::max();
     clock::duration quiet_window_{};  // open: silence after which the watchdog acts (ping or idle close); 0: never

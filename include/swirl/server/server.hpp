@@ -2,19 +2,21 @@
 /// The WebSocket server: Swoole's events (handshake, open, message, close, request) as coroutines, and its
 /// methods (push, broadcast, disconnect, exist, client_info, timers, stop) safe to call from any thread.
 
+#include <swirl/protocol/frame.hpp>
+#include <swirl/protocol/http_request.hpp>
+#include <swirl/protocol/http_response.hpp>
 #include <swirl/server/connection.hpp>
 #include <swirl/server/detail/descriptor_limit.hpp>
 #include <swirl/server/detail/log.hpp>
 #include <swirl/server/detail/loop_buffers.hpp>
-#include <swirl/protocol/frame.hpp>
-#include <swirl/protocol/handshake.hpp>
-#include <swirl/protocol/http_request.hpp>
-#include <swirl/protocol/http_response.hpp>
-#include <swirl/protocol/message_reader.hpp>
+#include <swirl/server/handlers.hpp>
+#include <swirl/server/session.hpp>
 #include <swirl/server/settings.hpp>
+#include <swirl/server/transport.hpp>
 
 #include <swirl/detail/asio.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <concepts>
@@ -36,35 +38,17 @@ namespace swirl {
 
 using TimerId = std::uint64_t;
 
-namespace detail {
-/// An open connection reads into its event loop's shared bulk buffer and keeps no read buffer while idle. It has a
-/// small one of its own for the HTTP request, and for reads while another connection holds the bulk buffer.
-inline constexpr std::size_t connection_read_size = 1024;
-/// A connection that goes idle lends its message buffer to the loop's pool; one the pool has no room for is kept
-/// up to the size its output queues keep, not a burst's.
-inline constexpr std::size_t idle_message_capacity = OutputQueue::default_kept_capacity;
-
-/// Calls `f(args...)`, awaiting the result when it is an awaitable.
-template <class F, class... Args>
-asio::awaitable<void> invoke_maybe_async(F& f, Args&&... args) {
-    if constexpr (std::is_same_v<std::invoke_result_t<F&, Args...>, asio::awaitable<void>>)
-        co_await std::invoke(f, std::forward<Args>(args)...);
-    else
-        std::invoke(f, std::forward<Args>(args)...);
-}
-} // namespace detail
-
 /// `UserData` is default-constructed per connection and reachable as `connection.data()`.
 template <class UserData = std::monostate>
 class Server {
 public:
     using Connection = swirl::Connection<UserData>;
-    using HandshakeHandler = std::function<asio::awaitable<bool>(Connection&, const Request&, Response&)>;
-    using OpenHandler = std::function<asio::awaitable<void>(Connection&, const Request&)>;
-    using MessageHandler = std::function<asio::awaitable<void>(Connection&, Frame&)>;
-    using PlainMessageHandler = std::function<void(Connection&, Frame&)>;
-    using CloseHandler = std::function<asio::awaitable<void>(Connection&, const CloseInfo&)>;
-    using RequestHandler = std::function<asio::awaitable<void>(Connection&, const Request&, Response&)>;
+    using HandshakeHandler = typename detail::Handlers<UserData>::HandshakeHandler;
+    using OpenHandler = typename detail::Handlers<UserData>::OpenHandler;
+    using MessageHandler = typename detail::Handlers<UserData>::MessageHandler;
+    using PlainMessageHandler = typename detail::Handlers<UserData>::PlainMessageHandler;
+    using CloseHandler = typename detail::Handlers<UserData>::CloseHandler;
+    using RequestHandler = typename detail::Handlers<UserData>::RequestHandler;
 
     explicit Server(Settings settings = {}) : settings_(std::move(settings)) {
         if (settings_.threads == 0) settings_.threads = 1;
@@ -86,22 +70,22 @@ public:
 
     /// Custom handshake: return true to accept (after filling `res` via `accept_handshake`), false to reject with
     /// whatever status, headers and body `res` holds. `on_open` still fires after an accepted custom handshake.
-    void on_handshake(HandshakeHandler h) { on_handshake_ = std::move(h); }
-    void on_open(OpenHandler h) { on_open_ = std::move(h); }
+    void on_handshake(HandshakeHandler h) { handlers_.handshake = std::move(h); }
+    void on_open(OpenHandler h) { handlers_.open = std::move(h); }
     void on_message(MessageHandler h) {
-        on_message_ = std::move(h);
-        on_message_plain_ = nullptr;
+        handlers_.message = std::move(h);
+        handlers_.plain_message = nullptr;
     }
     /// A message handler that never waits (returns void): called in place, without a coroutine frame per message.
     template <class F>
         requires std::is_void_v<std::invoke_result_t<F&, Connection&, Frame&>>
     void on_message(F h) {
-        on_message_plain_ = std::move(h);
-        on_message_ = nullptr;
+        handlers_.plain_message = std::move(h);
+        handlers_.message = nullptr;
     }
-    void on_close(CloseHandler h) { on_close_ = std::move(h); }
+    void on_close(CloseHandler h) { handlers_.close = std::move(h); }
     /// Plain HTTP requests on the same port. Without it, non-upgrade requests get 400.
-    void on_request(RequestHandler h) { on_request_ = std::move(h); }
+    void on_request(RequestHandler h) { handlers_.request = std::move(h); }
 
     /// Handler-class style: registers each of `on_handshake`, `on_open`, `on_message`, `on_close`, `on_request`
     /// that `handler` has. `handler` must outlive the server.
@@ -375,13 +359,14 @@ private:
                 asio::co_spawn(ctx, reject_busy(std::move(socket)), asio::detached);
                 continue;
             }
-            auto c = std::make_shared<Connection>(*this, next_connection_id_.fetch_add(1), std::move(socket));
-            c->bulk_ = &bulk;
+            auto c = std::make_shared<Connection>(*this, next_connection_id_.fetch_add(1),
+                                                  AnyTransport(TcpTransport(std::move(socket))), bulk);
             {
                 std::lock_guard lock(registry_mutex_);
                 connections_.emplace(c->id(), c);
             }
-            asio::co_spawn(ctx, session(std::move(c)), asio::detached);
+            asio::co_spawn(ctx, detail::Session<UserData>::template run<TcpTransport>(session_host_, std::move(c)),
+                           asio::detached);
         }
     }
 
@@ -443,386 +428,6 @@ private:
         co_await asio::post(socket.get_executor(), asio::use_awaitable);  // let the cancelled wait finish first
     }
 
-    /// One connection from accept to close.
-    asio::awaitable<void> session(std::shared_ptr<Connection> c) {
-        std::error_code ec;
-        c->socket_.set_option(asio::ip::tcp::no_delay(true), ec);
-        c->socket_.non_blocking(true, ec);  // follow-up reads into the bulk buffer must not block
-        c->read_buffer_.resize(detail::connection_read_size);
-        if (settings_.handshake_timeout.count() > 0)
-            c->deadline_ = Connection::clock::now() + settings_.handshake_timeout;
-        arm_watchdog(c);
-
-        std::size_t leftover = 0;
-        std::optional<Request> upgrade = co_await http_phase(*c, leftover);
-        if (upgrade) co_await websocket_phase(*c, *upgrade, leftover);
-
-        const bool was_open = c->opened_;
-        c->finished_ = true;
-        c->watchdog_.cancel();
-        c->socket_.close(ec);
-        c->status_.store(ConnectionStatus::closed, std::memory_order_release);
-        if (was_open && on_close_) {
-            CloseInfo info;
-            {
-                std::lock_guard lock(c->mutex_);
-                info = c->close_info_;
-            }
-            co_await call_handler(*c, "close", [&] { return on_close_(*c, info); });
-        }
-        std::lock_guard lock(registry_mutex_);
-        connections_.erase(c->id());
-    }
-
-    /// Reads HTTP requests until an upgrade (returned) or the end of the connection (nullopt).
-    asio::awaitable<std::optional<Request>> http_phase(Connection& c, std::size_t& leftover) {
-        RequestParser parser(settings_.http);
-        std::size_t have = 0;  // unparsed bytes at the front of the read buffer
-        while (true) {
-            while (parser.status() == RequestParser::Status::incomplete) {
-                if (have == 0) {
-                    std::error_code ec;
-                    have = co_await c.socket_.async_read_some(asio::buffer(c.read_buffer_), asio::redirect_error(asio::use_awaitable, ec));
-                    if (ec) co_return std::nullopt;
-                    c.note_activity(have);
-                }
-                const auto r = parser.feed(std::string_view(reinterpret_cast<const char*>(c.read_buffer_.data()), have));
-                consume_front(c.read_buffer_, have, r.consumed);
-            }
-            if (parser.status() == RequestParser::Status::error) {
-                log(LogLevel::debug, "connection {}: bad request: {}", c.id(), parser.error_reason());
-                Response res(parser.error_status(), std::string(parser.error_reason()) + "\n");
-                res.set_header("Connection", "close");
-                co_await write_response(c, res, false);
-                co_return std::nullopt;
-            }
-            Request& req = parser.request();
-            if (is_upgrade_request(req)) {
-                if (co_await handshake(c, req)) {
-                    leftover = have;
-                    co_return std::move(req);
-                }
-                co_return std::nullopt;
-            }
-            Response res;
-            const bool keep_alive = req.keep_alive() && on_request_ && !stopping_;
-            if (on_request_) {
-                const bool ok = co_await call_handler(c, "request", [&] { return on_request_(c, req, res); });
-                if (!ok) res = Response(500, "internal error\n");
-            } else {
-                res = Response(400, "this endpoint speaks WebSocket only\n");
-            }
-            if (!keep_alive) res.set_header("Connection", "close");
-            if (!co_await write_response(c, res, keep_alive) || !keep_alive) co_return std::nullopt;
-            parser.reset();
-            if (settings_.handshake_timeout.count() > 0)
-                c.deadline_ = Connection::clock::now() + settings_.handshake_timeout;
-        }
-    }
-
-    /// Runs the handshake hook (or the RFC default) and writes its response; true when upgraded.
-    asio::awaitable<bool> handshake(Connection& c, const Request& req) {
-        c.status_.store(ConnectionStatus::handshake, std::memory_order_release);
-        Response res;
-        bool accepted = false;
-        if (on_handshake_) {
-            const bool ok = co_await call_handler(c, "handshake", [&]() -> asio::awaitable<void> {
-                accepted = co_await on_handshake_(c, req, res);
-            });
-            if (!ok) {
-                accepted = false;
-                res = Response(500, "internal error\n");
-            } else if (accepted && res.status != 101) {
-                log(LogLevel::error, "connection {}: handshake hook accepted without a 101 response; "
-                                     "call swirl::accept_handshake(req, res)", c.id());
-                accepted = false;
-                res = Response(500, "internal error\n");
-            }
-        } else {
-            accepted = accept_handshake(req, res, settings_.subprotocols);
-        }
-        if (!accepted) {
-            if (res.status == 101 || res.status < 200) res = Response(400);
-            res.set_header("Connection", "close");
-            log(LogLevel::debug, "connection {}: handshake rejected with {}", c.id(), res.status);
-            co_await write_response(c, res, false);
-            co_return false;
-        }
-        if (const auto protocol = res.header("Sec-WebSocket-Protocol")) c.subprotocol_ = std::string(*protocol);
-        co_return co_await write_response(c, res, true);
-    }
-
-    /// Writes a whole HTTP response; without `keep_open`, then half-closes and lingers so it is not lost to a reset.
-    /// A malformed response from a hook is replaced by a 500 that closes the connection (false).
-    asio::awaitable<bool> write_response(Connection& c, const Response& res, bool keep_open) {
-        if (const auto why = res.malformed()) {
-            log(LogLevel::error, "connection {}: a hook's response was not sent: {}", c.id(), *why);
-            Response internal_error(500, "internal error\n");
-            internal_error.set_header("Connection", "close");
-            co_await write_response(c, internal_error, false);
-            co_return false;
-        }
-        const std::string bytes = res.serialize();
-        std::error_code ec;
-        const std::size_t n = co_await asio::async_write(c.socket_, asio::buffer(bytes), asio::redirect_error(asio::use_awaitable, ec));
-        c.bytes_out_.fetch_add(n, std::memory_order_relaxed);
-        if (ec) co_return false;
-        if (!keep_open) co_await linger(c);
-        co_return true;
-    }
-
-    /// Half-closes and discards input until the peer closes too (bounded by `close_timeout`).
-    asio::awaitable<void> linger(Connection& c) {
-        std::error_code ec;
-        c.socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-        c.arm_close_timeout();
-        c.status_.store(ConnectionStatus::closing, std::memory_order_release);
-        if (c.read_buffer_.empty()) c.read_buffer_.resize(detail::connection_read_size);
-        while (!ec) {
-            const std::size_t n = co_await c.socket_.async_read_some(asio::buffer(c.read_buffer_), asio::redirect_error(asio::use_awaitable, ec));
-            c.bytes_in_.fetch_add(n, std::memory_order_relaxed);
-        }
-    }
-
-    /// Marks an event loop's bulk buffer busy while a connection still reads from it.
-    class BulkLease {
-    public:
-        BulkLease() = default;
-        BulkLease(const BulkLease&) = delete;
-        BulkLease& operator=(const BulkLease&) = delete;
-        ~BulkLease() { release(); }
-        void take(detail::LoopBuffers& b) noexcept {
-            held_ = &b;
-            b.busy = true;
-        }
-        void release() noexcept {
-            if (held_) held_->busy = false;
-            held_ = nullptr;
-        }
-
-    private:
-        detail::LoopBuffers* held_ = nullptr;
-    };
-
-    asio::awaitable<void> websocket_phase(Connection& c, Request& req, std::size_t have) {
-        c.reader_.emplace(Role::server, ReaderLimits{settings_.max_frame_size, settings_.max_message_size});
-        {
-            std::lock_guard lock(c.mutex_);
-            c.status_.store(ConnectionStatus::active, std::memory_order_release);
-        }
-        c.opened_ = true;
-        c.quiet_window_ = quiet_window();
-        c.deadline_ = c.quiet_window_ != Connection::clock::duration::zero() ? Connection::clock::now() + c.quiet_window_
-                                                                             : Connection::clock::time_point::max();
-        c.watchdog_.cancel();
-        if (stopping_) c.close(close_code::going_away, "server shutting down");  // upgraded while stop() ran
-        if (on_open_) co_await call_handler(c, "open", [&] { return on_open_(c, req); });
-        req = Request{};  // nothing keeps the upgrade request alive past open
-
-        MessageReader& reader = *c.reader_;
-        std::span<const std::uint8_t> input(c.read_buffer_.data(), have);
-        bool upgrade_leftover = true;  // `input` starts with what followed the upgrade request in its read
-        BulkLease lease;               // holds the bulk buffer while `input` points into it
-        // The yield posts through the loop's own executor: ~260 fewer instructions a read than the type-erased one.
-        const asio::any_io_executor socket_executor = c.socket_.get_executor();
-        const auto* loop_executor = socket_executor.target<asio::io_context::executor_type>();
-        while (true) {
-            if (on_message_plain_) c.begin_batch();
-            while (!input.empty()) {
-                c.refill_message_buffer();
-                const ReadResult r = reader.read(input);
-                input = input.subspan(r.consumed);
-                if (r.event == ReadEvent::need_more) break;
-                if (r.event == ReadEvent::error) {
-                    lease.release();
-                    log(LogLevel::debug, "connection {}: protocol error {}: {}", c.id(), reader.error_code(), reader.error_reason());
-                    c.close_from_reader(reader.error_code(), reader.error_reason(), true);
-                    co_await c.wait_drained();
-                    co_await linger(c);
-                    co_return;
-                }
-                if (r.event == ReadEvent::close) {
-                    lease.release();
-                    co_await on_close_frame(c, reader.frame());
-                    co_return;
-                }
-                c.more_input_ = !input.empty();  // replies to the rest of this read will follow: coalesce them
-                if (take_frame(c, r.event, reader.frame())) {
-                    if (on_message_plain_) {
-                        call_plain(c, "message", [&] { on_message_plain_(c, reader.frame()); });
-                    } else {
-                        try {  // call_handler, written out: one coroutine frame less per message
-                            asio::awaitable<void> handling = on_message_(c, reader.frame());
-                            co_await std::move(handling);
-                        } catch (...) {
-                            handler_threw(c, "message");
-                        }
-                    }
-                }
-            }
-            lease.release();
-            if (std::exchange(upgrade_leftover, false)) std::vector<std::uint8_t>().swap(c.read_buffer_);
-            // Replies leave before the next read; letting the other ready connections run first gives the peer time
-            // to answer, so that read usually finds its next message instead of coming back empty.
-            c.end_batch();
-            c.lend_message_buffer();
-            if (settings_.pause_reading_above != 0 && c.unsent() > settings_.pause_reading_above) co_await c.wait_drained();
-            if (loop_executor) co_await asio::post(*loop_executor, asio::use_awaitable);
-            else co_await asio::post(socket_executor, asio::use_awaitable);
-            std::error_code ec;
-            std::size_t n = 0;
-            while (true) {
-                n = read_available(c, input, lease, ec);
-                if (ec != asio::error::would_block && ec != asio::error::try_again) break;
-                c.release_idle_buffers(detail::idle_message_capacity);
-                co_await c.socket_.async_wait(asio::socket_base::wait_read, asio::redirect_error(asio::use_awaitable, ec));
-                if (ec) break;
-            }
-            if (ec) {
-                std::lock_guard lock(c.mutex_);
-                c.settle_close_info_locked({close_code::abnormal, ec.message(), false, false});
-                co_return;
-            }
-            c.note_activity(n);
-        }
-    }
-
-    /// Reads what the socket holds without waiting: into the event loop's bulk buffer (leased to `input`), or into
-    /// the connection's own while a suspended handler elsewhere holds the bulk buffer.
-    static std::size_t read_available(Connection& c, std::span<const std::uint8_t>& input, BulkLease& lease,
-                                      std::error_code& ec) {
-        detail::LoopBuffers& bulk = *c.bulk_;
-        const bool shared = !bulk.busy;
-        if (!shared && c.read_buffer_.empty()) c.read_buffer_.resize(detail::connection_read_size);
-        std::vector<std::uint8_t>& bytes = shared ? bulk.bytes : c.read_buffer_;
-        const std::size_t n = c.socket_.read_some(asio::buffer(bytes), ec);
-        if (ec) return 0;
-        if (shared) lease.take(bulk);
-        input = std::span<const std::uint8_t>(bytes.data(), n);
-        return n;
-    }
-
-    /// Answers a ping; true when the message handler is to hear of the message, ping or pong.
-    bool take_frame(Connection& c, ReadEvent event, const Frame& frame) {
-        if (c.status() != ConnectionStatus::active) return false;  // closing: the app no longer hears from the peer
-        if (event == ReadEvent::ping) {
-            if (settings_.auto_pong) c.answer_ping(frame.payload);
-            return settings_.deliver_ping && has_message_handler();
-        }
-        if (event == ReadEvent::pong) return settings_.deliver_pong && has_message_handler();
-        return event == ReadEvent::message && has_message_handler();
-    }
-
-    bool has_message_handler() const noexcept { return on_message_ || on_message_plain_; }
-
-    /// The peer sent a close frame: answer it (unless we already sent ours), flush, then close TCP first.
-    asio::awaitable<void> on_close_frame(Connection& c, Frame& frame) {
-        if (settings_.deliver_close && c.status() == ConnectionStatus::active) {
-            if (on_message_plain_) call_plain(c, "message", [&] { on_message_plain_(c, frame); });
-            else if (on_message_) co_await call_handler(c, "message", [&] { return on_message_(c, frame); });
-        }
-        c.close_from_reader(frame.code, frame.reason, false);
-        co_await c.wait_drained();
-        {
-            std::lock_guard lock(c.mutex_);
-            c.close_info_.clean = !c.write_failed_;  // both close frames crossed
-        }
-        std::error_code ec;
-        c.socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-    }
-
-    /// Runs a user handler; an exception is logged and closes the connection with 1011. False when it threw.
-    template <class Call>
-    asio::awaitable<bool> call_handler(Connection& c, std::string_view event, Call&& call) {
-        try {
-            co_await call();
-            co_return true;
-        } catch (...) {
-            handler_threw(c, event);
-        }
-        co_return false;
-    }
-
-    /// `call_handler` for a plain (non-coroutine) handler.
-    template <class Call>
-    void call_plain(Connection& c, std::string_view event, Call&& call) {
-        try {
-            call();
-        } catch (...) {
-            handler_threw(c, event);
-        }
-    }
-
-    /// In a catch block: logs the exception and closes the connection with 1011.
-    void handler_threw(Connection& c, std::string_view event) {
-        try {
-            throw;
-        } catch (const std::exception& e) {
-            log(LogLevel::error, "connection {}: {} handler threw: {}", c.id(), event, e.what());
-        } catch (...) {
-            log(LogLevel::error, "connection {}: {} handler threw a non-exception", c.id(), event);
-        }
-        c.close(close_code::internal_error, "internal error");
-    }
-
-    /// Enforces the handshake, idle and close timeouts of one connection by waiting for its deadline. A callback, not a coroutine: an idle connection keeps only this
-    /// small handler.
-    void arm_watchdog(std::shared_ptr<Connection> c) {
-        auto& timer = c->watchdog_;
-        timer.expires_at(c->deadline_);
-        timer.async_wait([this, c = std::move(c)](std::error_code) mutable { on_watchdog(std::move(c)); });
-    }
-
-    void on_watchdog(std::shared_ptr<Connection> c) {
-        if (c->finished_) return;
-        if (Connection::clock::now() < c->deadline_) return arm_watchdog(std::move(c));  // moved or re-armed
-        switch (c->status()) {
-        case ConnectionStatus::connection:
-        case ConnectionStatus::handshake:
-            log(LogLevel::debug, "connection {}: handshake timeout", c->id());
-            break;
-        case ConnectionStatus::active: {
-            const auto now = Connection::clock::now();
-            const auto silence = now - c->last_heard();
-            if (settings_.idle_timeout.count() > 0 && silence >= settings_.idle_timeout) {
-                log(LogLevel::debug, "connection {}: idle timeout", c->id());
-                c->close(close_code::going_away, "idle timeout");  // re-arms the deadline for the close
-                c->deadline_ = Connection::clock::time_point::max();
-                return arm_watchdog(std::move(c));
-            }
-            if (c->awaiting_pong_) {  // pinged, and nothing came back within pong_timeout
-                log(LogLevel::debug, "connection {}: no pong within {} ms", c->id(), settings_.pong_timeout.count());
-                std::lock_guard lock(c->mutex_);
-                c->settle_close_info_locked({close_code::abnormal, "pong timeout", true, false});
-                break;
-            }
-            c->deadline_ = c->last_heard() + c->quiet_window_;
-            if (settings_.ping_interval.count() > 0 && silence >= settings_.ping_interval) {
-                c->ping();
-                c->awaiting_pong_ = settings_.pong_timeout.count() > 0;
-                c->deadline_ = now + (c->awaiting_pong_ ? settings_.pong_timeout : settings_.ping_interval);
-                if (settings_.idle_timeout.count() > 0) c->deadline_ = std::min(c->deadline_, c->last_heard() + settings_.idle_timeout);
-            }
-            return arm_watchdog(std::move(c));
-        }
-        case ConnectionStatus::closing:
-        case ConnectionStatus::closed:
-            log(LogLevel::debug, "connection {}: close timeout", c->id());
-            break;
-        }
-        std::error_code ec;
-        c->socket_.close(ec);
-    }
-
-    /// How long an open connection may stay silent before the watchdog acts: the shorter of the enabled heartbeat
-    /// interval and idle timeout (zero: neither is enabled).
-    std::chrono::steady_clock::duration quiet_window() const noexcept {
-        std::chrono::steady_clock::duration window{};
-        for (const auto limit : {settings_.ping_interval, settings_.idle_timeout})
-            if (limit.count() > 0 && (window == window.zero() || limit < window)) window = limit;
-        return window;
-    }
-
     void cancel_all_timers() {
         std::lock_guard lock(timers_mutex_);
         for (auto& [id, t] : timers_) {
@@ -854,11 +459,6 @@ private:
             for (auto& ctx : contexts_) ctx->stop();
     }
 
-    static void consume_front(std::vector<std::uint8_t>& buf, std::size_t& have, std::size_t n) {
-        if (n != 0 && n < have) std::memmove(buf.data(), buf.data() + n, have - n);
-        have -= n;
-    }
-
     Settings settings_;
     std::vector<std::unique_ptr<detail::LoopBuffers>> bulk_;  // outlives the contexts and their coroutines
     std::vector<std::unique_ptr<asio::io_context>> contexts_;
@@ -869,12 +469,11 @@ private:
     bool listening_ = false;
     std::size_t connection_limit_ = 0;  // set by listen()
 
-    HandshakeHandler on_handshake_;
-    OpenHandler on_open_;
-    MessageHandler on_message_;
-    PlainMessageHandler on_message_plain_;
-    CloseHandler on_close_;
-    RequestHandler on_request_;
+    detail::Handlers<UserData> handlers_;
+    detail::SessionHost<UserData> session_host_{settings_, handlers_, stopping_, [this](ConnectionId id) {
+        std::lock_guard lock(registry_mutex_);
+        connections_.erase(id);
+    }};
 
     mutable std::mutex registry_mutex_;
     std::unordered_map<ConnectionId, std::shared_ptr<Connection>> connections_;

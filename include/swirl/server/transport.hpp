@@ -1,0 +1,122 @@
+#pragma once
+/// The seam under every byte a connection reads or writes. A session never waits inside a read or a write: it reads
+/// what is there, writes what fits, and otherwise waits for readiness. That is what lets one read serve many
+/// messages and one gather write carry many replies, and it is the shape a TLS engine driven through memory BIOs,
+/// or an io_uring ring, can take too.
+///
+///     read_some(buffer, ec)     bytes available now; `would_block` when there are none (never waits)
+///     write_some(buffers, ec)   a gather write of what the peer's window takes now (never waits; 0 and no error
+///                               when nothing fits)
+///     async_wait(type, token)   until readable (`wait_read`) or writable (`wait_write`)
+///     shutdown_send(ec)         half-close: no more bytes from us
+///     close(ec)                 ends the connection; a pending wait completes with `operation_aborted`
+///     remote_endpoint(ec)       the peer's address
+///     get_executor()            the event loop the transport belongs to
+
+#include <swirl/detail/asio.hpp>
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <system_error>
+#include <utility>
+#include <variant>
+
+namespace swirl {
+
+template <class T>
+concept Transport = requires(T& t, const T& ct, asio::mutable_buffer in, std::span<const asio::const_buffer> out,
+                             std::error_code& ec) {
+    typename T::executor_type;
+    { t.get_executor() } -> std::convertible_to<typename T::executor_type>;
+    { t.read_some(in, ec) } -> std::same_as<std::size_t>;
+    { t.write_some(out, ec) } -> std::same_as<std::size_t>;
+    t.async_wait(asio::socket_base::wait_read, asio::use_awaitable);
+    t.async_wait(asio::socket_base::wait_write, [](std::error_code) {});
+    t.shutdown_send(ec);
+    t.close(ec);
+    { ct.remote_endpoint(ec) } -> std::same_as<asio::ip::tcp::endpoint>;
+};
+
+/// Plain TCP: a non-blocking socket, read and written in place.
+class TcpTransport {
+public:
+    using executor_type = asio::any_io_executor;
+
+    /// Takes an accepted socket: switches it to non-blocking mode and turns Nagle's algorithm off (replies leave
+    /// as whole gather writes already).
+    explicit TcpTransport(asio::ip::tcp::socket socket) : socket_(std::move(socket)) {
+        std::error_code ec;
+        socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+        socket_.non_blocking(true, ec);
+    }
+
+    executor_type get_executor() noexcept { return socket_.get_executor(); }
+
+    std::size_t read_some(asio::mutable_buffer buffer, std::error_code& ec) { return socket_.read_some(buffer, ec); }
+
+    /// One contiguous buffer goes out by send(), which costs the kernel less than sendmsg()'s gather.
+    std::size_t write_some(std::span<const asio::const_buffer> buffers, std::error_code& ec) {
+        const std::size_t written =
+            buffers.size() == 1 ? socket_.write_some(buffers.front(), ec) : socket_.write_some(buffers, ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) ec.clear();
+        return written;
+    }
+
+    template <class Token>
+    auto async_wait(asio::socket_base::wait_type type, Token&& token) {
+        return socket_.async_wait(type, std::forward<Token>(token));
+    }
+
+    void shutdown_send(std::error_code& ec) { socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec); }
+    void close(std::error_code& ec) { socket_.close(ec); }
+    asio::ip::tcp::endpoint remote_endpoint(std::error_code& ec) const { return socket_.remote_endpoint(ec); }
+
+private:
+    asio::ip::tcp::socket socket_;
+};
+
+static_assert(Transport<TcpTransport>);
+
+/// Every transport a connection may run on. A connection's session is compiled for its transport alone; only the
+/// write path, which any thread may start, chooses among these (with one alternative, not at all).
+using AnyTransport = std::variant<TcpTransport>;
+
+namespace detail {
+
+/// Calls `f(transport)` with the transport `t` holds.
+template <class F>
+decltype(auto) visit_transport(AnyTransport& t, F&& f) {
+    if constexpr (std::variant_size_v<AnyTransport> == 1) return std::forward<F>(f)(*std::get_if<0>(&t));
+    else return std::visit(std::forward<F>(f), t);
+}
+
+/// Reads at least one byte, waiting for readiness when none is there. 0 with `ec` set at the end of input or on
+/// error.
+template <Transport T>
+asio::awaitable<std::size_t> read_some_waiting(T& t, asio::mutable_buffer buffer, std::error_code& ec) {
+    while (true) {
+        const std::size_t n = t.read_some(buffer, ec);
+        if (ec != asio::error::would_block && ec != asio::error::try_again) co_return n;
+        co_await t.async_wait(asio::socket_base::wait_read, asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) co_return 0;
+    }
+}
+
+/// Writes all of `bytes`, waiting for the peer's window as needed; returns how many were written.
+template <Transport T>
+asio::awaitable<std::size_t> write_all(T& t, asio::const_buffer bytes, std::error_code& ec) {
+    std::size_t done = 0;
+    while (done < bytes.size()) {
+        const asio::const_buffer rest = bytes + done;
+        done += t.write_some(std::span<const asio::const_buffer>(&rest, 1), ec);
+        if (ec || done == bytes.size()) break;
+        co_await t.async_wait(asio::socket_base::wait_write, asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) break;
+    }
+    co_return done;
+}
+
+} // namespace detail
+} // namespace swirl
