@@ -314,11 +314,10 @@ private:
         if (!pong_queued_) {
             pending_.append_frame(Opcode::pong, true, payload);
             pong_queued_ = true;
-            pong_pending_ = false;  // an owed pong answered an older ping
+            pong_owed_ = false;  // an owed pong answered an older ping
         } else {
-            pong_size_ = static_cast<std::uint8_t>(std::min(payload.size(), pong_.size()));
-            std::copy_n(payload.data(), pong_size_, pong_.data());
-            pong_pending_ = true;
+            owed_pong_.assign(payload.substr(0, 125));  // a control frame's payload: at most 125 bytes
+            pong_owed_ = true;
         }
         const bool post = schedule_flush_locked();
         lock.unlock();
@@ -327,12 +326,12 @@ private:
 
     /// Moves the owed pong, if any, to the end of `pending_`.
     void take_pong_locked() {
-        if (!pong_pending_) return;
-        pong_pending_ = false;
-        pending_.append_frame(Opcode::pong, true, std::string_view(pong_.data(), pong_size_));
+        if (!pong_owed_) return;
+        pong_owed_ = false;
+        pending_.append_frame(Opcode::pong, true, owed_pong_);
     }
 
-    bool has_output_locked() const noexcept { return pong_pending_ || !pending_.empty(); }
+    bool has_output_locked() const noexcept { return pong_owed_ || !pending_.empty(); }
 
     void begin_close_locked(std::uint16_t code, std::string_view reason, bool by_server) {
         status_.store(ConnectionStatus::closing, std::memory_order_release);
@@ -520,7 +519,7 @@ private:
             write_failed_ = true;
             settle_close_info_locked({close_code::abnormal, "write failed: " + ec.message(), false, false});
             pending_.clear();
-            pong_pending_ = pong_queued_ = false;
+            pong_owed_ = pong_queued_ = false;
             lock.unlock();
             close_transport();
             drain_signal_.cancel();
@@ -535,7 +534,7 @@ private:
     /// Bytes queued or being written (a pending pong counts by its payload).
     std::size_t unsent() const {
         std::lock_guard lock(mutex_);
-        return pending_.size() + in_flight_ + (pong_pending_ ? pong_size_ : 0);
+        return pending_.size() + in_flight_ + (pong_owed_ ? owed_pong_.size() : 0);
     }
 
     bool drained() const {
@@ -607,10 +606,9 @@ private:
     bool write_failed_ = false;
     bool close_sent_ = false;
     bool close_info_settled_ = false;
-    bool pong_queued_ = false;   // `pending_` holds a pong
-    bool pong_pending_ = false;  // `pong_` is owed: it joins `pending_` at the next flush
-    std::uint8_t pong_size_ = 0;
-    std::array<char, 125> pong_{};
+    bool pong_queued_ = false;  // `pending_` holds a pong
+    bool pong_owed_ = false;    // `owed_pong_` answers the latest ping: it joins `pending_` at the next flush
+    std::string owed_pong_;     // only a ping that arrives while a pong is still queued fills it
     CloseInfo close_info_;
 
     // Conn thread only.

@@ -58,11 +58,25 @@ public:
     using Connection = swirl::Connection<UserData>;
     using clock = typename Connection::clock;
 
-    /// The coroutine the server spawns per connection, on the connection's event loop.
+    /// The coroutine the server spawns per connection, on the connection's event loop. Its frame holds the session
+    /// for the connection's whole life; the phases are coroutines of their own, alive one at a time.
     template <Transport T>
     static asio::awaitable<void> run(SessionHost<UserData>& host, std::shared_ptr<Connection> c) {
-        Session session(host, *c);
-        co_await session.template serve<T>(std::move(c));
+        Session s(host, *c);
+        T& t = c->template transport<T>();
+        c->own_read_buffer().resize(connection_read_size);
+        if (host.settings.handshake_timeout.count() > 0) c->move_deadline(clock::now() + host.settings.handshake_timeout);
+        arm_watchdog(host, c);
+
+        std::size_t leftover = 0;
+        std::optional<Request> upgrade = co_await s.http_phase(t, leftover);
+        if (upgrade) co_await s.websocket_phase(t, *upgrade, leftover);
+
+        const bool was_open = c->opened();
+        const CloseInfo info = c->finish();
+        if (was_open && host.handlers.close)
+            co_await s.call_handler("close", [&] { return host.handlers.close(*c, info); });
+        host.forget(c->id());
     }
 
 private:
@@ -74,24 +88,6 @@ private:
     }
 
     const Handlers<UserData>& handlers() const noexcept { return host_.handlers; }
-
-    template <Transport T>
-    asio::awaitable<void> serve(std::shared_ptr<Connection> c) {
-        T& t = c_.template transport<T>();
-        c_.own_read_buffer().resize(connection_read_size);
-        if (settings_.handshake_timeout.count() > 0) c_.move_deadline(clock::now() + settings_.handshake_timeout);
-        arm_watchdog(host_, c);
-
-        std::size_t leftover = 0;
-        std::optional<Request> upgrade = co_await http_phase(t, leftover);
-        if (upgrade) co_await websocket_phase(t, *upgrade, leftover);
-
-        const bool was_open = c_.opened();
-        const CloseInfo info = c_.finish();
-        if (was_open && handlers().close)
-            co_await call_handler("close", [&] { return handlers().close(c_, info); });
-        host_.forget(c_.id());
-    }
 
     /// Reads HTTP requests until an upgrade (returned) or the end of the connection (nullopt).
     template <Transport T>
