@@ -98,8 +98,8 @@ int serve(Server& server) {
     signals.async_wait([&server](std::error_code ec, int) {
         if (!ec) server.stop();
     });
-    const auto endpoint = server.local_endpoint();
-    fmt::print("listening on ws://{}:{}\n", endpoint.address().to_string(), endpoint.port());
+    for (const auto& endpoint : server.local_endpoints())
+        fmt::print("listening on ws://{}:{}\n", endpoint.address().to_string(), endpoint.port());
     std::fflush(stdout);
     server.run();
     return 0;

@@ -1201,3 +1201,67 @@ TEST_CASE("heartbeat: data from the peer counts as an answer, so a chatty peer i
         co_await client.close();
     });
 }
+
+TEST_CASE("several listeners serve the same handlers, and pushes cross between them") {
+    std::mutex mutex;
+    std::vector<swirl::ConnectionId> open;
+    Server server(two_threads());
+    server.on_open([&](Conn& c, const swirl::Request&) -> asio::awaitable<void> {
+        std::lock_guard lock(mutex);
+        open.push_back(c.id());
+        co_return;
+    });
+    server.on_message([&](Conn& c, Frame& f) -> asio::awaitable<void> {  // relays to every other connection
+        for (const auto id : server.connections())
+            if (id != c.id()) server.push(id, f.payload);
+        co_return;
+    });
+    const auto second = server.add_listener({"127.0.0.1", 0});  // before listen(): accepts from start() on
+    test::RunningServer running(server);
+    const auto third = server.add_listener({"127.0.0.1", 0});   // after: accepts at once
+    const auto endpoints = server.local_endpoints();
+    REQUIRE(endpoints.size() == 3);
+    CHECK(endpoints[0].port() == running.port());
+    CHECK(endpoints[1] == second);
+    CHECK(endpoints[2] == third);
+    CHECK(second.port() != running.port());
+    CHECK(third.port() != second.port());
+    test::run([&]() -> asio::awaitable<void> {
+        auto a = co_await Client::connect("127.0.0.1", running.port());
+        auto b = co_await Client::connect("127.0.0.1", second.port());
+        auto c = co_await Client::connect("127.0.0.1", third.port());
+        REQUIRE(test::eventually([&] { std::lock_guard lock(mutex); return open.size() == 3; }));
+        co_await a.send("from the first");
+        CHECK(co_await test::next_payload(b) == "from the first");
+        CHECK(co_await test::next_payload(c) == "from the first");
+        co_await c.send("from the third");
+        CHECK(co_await test::next_payload(a) == "from the third");
+        CHECK(co_await test::next_payload(b) == "from the third");
+        co_await a.close();
+        co_await b.close();
+        co_await c.close();
+    });
+}
+
+TEST_CASE("a listener that cannot bind throws; SO_REUSEPORT lets two servers share a port") {
+    auto settings = test::local_settings();
+    settings.reuse_port = true;
+    EchoServer first(settings);
+    test::RunningServer running_first(first.server);
+    const auto port = running_first.port();
+
+    CHECK_THROWS_AS(first.server.add_listener({"127.0.0.1", port}), std::system_error);  // no SO_REUSEPORT on this one
+
+    settings.port = port;
+    EchoServer second(settings);
+    test::RunningServer running_second(second.server);  // would throw "address in use" without reuse_port
+    CHECK(running_second.port() == port);
+    test::run([&]() -> asio::awaitable<void> {
+        for (int i = 0; i < 8; ++i) {  // whichever server the kernel picks, the echo comes back
+            auto client = co_await Client::connect("127.0.0.1", port);
+            co_await client.send("shared");
+            CHECK(co_await test::next_payload(client) == "shared");
+            co_await client.close();
+        }
+    });
+}

@@ -16,13 +16,18 @@
 
 #include <swirl/detail/asio.hpp>
 
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <atomic>
 #include <chrono>
 #include <concepts>
 #include <exception>
 #include <functional>
 #include <memory>
+#include <stdexcept>
+#include <system_error>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -57,7 +62,6 @@ public:
             contexts_.push_back(std::make_unique<asio::io_context>(1));
             guards_.emplace_back(contexts_.back()->get_executor());
         }
-        acceptor_.emplace(*contexts_.front());
     }
 
     Server(const Server&) = delete;
@@ -111,27 +115,47 @@ public:
     }
     static std::optional<Frame> unpack(std::string_view bytes) { return swirl::unpack(bytes); }
 
-    /// Binds and listens; throws `std::system_error` on failure. Called by `start`/`run` when needed.
+    /// Binds the listener `Settings` names, and starts accepting on it and on every listener added before; throws
+    /// `std::system_error` on failure. Called by `start`/`run` when needed.
     void listen() {
+        std::lock_guard lock(listeners_mutex_);
         if (listening_) return;
-        asio::ip::tcp::resolver resolver(*contexts_.front());
-        const auto endpoint = *resolver.resolve(settings_.host, std::to_string(settings_.port),
-                                                asio::ip::tcp::resolver::passive).begin();
-        acceptor_->open(endpoint.endpoint().protocol());
-        acceptor_->set_option(asio::ip::tcp::acceptor::reuse_address(true));
-        acceptor_->bind(endpoint.endpoint());
-        acceptor_->listen(settings_.backlog);
+        listeners_.insert(listeners_.begin(),
+                          bind({settings_.host, settings_.port, settings_.backlog, settings_.reuse_port}));
         listening_ = true;
         fit_connection_limit();
-        asio::co_spawn(*contexts_.front(), accept_loop(), asio::detached);
+        for (auto& acceptor : listeners_) asio::co_spawn(*contexts_.front(), accept_loop(*acceptor), asio::detached);
+    }
+
+    /// Another address to accept connections on, served like the first (Swoole's `addListener`): bound at once,
+    /// accepting from `listen()` on (at once, when the server already listens). Returns the bound address. Throws
+    /// `std::system_error` when it cannot bind, `std::logic_error` once `stop()` was called. Any thread.
+    asio::ip::tcp::endpoint add_listener(const ListenOptions& options) {
+        std::lock_guard lock(listeners_mutex_);
+        if (stopping_) throw std::logic_error("add_listener after stop()");
+        auto& acceptor = *listeners_.emplace_back(bind(options));
+        if (listening_) asio::co_spawn(*contexts_.front(), accept_loop(acceptor), asio::detached);
+        return acceptor.local_endpoint();
     }
 
     /// How many connections the server admits before answering 503: `max_connections`, or fewer when the open-file
     /// limit cannot be raised far enough (see `listen()`).
     std::size_t connection_limit() const noexcept { return connection_limit_; }
 
-    /// The bound address; with `port = 0`, where the kernel put us.
-    asio::ip::tcp::endpoint local_endpoint() const { return acceptor_->local_endpoint(); }
+    /// The bound address of the listener `Settings` names (with `port = 0`, where the kernel put it); after `listen()`.
+    asio::ip::tcp::endpoint local_endpoint() const {
+        std::lock_guard lock(listeners_mutex_);
+        if (!listening_) throw std::logic_error("local_endpoint before listen()");
+        return listeners_.front()->local_endpoint();
+    }
+
+    /// Every listener's bound address: the one `Settings` names first (once listening), then those added.
+    std::vector<asio::ip::tcp::endpoint> local_endpoints() const {
+        std::lock_guard lock(listeners_mutex_);
+        std::vector<asio::ip::tcp::endpoint> all;
+        for (const auto& acceptor : listeners_) all.push_back(acceptor->local_endpoint());
+        return all;
+    }
 
     /// Runs the server on this thread plus `threads - 1` others until `stop()`.
     void run() {
@@ -332,16 +356,35 @@ private:
         timers_.erase(id);
     }
 
-    asio::awaitable<void> accept_loop() {
-        std::size_t next_context = 0;
+    /// A bound, listening acceptor on the first event loop.
+    std::unique_ptr<asio::ip::tcp::acceptor> bind(const ListenOptions& options) {
+        asio::ip::tcp::resolver resolver(*contexts_.front());
+        const auto endpoint = resolver.resolve(options.host, std::to_string(options.port),
+                                               asio::ip::tcp::resolver::passive).begin()->endpoint();
+        auto acceptor = std::make_unique<asio::ip::tcp::acceptor>(*contexts_.front());
+        acceptor->open(endpoint.protocol());
+        acceptor->set_option(asio::ip::tcp::acceptor::reuse_address(true));
+        if (options.reuse_port) {
+            const int on = 1;
+            if (::setsockopt(acceptor->native_handle(), SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0)
+                throw std::system_error(errno, std::system_category(), "SO_REUSEPORT");
+        }
+        acceptor->bind(endpoint);
+        acceptor->listen(options.backlog);
+        return acceptor;
+    }
+
+    /// Accepts on one listener; every listener's loop runs on the first event loop and deals connections out to
+    /// the event loops in turn.
+    asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor) {
         Throttle accept_failed, limit_reached;
         while (!stopping_) {
-            auto& ctx = *contexts_[next_context];
-            detail::LoopBuffers& bulk = *bulk_[next_context];
-            next_context = (next_context + 1) % contexts_.size();
+            auto& ctx = *contexts_[next_context_];
+            detail::LoopBuffers& bulk = *bulk_[next_context_];
+            next_context_ = (next_context_ + 1) % contexts_.size();
             asio::ip::tcp::socket socket(ctx);
             std::error_code ec;
-            co_await acceptor_->async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
+            co_await acceptor.async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
             if (stopping_) co_return;  // an accept that completed while stop() closed the acceptor
             if (ec) {
                 if (ec == asio::error::operation_aborted) co_return;
@@ -439,7 +482,10 @@ private:
 
     asio::awaitable<void> shutdown() {
         std::error_code ec;
-        acceptor_->close(ec);
+        {
+            std::lock_guard lock(listeners_mutex_);
+            for (auto& acceptor : listeners_) acceptor->close(ec);
+        }
         cancel_all_timers();
         // Open connections get a close frame; those still in their HTTP phase are dropped; those already closing
         // finish their own close handshake (bounded by close_timeout).
@@ -463,7 +509,9 @@ private:
     std::vector<std::unique_ptr<detail::LoopBuffers>> bulk_;  // outlives the contexts and their coroutines
     std::vector<std::unique_ptr<asio::io_context>> contexts_;
     std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;
-    std::optional<asio::ip::tcp::acceptor> acceptor_;
+    mutable std::mutex listeners_mutex_;
+    std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> listeners_;  // the one `Settings` names first, once listening
+    std::size_t next_context_ = 0;  // the event loop the next accepted connection goes to (first loop only)
     std::vector<std::thread> threads_;
     std::atomic<bool> stopping_{false};
     bool listening_ = false;

@@ -19,11 +19,22 @@ enum class BackpressurePolicy {
 
 enum class LogLevel { debug, info, warning, error, off };
 
+/// One address the server accepts connections on. `Settings` names the first; `Server::add_listener` adds more
+/// (Swoole's `addListener`), all served by the same handlers, registry and limits.
+struct ListenOptions {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 0;   ///< 0 picks a free port; `add_listener` returns where the kernel put it
+    int backlog = 1024;
+    bool reuse_port = false;  ///< SO_REUSEPORT: other sockets may bind the same port, and the kernel spreads new
+                              ///< connections over them (one server process per core, say)
+};
+
 struct Settings {
     std::string host = "127.0.0.1";
     std::uint16_t port = 9501;  ///< 0 picks a free port; see `Server::local_endpoint()`
     unsigned threads = 1;       ///< event-loop threads; each connection stays on one of them
     int backlog = 1024;
+    bool reuse_port = false;    ///< SO_REUSEPORT on this listener (see `ListenOptions::reuse_port`)
 
     std::size_t max_frame_size = 16u << 20;    ///< payload bytes in one frame; more → close 1009
     std::size_t max_message_size = 16u << 20;  ///< bytes in one reassembled message; more → close 1009
