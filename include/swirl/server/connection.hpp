@@ -10,7 +10,7 @@
 #include <swirl/server/detail/loop_buffers.hpp>
 #include <swirl/server/detail/output_queue.hpp>
 #include <swirl/server/settings.hpp>
-#include <swirl/server/transport.hpp>
+#include <swirl/server/any_transport.hpp>
 
 #include <swirl/detail/asio.hpp>
 
@@ -93,6 +93,14 @@ struct ClientInfo {
     std::size_t buffered = 0;  ///< bytes queued but not yet written
 };
 
+/// What the TLS handshake established, for a connection accepted on a TLS listener (`Connection::tls()`).
+struct TlsInfo {
+    std::string server_name;   ///< SNI: the host name the client asked for (empty when it sent none)
+    std::string peer_subject;  ///< the client certificate's subject, RFC 2253 form (empty without one)
+    std::string alpn;          ///< the protocol agreed by ALPN ("http/1.1"), empty when none
+    std::string version;       ///< "TLSv1.3", "TLSv1.2"
+};
+
 /// Why a WebSocket connection ended, handed to the close handler.
 struct CloseInfo {
     std::uint16_t code = close_code::abnormal;  ///< sent by whoever closed first; 1006 when nobody did
@@ -135,6 +143,9 @@ public:
     const asio::ip::tcp::endpoint& remote_endpoint() const noexcept { return remote_; }
     /// The subprotocol agreed in the handshake, empty when none.
     const std::string& subprotocol() const noexcept { return subprotocol_; }
+    /// For a connection on a TLS listener (wss), what its TLS handshake established (SNI, client certificate);
+    /// null on plain TCP. Set before the HTTP request is read, so the handshake hook can use it.
+    const TlsInfo* tls() const noexcept { return tls_.get(); }
     Server<UserData>& server() noexcept { return server_; }
 
     ClientInfo info() const {
@@ -223,6 +234,7 @@ private:
 
     void set_status(ConnectionStatus s) noexcept { status_.store(s, std::memory_order_release); }
     void set_subprotocol(std::string_view protocol) { subprotocol_ = protocol; }
+    void set_tls(TlsInfo info) { tls_ = std::make_unique<TlsInfo>(std::move(info)); }
     void count_in(std::size_t n) noexcept { bytes_in_.fetch_add(n, std::memory_order_relaxed); }
     void count_out(std::size_t n) noexcept { bytes_out_.fetch_add(n, std::memory_order_relaxed); }
     /// Whether the message handler is to coalesce its replies: the read it came from holds more input.
@@ -583,6 +595,7 @@ private:
     asio::any_io_executor executor_;  // the transport's event loop
     asio::ip::tcp::endpoint remote_;
     std::string subprotocol_;
+    std::unique_ptr<const TlsInfo> tls_;  // null on plain TCP: 8 bytes there
     UserData data_{};
 
     std::atomic<ConnectionStatus> status_{ConnectionStatus::connection};

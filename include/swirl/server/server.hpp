@@ -12,7 +12,7 @@
 #include <swirl/server/handlers.hpp>
 #include <swirl/server/session.hpp>
 #include <swirl/server/settings.hpp>
-#include <swirl/server/transport.hpp>
+#include <swirl/server/any_transport.hpp>
 
 #include <swirl/detail/asio.hpp>
 
@@ -23,6 +23,7 @@
 #include <atomic>
 #include <chrono>
 #include <concepts>
+#include <deque>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -120,11 +121,10 @@ public:
     void listen() {
         std::lock_guard lock(listeners_mutex_);
         if (listening_) return;
-        listeners_.insert(listeners_.begin(),
-                          bind({settings_.host, settings_.port, settings_.backlog, settings_.reuse_port}));
+        listeners_.push_front(bind({settings_.host, settings_.port, settings_.backlog, settings_.reuse_port, settings_.tls}));
         listening_ = true;
         fit_connection_limit();
-        for (auto& acceptor : listeners_) asio::co_spawn(*contexts_.front(), accept_loop(*acceptor), asio::detached);
+        for (auto& listener : listeners_) asio::co_spawn(*contexts_.front(), accept_loop(listener), asio::detached);
     }
 
     /// Another address to accept connections on, served like the first (Swoole's `addListener`): bound at once,
@@ -133,9 +133,30 @@ public:
     asio::ip::tcp::endpoint add_listener(const ListenOptions& options) {
         std::lock_guard lock(listeners_mutex_);
         if (stopping_) throw std::logic_error("add_listener after stop()");
-        auto& acceptor = *listeners_.emplace_back(bind(options));
-        if (listening_) asio::co_spawn(*contexts_.front(), accept_loop(acceptor), asio::detached);
-        return acceptor.local_endpoint();
+        Listener& listener = listeners_.emplace_back(bind(options));
+        if (listening_) asio::co_spawn(*contexts_.front(), accept_loop(listener), asio::detached);
+        return listener.acceptor->local_endpoint();
+    }
+
+    /// Re-reads every TLS listener's certificate, key and CA files (after a renewal, say): connections accepted
+    /// from now on use them, open ones keep theirs. Throws, naming the file, when one cannot be loaded; that
+    /// listener then keeps its certificate. Any thread.
+    void reload_tls() {
+        std::vector<std::shared_ptr<TlsContext>> contexts;
+        {
+            std::lock_guard lock(listeners_mutex_);
+            for (const auto& l : listeners_)
+                if (l.tls && std::find(contexts.begin(), contexts.end(), l.tls) == contexts.end()) contexts.push_back(l.tls);
+        }
+#if SWIRL_TLS
+        for (const auto& tls : contexts) tls->reload();
+#endif
+    }
+
+    /// TLS handshakes that failed (plain HTTP or garbage on a TLS port, a protocol version or certificate refused,
+    /// a peer that stalled past `handshake_timeout`); each is also logged at debug.
+    std::uint64_t tls_handshake_failures() const noexcept {
+        return tls_handshake_failures_.load(std::memory_order_relaxed);
     }
 
     /// How many connections the server admits before answering 503: `max_connections`, or fewer when the open-file
@@ -146,15 +167,21 @@ public:
     asio::ip::tcp::endpoint local_endpoint() const {
         std::lock_guard lock(listeners_mutex_);
         if (!listening_) throw std::logic_error("local_endpoint before listen()");
-        return listeners_.front()->local_endpoint();
+        return listeners_.front().acceptor->local_endpoint();
     }
 
     /// Every listener's bound address: the one `Settings` names first (once listening), then those added.
     std::vector<asio::ip::tcp::endpoint> local_endpoints() const {
         std::lock_guard lock(listeners_mutex_);
         std::vector<asio::ip::tcp::endpoint> all;
-        for (const auto& acceptor : listeners_) all.push_back(acceptor->local_endpoint());
+        for (const auto& l : listeners_) all.push_back(l.acceptor->local_endpoint());
         return all;
+    }
+
+    /// Whether the listener at `local_endpoints()[i]` speaks TLS (wss).
+    bool is_tls_listener(std::size_t i) const {
+        std::lock_guard lock(listeners_mutex_);
+        return i < listeners_.size() && listeners_[i].tls != nullptr;
     }
 
     /// Runs the server on this thread plus `threads - 1` others until `stop()`.
@@ -356,8 +383,16 @@ private:
         timers_.erase(id);
     }
 
+    struct Listener {
+        std::unique_ptr<asio::ip::tcp::acceptor> acceptor;
+        std::shared_ptr<TlsContext> tls;  // null: plain TCP
+    };
+
     /// A bound, listening acceptor on the first event loop.
-    std::unique_ptr<asio::ip::tcp::acceptor> bind(const ListenOptions& options) {
+    Listener bind(const ListenOptions& options) {
+#if !SWIRL_TLS
+        if (options.tls) throw std::logic_error("a TLS listener needs swirl built with TLS (SWIRL_TLS, OpenSSL 3)");
+#endif
         asio::ip::tcp::resolver resolver(*contexts_.front());
         const auto endpoint = resolver.resolve(options.host, std::to_string(options.port),
                                                asio::ip::tcp::resolver::passive).begin()->endpoint();
@@ -371,12 +406,13 @@ private:
         }
         acceptor->bind(endpoint);
         acceptor->listen(options.backlog);
-        return acceptor;
+        return {std::move(acceptor), options.tls};
     }
 
     /// Accepts on one listener; every listener's loop runs on the first event loop and deals connections out to
     /// the event loops in turn.
-    asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor) {
+    asio::awaitable<void> accept_loop(Listener& listener) {
+        asio::ip::tcp::acceptor& acceptor = *listener.acceptor;
         Throttle accept_failed, limit_reached;
         while (!stopping_) {
             auto& ctx = *contexts_[next_context_];
@@ -402,15 +438,34 @@ private:
                 asio::co_spawn(ctx, reject_busy(std::move(socket)), asio::detached);
                 continue;
             }
-            auto c = std::make_shared<Connection>(*this, next_connection_id_.fetch_add(1),
-                                                  AnyTransport(TcpTransport(std::move(socket))), bulk);
+            start_session(ctx, bulk, std::move(socket), listener.tls);
+        }
+    }
+
+    /// Registers a connection for an accepted socket and spawns its session on `ctx`, over TLS when `tls` is set.
+    void start_session(asio::io_context& ctx, detail::LoopBuffers& bulk, asio::ip::tcp::socket socket,
+                       const std::shared_ptr<TlsContext>& tls) {
+        const auto spawn = [&]<class T>(T transport) {
+            auto c = std::make_shared<Connection>(*this, next_connection_id_.fetch_add(1), AnyTransport(std::move(transport)), bulk);
             {
                 std::lock_guard lock(registry_mutex_);
                 connections_.emplace(c->id(), c);
             }
-            asio::co_spawn(ctx, detail::Session<UserData>::template run<TcpTransport>(session_host_, std::move(c)),
-                           asio::detached);
+            asio::co_spawn(ctx, detail::Session<UserData>::template run<T>(session_host_, std::move(c)), asio::detached);
+        };
+#if SWIRL_TLS
+        if (tls) {
+            try {
+                return spawn(TlsTransport(std::move(socket), *tls));
+            } catch (const std::exception& e) {  // out of memory in OpenSSL, say: this connection only
+                log(LogLevel::error, "TLS setup failed: {}", e.what());
+                return;
+            }
         }
+#else
+        (void)tls;
+#endif
+        spawn(TcpTransport(std::move(socket)));
     }
 
     /// Descriptors kept free beyond one per connection: the listener, the event loops, 503 answers in flight and
@@ -484,7 +539,7 @@ private:
         std::error_code ec;
         {
             std::lock_guard lock(listeners_mutex_);
-            for (auto& acceptor : listeners_) acceptor->close(ec);
+            for (auto& l : listeners_) l.acceptor->close(ec);
         }
         cancel_all_timers();
         // Open connections get a close frame; those still in their HTTP phase are dropped; those already closing
@@ -510,7 +565,7 @@ private:
     std::vector<std::unique_ptr<asio::io_context>> contexts_;
     std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;
     mutable std::mutex listeners_mutex_;
-    std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> listeners_;  // the one `Settings` names first, once listening
+    std::deque<Listener> listeners_;  // the one `Settings` names first, once listening; accept loops hold references
     std::size_t next_context_ = 0;  // the event loop the next accepted connection goes to (first loop only)
     std::vector<std::thread> threads_;
     std::atomic<bool> stopping_{false};
@@ -518,10 +573,11 @@ private:
     std::size_t connection_limit_ = 0;  // set by listen()
 
     detail::Handlers<UserData> handlers_;
+    std::atomic<std::uint64_t> tls_handshake_failures_{0};
     detail::SessionHost<UserData> session_host_{settings_, handlers_, stopping_, [this](ConnectionId id) {
         std::lock_guard lock(registry_mutex_);
         connections_.erase(id);
-    }};
+    }, tls_handshake_failures_};
 
     mutable std::mutex registry_mutex_;
     std::unordered_map<ConnectionId, std::shared_ptr<Connection>> connections_;

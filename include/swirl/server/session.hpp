@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <exception>
 #include <functional>
@@ -50,6 +51,7 @@ struct SessionHost {
     const Handlers<UserData>& handlers;
     const std::atomic<bool>& stopping;
     std::function<void(ConnectionId)> forget;  ///< takes the ended connection out of the registry
+    std::atomic<std::uint64_t>& tls_handshake_failures;
 };
 
 template <class UserData>
@@ -67,6 +69,17 @@ public:
         c->own_read_buffer().resize(connection_read_size);
         if (host.settings.handshake_timeout.count() > 0) c->move_deadline(clock::now() + host.settings.handshake_timeout);
         arm_watchdog(host, c);
+        if constexpr (requires { t.handshake(); }) {  // TLS: bounded by handshake_timeout like the HTTP phase
+            if (const std::error_code ec = co_await t.handshake()) {
+                detail::log(host.settings.log_level, LogLevel::debug, "connection {}: TLS handshake failed: {}",
+                            c->id(), ec.message());
+                host.tls_handshake_failures.fetch_add(1, std::memory_order_relaxed);
+                c->finish();
+                host.forget(c->id());
+                co_return;
+            }
+            c->set_tls({std::string(t.sni()), t.peer_subject(), std::string(t.alpn()), std::string(t.version())});
+        }
 
         std::size_t leftover = 0;
         std::optional<Request> upgrade = co_await s.http_phase(t, leftover);

@@ -6,10 +6,13 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace swirl {
+
+class TlsContext;  // server/tls_context.hpp: certificates and TLS policy (needs SWIRL_TLS and OpenSSL 3)
 
 /// What `push` does when a connection's unsent output exceeds `Settings::max_output_buffer` (a slow reader).
 enum class BackpressurePolicy {
@@ -27,6 +30,7 @@ struct ListenOptions {
     int backlog = 1024;
     bool reuse_port = false;  ///< SO_REUSEPORT: other sockets may bind the same port, and the kernel spreads new
                               ///< connections over them (one server process per core, say)
+    std::shared_ptr<TlsContext> tls{};  ///< set: wss, TLS through this context; null: plain ws
 };
 
 struct Settings {
@@ -35,6 +39,7 @@ struct Settings {
     unsigned threads = 1;       ///< event-loop threads; each connection stays on one of them
     int backlog = 1024;
     bool reuse_port = false;    ///< SO_REUSEPORT on this listener (see `ListenOptions::reuse_port`)
+    std::shared_ptr<TlsContext> tls{};  ///< wss on this listener (see `ListenOptions::tls`)
 
     std::size_t max_frame_size = 16u << 20;    ///< payload bytes in one frame; more → close 1009
     std::size_t max_message_size = 16u << 20;  ///< bytes in one reassembled message; more → close 1009

@@ -21,7 +21,6 @@
 #include <span>
 #include <system_error>
 #include <utility>
-#include <variant>
 
 namespace swirl {
 
@@ -79,18 +78,7 @@ private:
 
 static_assert(Transport<TcpTransport>);
 
-/// Every transport a connection may run on. A connection's session is compiled for its transport alone; only the
-/// write path, which any thread may start, chooses among these (with one alternative, not at all).
-using AnyTransport = std::variant<TcpTransport>;
-
 namespace detail {
-
-/// Calls `f(transport)` with the transport `t` holds.
-template <class F>
-decltype(auto) visit_transport(AnyTransport& t, F&& f) {
-    if constexpr (std::variant_size_v<AnyTransport> == 1) return std::forward<F>(f)(*std::get_if<0>(&t));
-    else return std::visit(std::forward<F>(f), t);
-}
 
 /// Reads at least one byte, waiting for readiness when none is there. 0 with `ec` set at the end of input or on
 /// error.
