@@ -2,6 +2,9 @@
 // Shared by the examples: `--flag value` parsing, the "listening on" line, and SIGINT/SIGTERM handling.
 
 #include <swirl.hpp>
+#if SWIRL_TLS
+#include <swirl/server/tls_context.hpp>
+#endif
 
 #include <fmt/format.h>
 
@@ -10,7 +13,10 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <map>
+#include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -24,7 +30,8 @@ public:
     Cli(int argc, char** argv, std::vector<std::string_view> known) {
         known.insert(known.end(), {"--host", "--port", "--threads", "--max-connections", "--max-output-buffer",
                                    "--pause-reading-above", "--backpressure", "--idle-timeout", "--ping-interval", "--pong-timeout",
-                                   "--close-timeout", "--log-level"});
+                                   "--close-timeout", "--log-level", "--tls-cert", "--tls-key", "--tls-port", "--tls-ca",
+                                   "--tls-verify"});
         for (int i = 1; i < argc; ++i) {
             const std::string_view flag = argv[i];
             if (flag == "--help" || flag == "-h") usage(argv[0], known, 0);
@@ -72,6 +79,31 @@ public:
         return s;
     }
 
+    /// --tls-cert FILE --tls-key FILE [--tls-port PORT (9502)] [--tls-ca FILE [--tls-verify optional|required]]:
+    /// a wss listener on --host beside the ws one, same handlers. Without --tls-cert, nothing.
+    template <class Server>
+    void add_tls_listener(Server& server) const {
+        if (get("--tls-cert", "").empty() && get("--tls-key", "").empty()) return;
+#if SWIRL_TLS
+        swirl::TlsSettings tls;
+        tls.cert_file = get("--tls-cert", "");
+        tls.key_file = get("--tls-key", "");
+        tls.ca_file = get("--tls-ca", "");
+        const std::string verify = get("--tls-verify", tls.ca_file.empty() ? "none" : "required");
+        if (verify == "optional") tls.verify_client = swirl::VerifyClient::optional;
+        else if (verify == "required") tls.verify_client = swirl::VerifyClient::required;
+        else if (verify != "none") throw std::invalid_argument("--tls-verify: none, optional or required");
+        swirl::ListenOptions options;
+        options.host = get("--host", "127.0.0.1");
+        options.port = static_cast<std::uint16_t>(number("--tls-port", 9502));
+        options.tls = std::make_shared<swirl::TlsContext>(tls);
+        server.add_listener(options);
+#else
+        (void)server;
+        throw std::runtime_error("--tls-cert: this build has no TLS (Meson option tls, libssl-dev)");
+#endif
+    }
+
 private:
     [[noreturn]] static void usage(const char* program, const std::vector<std::string_view>& known, int status) {
         fmt::print(status == 0 ? stdout : stderr, "usage: {}", program);
@@ -84,22 +116,41 @@ private:
     std::vector<std::string> subprotocols_;
 };
 
-/// Listens, prints `listening on ws://HOST:PORT`, runs until SIGINT/SIGTERM, then shuts down gracefully.
+/// Listens (adding the wss listener the flags ask for), prints `listening on ws://HOST:PORT` (and `wss://`), runs
+/// until SIGINT/SIGTERM, then shuts down gracefully. SIGHUP re-reads the TLS certificates (after a renewal).
 template <class Server>
-int serve(Server& server) {
+int serve(Server& server, const Cli& cli) {
     try {
+        cli.add_tls_listener(server);
         server.listen();
     } catch (const std::exception& e) {
         fmt::print(stderr, "cannot listen on {}:{}: {}\n", server.settings().host, server.settings().port, e.what());
         return 1;
     }
+    asio::signal_set hangup(server.context(), SIGHUP);
+    std::function<void(std::error_code, int)> reload = [&](std::error_code ec, int) {
+        if (ec) return;
+        try {
+            server.reload_tls();
+            fmt::print(stderr, "TLS certificates reloaded\n");
+        } catch (const std::exception& e) {
+            fmt::print(stderr, "TLS reload failed, the old certificates stay: {}\n", e.what());
+        }
+        hangup.async_wait(reload);
+    };
+    hangup.async_wait(reload);
     // Catch the signals before announcing ourselves: whoever reads the line may signal us at once.
     asio::signal_set signals(server.context(), SIGINT, SIGTERM);
-    signals.async_wait([&server](std::error_code ec, int) {
-        if (!ec) server.stop();
+    signals.async_wait([&server, &hangup](std::error_code ec, int) {
+        if (ec) return;
+        std::error_code ignored;
+        hangup.cancel(ignored);
+        server.stop();
     });
-    for (const auto& endpoint : server.local_endpoints())
-        fmt::print("listening on ws://{}:{}\n", endpoint.address().to_string(), endpoint.port());
+    const auto endpoints = server.local_endpoints();
+    for (std::size_t i = 0; i < endpoints.size(); ++i)
+        fmt::print("listening on {}://{}:{}\n", server.is_tls_listener(i) ? "wss" : "ws",
+                   endpoints[i].address().to_string(), endpoints[i].port());
     std::fflush(stdout);
     server.run();
     return 0;

@@ -101,5 +101,5 @@ int main(int argc, char** argv) {
         if (frame.is_text()) co_await dispatcher.on_message(connection, frame);
         else connection.send(frame.payload, frame.opcode);
     });
-    return examples::serve(server);
+    return examples::serve(server, cli);
 }

@@ -1,6 +1,6 @@
 // Echoes every text and binary message back with its opcode.
 //   echo_server [--host 127.0.0.1] [--port 9501] [--max-message BYTES] [--handshake-timeout SECONDS]
-//               [--subprotocol NAME ...]
+//               [--subprotocol NAME ...] [--tls-cert FILE --tls-key FILE [--tls-port 9502]]   (wss beside ws)
 #include "cli.hpp"
 
 int main(int argc, char** argv) {
@@ -16,5 +16,5 @@ int main(int argc, char** argv) {
     server.on_message([](auto& connection, swirl::Frame& frame) {
         connection.send(std::move(frame.payload), frame.opcode);
     });
-    return examples::serve(server);
+    return examples::serve(server, cli);
 }

@@ -17,5 +17,5 @@ int main(int argc, char** argv) {
             connection.send(frame.payload, frame.opcode);
         co_return;
     });
-    return examples::serve(server);
+    return examples::serve(server, cli);
 }

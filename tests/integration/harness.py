@@ -25,6 +25,7 @@ class ServerProcess:
     """An example server running as a subprocess on an ephemeral port, its stderr captured (and copied to ours)."""
 
     LISTENING = re.compile(rb"listening on ws://127\.0\.0\.1:(\d+)\r?\n")
+    LISTENING_TLS = re.compile(rb"listening on wss://127\.0\.0\.1:(\d+)\r?\n")
 
     def __init__(self, executable, flags=(), preexec_fn=None):
         self.command = [executable, "--host", "127.0.0.1", "--port", "0", *flags]
@@ -33,16 +34,19 @@ class ServerProcess:
         self._stderr = bytearray()
         self._stderr_lock = threading.Lock()
         threading.Thread(target=self._drain_stderr, daemon=True).start()
-        self.port = self._read_port()
+        self.tls_port = None  # the wss listener's port, when the flags ask for one
+        self.port = self._read_port(wants_tls="--tls-cert" in flags)
         threading.Thread(target=self._drain_stdout, daemon=True).start()
 
-    def _read_port(self):
+    def _read_port(self, wants_tls=False):
         fd = self.process.stdout.fileno()
         deadline = time.monotonic() + IO_TIMEOUT
         output = b""
         while True:
             match = self.LISTENING.search(output)
-            if match:
+            tls_match = self.LISTENING_TLS.search(output)
+            if match and (tls_match or not wants_tls):
+                self.tls_port = int(tls_match.group(1)) if tls_match else None
                 return int(match.group(1))
             remaining = deadline - time.monotonic()
             if remaining <= 0:
