@@ -3,7 +3,10 @@
 //
 // Usage:
 //   NODE_PATH=/usr/share/nodejs /usr/bin/node node_client_test.js \
-//       --echo-server PATH --auth-server PATH [NAME_SUBSTRING...]
+//       --echo-server PATH --auth-server PATH [--openssl PATH] [NAME_SUBSTRING...]
+//
+// With --openssl, the wss tests run too: a throwaway CA and a server certificate for localhost are made at start
+// with that program, and the servers get a TLS listener (`listening on wss://127.0.0.1:PORT`).
 //
 // Each server is started with `--host 127.0.0.1 --port 0`; the real port is read from its
 // `listening on ws://127.0.0.1:PORT` line. The last line printed is `N passed, N failed`;
@@ -12,6 +15,10 @@
 const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
 const crypto = require('node:crypto');
+const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
 const WebSocket = require('ws');
 
 const IO_TIMEOUT_MS = 5000; // any single network wait (servers are local)
@@ -73,7 +80,8 @@ class Inbox {
 // Server processes
 // ---------------------------------------------------------------------------
 
-const args = { echoServer: null, authServer: null, filters: [] };
+const args = { echoServer: null, authServer: null, openssl: null, filters: [] };
+let certs = null; // the wss tests' certificates (makeCertificates), when --openssl was given
 const servers = new Map(); // key -> ServerProcess, shared by all tests
 const startFailures = new Map(); // key -> Error, so a broken server fails fast after the first try
 
@@ -115,11 +123,14 @@ class ServerProcess {
       this.child.once('exit', onExit);
       this.child.once('error', onError);
       // Keep consuming stdout after the port is known so the server never blocks on a full pipe.
+      const wantsTls = this.command.includes('--tls-cert');
       this.child.stdout.on('data', (chunk) => {
         if (this.port !== undefined) return;
         output += chunk.toString();
         const match = /listening on ws:\/\/127\.0\.0\.1:(\d+)\r?\n/.exec(output);
-        if (match) {
+        const tlsMatch = /listening on wss:\/\/127\.0\.0\.1:(\d+)\r?\n/.exec(output);
+        if (match && (tlsMatch || !wantsTls)) {
+          this.tlsPort = tlsMatch ? Number(tlsMatch[1]) : undefined;
           this.port = Number(match[1]);
           finish(null, this.port);
         }
@@ -165,6 +176,27 @@ async function serverPort(kind, ...flags) {
   return server.port;
 }
 
+/** The wss port of a running `kind` server with a TLS listener (made from the test certificates) and `flags`. */
+async function serverTlsPort(kind, ...flags) {
+  const tlsFlags = ['--tls-cert', certs.server, '--tls-key', certs.serverKey, '--tls-port', '0', ...flags];
+  await serverPort(kind, ...tlsFlags);
+  return servers.get(JSON.stringify([kind, tlsFlags])).tlsPort;
+}
+
+/** A CA and a server certificate for localhost and 127.0.0.1, made by `openssl` in a temporary directory. */
+function makeCertificates(openssl) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'swirl-node-tls-'));
+  const file = (name) => path.join(dir, name);
+  const run = (...argv) => execFileSync(openssl, argv, { stdio: 'ignore', timeout: 30000 });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  run('req', '-x509', ...ec, '-days', '2', '-subj', '/CN=swirl node test CA', '-keyout', file('ca.key'), '-out', file('ca.pem'));
+  run('req', ...ec, '-subj', '/CN=localhost', '-keyout', file('server.key'), '-out', file('server.csr'));
+  fs.writeFileSync(file('server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  run('x509', '-req', '-in', file('server.csr'), '-CA', file('ca.pem'), '-CAkey', file('ca.key'), '-CAcreateserial',
+    '-days', '2', '-extfile', file('server.ext'), '-out', file('server.pem'));
+  return { dir, ca: fs.readFileSync(file('ca.pem')), server: file('server.pem'), serverKey: file('server.key') };
+}
+
 /** Stops every server; returns descriptions of those that had died before being stopped. */
 async function stopAllServers() {
   const died = [];
@@ -190,8 +222,11 @@ const openClients = new Set(); // terminated after every test so nothing leaks i
  * Connects with node-ws. Resolves with { ws, messages, pongs, closed } once open; rejects on
  * any handshake failure (err.statusCode is set for a non-101 HTTP response).
  */
-function connect(port, { path = '/', protocols = [], ...options } = {}) {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, protocols, { handshakeTimeout: IO_TIMEOUT_MS, ...options });
+function connect(port, { path = '/', protocols = [], tls = false, ...options } = {}) {
+  // Over wss the client trusts only the test CA (unless `ca` is given) and checks the name localhost.
+  const url = tls ? `wss://localhost:${port}${path}` : `ws://127.0.0.1:${port}${path}`;
+  const tlsOptions = tls ? { ca: certs.ca } : {};
+  const ws = new WebSocket(url, protocols, { handshakeTimeout: IO_TIMEOUT_MS, ...tlsOptions, ...options });
   openClients.add(ws);
   const client = {
     ws,
@@ -239,8 +274,8 @@ async function expectBinary(client, expected) {
   assert.ok(Buffer.compare(data, expected) === 0, 'echoed binary differs from what was sent');
 }
 
-async function expectRejectedWith(status, port, path) {
-  await assert.rejects(connect(port, { path }), (err) => {
+async function expectRejectedWith(status, port, path, options = {}) {
+  await assert.rejects(connect(port, { path, ...options }), (err) => {
     assert.match(err.message, new RegExp(`\\b${status}\\b`));
     return true;
   });
@@ -347,6 +382,44 @@ test('auth server greets with "hello, welcome" then echoes', async () => {
   await expectBinary(client, bytes);
 });
 
+function tlsTest(name, fn) {
+  tests.push({ name: `wss: ${name}`, fn, tls: true });
+}
+
+tlsTest('text and binary messages of every length class are echoed, trusting the test CA', async () => {
+  const client = await connect(await serverTlsPort('echo'), { tls: true });
+  for (const size of [...SIZES, 16 * 1024 * 1024]) {
+    const text = textOfLength(size);
+    client.ws.send(text);
+    await expectText(client, text);
+    const bytes = crypto.randomBytes(size);
+    client.ws.send(bytes);
+    await expectBinary(client, bytes);
+  }
+});
+
+tlsTest('fragments, ping/pong and a close with code 4001', async () => {
+  const client = await connect(await serverTlsPort('echo'), { tls: true });
+  client.ws.send('frag', { fin: false });
+  client.ws.send('mented', { fin: true });
+  await expectText(client, 'fragmented');
+  client.ws.ping('over tls');
+  assert.equal((await client.pongs.next()).toString(), 'over tls');
+  client.ws.close(4001, 'bye');
+  assert.equal(await closeCode(client), 4001);
+});
+
+tlsTest('the auth server greets with the TLS version and the SNI it saw', async () => {
+  const client = await connect(await serverTlsPort('auth'), { tls: true, path: '/?token=secret' });
+  const { data } = await client.messages.next();
+  assert.match(data.toString(), /^hello, welcome \(TLSv1\.[23], SNI 'localhost', client ''\)$/);
+  await expectRejectedWith(401, await serverTlsPort('auth'), '/?token=wrong', { tls: true });
+});
+
+tlsTest('a client that does not trust the server certificate is refused', async () => {
+  await assert.rejects(connect(await serverTlsPort('echo'), { tls: true, ca: undefined }), /certificate/);
+});
+
 // ---------------------------------------------------------------------------
 // Runner
 // ---------------------------------------------------------------------------
@@ -355,17 +428,19 @@ function parseArgs(argv) {
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--echo-server') args.echoServer = argv[++i];
     else if (argv[i] === '--auth-server') args.authServer = argv[++i];
+    else if (argv[i] === '--openssl') args.openssl = argv[++i];
     else args.filters.push(argv[i]);
   }
   if (!args.echoServer || !args.authServer) {
-    console.error('usage: node node_client_test.js --echo-server PATH --auth-server PATH [NAME_SUBSTRING...]');
+    console.error('usage: node node_client_test.js --echo-server PATH --auth-server PATH [--openssl PATH] [NAME_SUBSTRING...]');
     process.exit(2);
   }
 }
 
 async function main() {
   parseArgs(process.argv.slice(2));
-  const selected = tests.filter((t) => !args.filters.length || args.filters.some((f) => t.name.includes(f)));
+  if (args.openssl) certs = makeCertificates(args.openssl);
+  const selected = tests.filter((t) => (!t.tls || certs) && (!args.filters.length || args.filters.some((f) => t.name.includes(f))));
   let passed = 0;
   let failed = 0;
 
@@ -392,6 +467,7 @@ async function main() {
   }
 
   const died = await stopAllServers();
+  if (certs) fs.rmSync(certs.dir, { recursive: true, force: true });
   for (const description of died) {
     failed++;
     console.log(`not ok - server ${description} exited before the end of the tests`);
