@@ -1,7 +1,10 @@
 // Bounded load and abuse tests of the echo server (the "Hardening" issue).
 //
 //   load_test ECHO_SERVER [--full] [--sanitized] [--only connections|slowloris|abuse|slow-reader]
-//             [--connections N] [--seconds S]
+//             [--connections N] [--seconds S] [--openssl PATH]
+//
+// With --openssl (and a server built with TLS), slowloris also runs against the server's wss listener: stalled and
+// trickled TLS handshakes instead of upgrades, a certificate made at run time with that program.
 //
 // Pass criteria: every echo back byte for byte and in order, no connection lost, slowloris sockets dropped by the
 // server within the handshake timeout (+ 0.5 s + 10 %), well-behaved p99 < 50 ms under slowloris and the abuse mix
@@ -34,6 +37,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <array>
 #include <cctype>
 #include <cerrno>
@@ -143,10 +147,11 @@ public:
         g_server_pid = pid_;
         close(out[1]);
         stdout_ = out[0];
-        // Wait (bounded) for "listening on ws://127.0.0.1:PORT".
+        // Wait (bounded) for "listening on ws://127.0.0.1:PORT" (and "listening on wss://..." with a TLS listener).
+        const bool tls = std::find(args.begin(), args.end(), "--tls-cert") != args.end();
         std::string line;
         const i64 deadline = now_us() + 20 * sec;
-        while (line.find('\n') == std::string::npos && now_us() < deadline) {
+        while (std::count(line.begin(), line.end(), '\n') < (tls ? 2 : 1) && now_us() < deadline) {
             pollfd p{stdout_, POLLIN, 0};
             if (poll(&p, 1, 200) <= 0) continue;
             char buf[256];
@@ -154,13 +159,18 @@ public:
             if (n <= 0) break;
             line.append(buf, static_cast<std::size_t>(n));
         }
-        const auto colon = line.rfind(':');
+        const auto colon = line.find(':', line.find("//"));
         if (line.rfind("listening on ws://", 0) != 0 || colon == std::string::npos) {
             error_ = "server did not print its port: '" + line + "'";
             return;
         }
         port_ = std::atoi(line.c_str() + colon + 1);
         if (port_ <= 0) error_ = "bad port in '" + line + "'";
+        if (const auto wss = line.find("listening on wss://"); tls) {
+            const auto tls_colon = wss == std::string::npos ? wss : line.find(':', wss + 19);
+            tls_port_ = tls_colon == std::string::npos ? 0 : std::atoi(line.c_str() + tls_colon + 1);
+            if (tls_port_ <= 0) error_ = "server did not print its wss port: '" + line + "'";
+        }
     }
 
     ServerProcess(const ServerProcess&) = delete;
@@ -178,6 +188,7 @@ public:
     bool ok() const { return error_.empty(); }
     const std::string& error() const { return error_; }
     int port() const { return port_; }
+    int tls_port() const { return tls_port_; }
     pid_t pid() const { return pid_; }
 
     /// A "Vm...:" line of /proc/PID/status in KiB (VmRSS now, VmHWM the peak), -1 if unreadable.
@@ -241,6 +252,7 @@ private:
     pid_t pid_ = -1;
     int stdout_ = -1;
     int port_ = 0;
+    int tls_port_ = 0;
     std::string error_;
 };
 
@@ -343,6 +355,9 @@ public:
     }
 
     std::deque<Conn>& conns() { return conns_; }
+
+    /// Slowloris connections go to this port instead (a TLS listener) and stall a TLS handshake, not an upgrade.
+    int tls_attack_port = 0;
     std::vector<i64>& latencies() { return latencies_; }
 
     i64 echo_period = sec;        ///< between two messages of one well-behaved client
@@ -369,7 +384,8 @@ public:
         setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         sockaddr_in addr{};
         addr.sin_family = AF_INET;
-        addr.sin_port = htons(static_cast<std::uint16_t>(port_));
+        const bool slow = c.kind == Kind::slowloris_stall || c.kind == Kind::slowloris_trickle;
+        addr.sin_port = htons(static_cast<std::uint16_t>(slow && tls_attack_port != 0 ? tls_attack_port : port_));
         addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         if (::connect(c.fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 && errno != EINPROGRESS) {
             c.error = errno;
@@ -611,7 +627,15 @@ private:
             "GET /load HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             "Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n\r\n",
             port_, c.key);
-        if (c.kind == Kind::slowloris_stall) {
+        // The start of a TLS ClientHello: record header (handshake, TLS 1.0, 512 bytes), then 6 of them.
+        static constexpr char client_hello_start[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
+        const std::string_view hello(client_hello_start, sizeof client_hello_start - 1);
+        if (tls_attack_port != 0 && c.kind == Kind::slowloris_stall) {
+            c.out = hello.substr(0, 5);  // a record header, then silence
+        } else if (tls_attack_port != 0 && c.kind == Kind::slowloris_trickle) {
+            c.drip = hello;  // one byte every 200 ms
+            schedule(c, now_us());
+        } else if (c.kind == Kind::slowloris_stall) {
             c.out = request.substr(0, request.find("Connection:"));  // request line, Host, Upgrade; no end
         } else if (c.kind == Kind::slowloris_trickle) {
             c.drip = request;
@@ -946,6 +970,7 @@ private:
 
 struct Options {
     std::string server;
+    std::string openssl;  ///< --openssl PATH: also run the TLS slowloris (the server must be built with TLS)
     bool full = false;
     bool sanitized = LOAD_TEST_SANITIZED != 0;
     std::string only;
@@ -953,6 +978,30 @@ struct Options {
     i64 seconds = 0;              ///< --seconds: overrides how long it holds them
     double latency_limit_ms() const { return sanitized ? 200.0 : 50.0; }  ///< p99 bound, widened under sanitizers
 };
+
+/// A self-signed certificate and key for 127.0.0.1, made by the openssl program in a temporary directory.
+struct TlsFiles {
+    std::string dir, cert, key;
+    void remove() const {
+        if (!dir.empty()) std::filesystem::remove_all(dir);
+    }
+};
+
+TlsFiles make_tls_files(const std::string& openssl) {
+    char dir[] = "/tmp/swirl-load-tls-XXXXXX";
+    if (!mkdtemp(dir)) return {};
+    TlsFiles f{dir, std::string(dir) + "/cert.pem", std::string(dir) + "/key.pem"};
+    const std::string command = fmt::format(
+        "'{}' req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost "
+        "-addext subjectAltName=IP:127.0.0.1 -keyout '{}' -out '{}' >/dev/null 2>&1",
+        openssl, f.key, f.cert);
+    if (std::system(command.c_str()) != 0) {
+        fmt::print("cannot make a certificate with {}\n", openssl);
+        f.remove();
+        return {};
+    }
+    return f;
+}
 
 /// Polls `done()` every 20 ms for at most `limit`.
 bool wait_for(const std::function<bool()>& done, i64 limit) {
@@ -1077,17 +1126,20 @@ bool scenario_connections(const Options& o) {
 
 /// Slowloris connections (half an upgrade then silence, or one byte per 200 ms) must be dropped within the
 /// handshake timeout while well-behaved clients keep getting echoes quickly.
-bool scenario_slowloris(const Options& o) {
+/// With `tls`, the attack stalls TLS handshakes on the server's wss listener (half a ClientHello header, or one
+/// trickled a byte every 200 ms) while the well-behaved clients echo on its ws listener.
+bool scenario_slowloris(const Options& o, const TlsFiles* tls = nullptr) {
     const std::size_t attackers = o.full ? 1000 : 200;
     const std::size_t good = 100;
     const i64 timeout = o.full ? 5 * sec : 1 * sec;
     const i64 tolerance = 500 * ms + timeout / 10;  // timer and scheduling slack on a loaded 2-core machine
-    Report report(fmt::format("slowloris: {} stalled upgrades vs {} clients x 10 msg/s, handshake timeout {} s",
-                              attackers, good, static_cast<double>(timeout) / sec));
-    ServerProcess server(o.server,
-                         {"--threads", "2", "--handshake-timeout", fmt::format("{}", static_cast<double>(timeout) / sec),
-                          "--log-level", "error"},
-                         o.sanitized);
+    Report report(fmt::format("slowloris{}: {} stalled {} vs {} clients x 10 msg/s, handshake timeout {} s",
+                              tls ? " (tls)" : "", attackers, tls ? "TLS handshakes" : "upgrades", good,
+                              static_cast<double>(timeout) / sec));
+    std::vector<std::string> args{"--threads", "2", "--handshake-timeout",
+                                  fmt::format("{}", static_cast<double>(timeout) / sec), "--log-level", "error"};
+    if (tls) args.insert(args.end(), {"--tls-cert", tls->cert, "--tls-key", tls->key, "--tls-port", "0"});
+    ServerProcess server(o.server, args, o.sanitized);
     if (!server.ok()) {
         report.check(false, "server started: " + server.error());
         return report.finish();
@@ -1096,6 +1148,7 @@ bool scenario_slowloris(const Options& o) {
     const int fds_before = server.socket_count();
     mem.start();
     Engine engine(server.port());
+    if (tls) engine.tls_attack_port = server.tls_port();
     engine.echo_period = 100 * ms;
     const bool good_open = engine.connect_many(Kind::echo, good, 100, now_us() + 10 * sec);
     report.check(good_open, fmt::format("{} well-behaved clients upgraded", good));
@@ -1365,12 +1418,13 @@ int run(int argc, char** argv) {
         if (a == "--full") o.full = true;
         else if (a == "--sanitized") o.sanitized = true;
         else if (a == "--only" && i + 1 < argc) o.only = argv[++i];
+        else if (a == "--openssl" && i + 1 < argc) o.openssl = argv[++i];
         else if (a == "--connections" && i + 1 < argc) o.connections = std::strtoul(argv[++i], nullptr, 10);
         else if (a == "--seconds" && i + 1 < argc) o.seconds = std::strtol(argv[++i], nullptr, 10);
         else if (!a.empty() && a[0] != '-' && o.server.empty()) o.server = a;
         else {
             fmt::print(stderr, "usage: {} ECHO_SERVER [--full] [--sanitized] [--only connections|slowloris|abuse|slow-reader]\n"
-                       "       [--connections N] [--seconds S]\n",
+                       "       [--connections N] [--seconds S] [--openssl PATH]\n",
                        argv[0]);
             return 2;
         }
@@ -1406,6 +1460,11 @@ int run(int argc, char** argv) {
     auto want = [&](std::string_view name) { return o.only.empty() || o.only == name; };
     if (want("connections")) results.emplace_back("connections", scenario_connections(o));
     if (want("slowloris")) results.emplace_back("slowloris", scenario_slowloris(o));
+    if (want("slowloris") && !o.openssl.empty()) {
+        const TlsFiles tls = make_tls_files(o.openssl);
+        results.emplace_back("slowloris (tls)", tls.cert.empty() ? false : scenario_slowloris(o, &tls));
+        tls.remove();
+    }
     if (want("abuse")) results.emplace_back("abuse mix", scenario_abuse(o));
     if (want("slow-reader")) {
         results.emplace_back("slow reader (reject)", scenario_slow_reader(o, false));
