@@ -95,3 +95,259 @@ TEST_CASE("client reports a masked server frame as a protocol violation") {
         CHECK(violation);
     });
 }
+
+#if SWIRL_TLS
+// wss: the client's TLS against the server's TLS listeners, with certificates made at test time (tls_support.hpp).
+#include <swirl/server/tls_context.hpp>
+
+#include "tls_support.hpp"
+
+#include <memory>
+#include <mutex>
+#include <system_error>
+
+namespace {
+
+using TlsServer = swirl::Server<>;
+using TlsConn = TlsServer::Connection;
+
+#define SKIP_WITHOUT_OPENSSL()                                                       \
+    if (!test::openssl_available()) {                                                \
+        MESSAGE("skipped: no openssl program to make the test certificates with"); \
+        return;                                                                      \
+    }
+
+std::shared_ptr<swirl::TlsContext> server_tls(swirl::VerifyClient verify_client = swirl::VerifyClient::none) {
+    swirl::TlsSettings s;
+    s.cert_file = test::certs().path("server.crt");
+    s.key_file = test::certs().path("server.key");
+    if (verify_client != swirl::VerifyClient::none) {
+        s.verify_client = verify_client;
+        s.ca_file = test::certs().path("ca.crt");
+    }
+    return std::make_shared<swirl::TlsContext>(s);
+}
+
+/// wss options trusting the test CA, presenting the certificate `cert` ("client", "intruder") when given.
+swirl::ClientOptions wss(const std::string& cert = {}) {
+    swirl::ClientOptions options;
+    options.tls = swirl::ClientTls{.ca_file = test::certs().path("ca.crt")};
+    if (!cert.empty()) {
+        options.tls->cert_file = test::certs().path(cert + ".crt");
+        options.tls->key_file = test::certs().path(cert + ".key");
+    }
+    return options;
+}
+
+/// A plain listener (the settings' one) and a TLS listener added with add_listener; echoes unless told otherwise.
+struct TlsServerFixture {
+    TlsServer server;
+    std::uint16_t wss_port = 0;
+    explicit TlsServerFixture(std::shared_ptr<swirl::TlsContext> tls = server_tls()) : server(settings()) {
+        server.on_message(test::echo<TlsConn>);
+        wss_port = server.add_listener({.host = "127.0.0.1", .port = 0, .tls = std::move(tls)}).port();
+    }
+    static swirl::Settings settings() {
+        auto s = test::local_settings();
+        s.max_output_buffer = 40u << 20;  // room for a 16 MiB echo
+        return s;
+    }
+};
+
+/// Runs `connect(port, options)` expecting it to throw; returns the exception's message (empty if it did not throw).
+std::string connect_error(std::uint16_t port, swirl::ClientOptions options) {
+    return test::run([&]() -> asio::awaitable<std::string> {
+        std::string error;
+        try {
+            auto client = co_await swirl::Client::connect("127.0.0.1", port, options);
+            co_await client.send("should not get here");
+            co_await client.receive();  // TLS 1.3: a refused client certificate shows at the first read
+        } catch (const std::system_error& e) {
+            error = e.what();
+            if (error.empty()) error = "(empty message)";
+        }
+        co_return error;
+    });
+}
+
+} // namespace
+
+TEST_CASE("wss: the client echoes text and binary messages up to 16 MiB") {
+    SKIP_WITHOUT_OPENSSL();
+    TlsServerFixture fixture;
+    test::RunningServer running(fixture.server);
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await swirl::Client::connect("127.0.0.1", fixture.wss_port, wss());
+        CHECK(client.is_tls());
+        CHECK(client.handshake_response().status == 101);
+        std::mt19937 random(7);
+        for (const std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{125}, std::size_t{126},
+                                       std::size_t{65535}, std::size_t{65536}, std::size_t{100000},
+                                       std::size_t{1} << 20, std::size_t{16} << 20}) {
+            std::string text(size, '\0');
+            for (auto& c : text) c = static_cast<char>('a' + random() % 26);
+            co_await client.send(text, swirl::Opcode::text);
+            auto echoed = co_await client.receive();
+            REQUIRE(echoed);
+            CHECK(echoed->opcode == swirl::Opcode::text);
+            CHECK(echoed->payload.size() == size);
+            CHECK(echoed->payload == text);
+
+            std::string binary(size, '\0');
+            for (auto& c : binary) c = static_cast<char>(random());
+            co_await client.send(binary, swirl::Opcode::binary);
+            echoed = co_await client.receive();
+            REQUIRE(echoed);
+            CHECK(echoed->opcode == swirl::Opcode::binary);
+            CHECK(echoed->payload == binary);
+        }
+        // Raw bytes go through TLS too: a fragmented message written by hand.
+        const std::string fragments = test::client_frame("frag", swirl::Opcode::text, false) +
+                                      test::client_frame("mented", swirl::Opcode::continuation, true);
+        co_await client.send_raw(fragments);
+        CHECK(co_await test::next_payload(client) == "fragmented");
+        const auto reply = co_await client.close(swirl::close_code::normal, "bye");
+        REQUIRE(reply);
+        CHECK(reply->opcode == swirl::Opcode::close);
+        CHECK(reply->code == swirl::close_code::normal);
+    }, 60s);
+}
+
+TEST_CASE("wss: a ws and a wss listener on one server, pushes crossing between them") {
+    SKIP_WITHOUT_OPENSSL();
+    TlsServerFixture fixture;
+    std::mutex mutex;
+    std::vector<std::pair<swirl::ConnectionId, bool>> open;  // id, over TLS
+    fixture.server.on_open([&](TlsConn& c, const swirl::Request&) -> asio::awaitable<void> {
+        std::lock_guard lock(mutex);
+        open.emplace_back(c.id(), c.tls() != nullptr);
+        co_return;
+    });
+    fixture.server.on_message([&](TlsConn& c, swirl::Frame& f) -> asio::awaitable<void> {  // relays to the others
+        for (const auto id : fixture.server.connections())
+            if (id != c.id()) fixture.server.push(id, f.payload, f.opcode);
+        co_return;
+    });
+    test::RunningServer running(fixture.server);
+    test::run([&]() -> asio::awaitable<void> {
+        auto plain = co_await swirl::Client::connect("127.0.0.1", running.port());
+        auto secure = co_await swirl::Client::connect("127.0.0.1", fixture.wss_port, wss());
+        CHECK_FALSE(plain.is_tls());
+        CHECK(secure.is_tls());
+        REQUIRE(test::eventually([&] { std::lock_guard lock(mutex); return open.size() == 2; }));
+        {
+            std::lock_guard lock(mutex);
+            CHECK(open[0].second != open[1].second);  // one of each
+        }
+        co_await plain.send("from ws to wss");
+        CHECK(co_await test::next_payload(secure) == "from ws to wss");
+        const std::string big(1u << 20, 'x');
+        co_await secure.send(big, swirl::Opcode::binary);
+        CHECK(co_await test::next_payload(plain) == big);
+        co_await secure.send("from wss to ws");
+        CHECK(co_await test::next_payload(plain) == "from wss to ws");
+        co_await plain.close();
+        co_await secure.close();
+    }, 30s);
+}
+
+TEST_CASE("wss: a required client certificate reaches on_open as the peer subject") {
+    SKIP_WITHOUT_OPENSSL();
+    TlsServerFixture fixture(server_tls(swirl::VerifyClient::required));
+    test::Events events;
+    fixture.server.on_open([&](TlsConn& c, const swirl::Request&) -> asio::awaitable<void> {
+        events.add("subject " + (c.tls() ? c.tls()->peer_subject : std::string("(no TLS)")));
+        co_return;
+    });
+    test::RunningServer running(fixture.server);
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await swirl::Client::connect("127.0.0.1", fixture.wss_port, wss("client"));
+        co_await client.send("with a certificate");
+        CHECK(co_await test::next_payload(client) == "with a certificate");
+        co_await client.close();
+    });
+    CHECK(events.wait_for("subject CN=alice,O=Swirl Tests"));
+
+    // Without a certificate, or with one from another CA, the client is refused.
+    CHECK_FALSE(connect_error(fixture.wss_port, wss()).empty());
+    CHECK_FALSE(connect_error(fixture.wss_port, wss("intruder")).empty());
+    CHECK(events.all().size() == 1);
+}
+
+TEST_CASE("wss: the server's handshake hook sees the client's SNI") {
+    SKIP_WITHOUT_OPENSSL();
+    TlsServerFixture fixture;
+    test::Events events;
+    fixture.server.on_handshake([&](TlsConn& c, const swirl::Request& req, swirl::Response& res) -> asio::awaitable<bool> {
+        events.add("sni '" + (c.tls() ? c.tls()->server_name : std::string("(no TLS)")) + "'");
+        co_return swirl::accept_handshake(req, res);
+    });
+    test::RunningServer running(fixture.server);
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await swirl::Client::connect("127.0.0.1", fixture.wss_port, wss());
+        co_await client.send("hello");
+        CHECK(co_await test::next_payload(client) == "hello");
+        co_await client.close();
+
+        // An IP address is verified against the certificate's IP entry and sent as no SNI (RFC 6066).
+        auto options = wss();
+        options.tls->server_name = "127.0.0.1";
+        auto by_address = co_await swirl::Client::connect("127.0.0.1", fixture.wss_port, options);
+        co_await by_address.close();
+    });
+    CHECK(events.wait_for("sni 'localhost'"));
+    CHECK(events.wait_for("sni ''"));
+}
+
+TEST_CASE("wss: a client that does not trust the server's certificate fails to connect") {
+    SKIP_WITHOUT_OPENSSL();
+    TlsServerFixture fixture;
+    test::RunningServer running(fixture.server);
+
+    auto untrusting = wss();
+    untrusting.tls->ca_file = test::certs().path("other-ca.crt");
+    const std::string untrusted = connect_error(fixture.wss_port, untrusting);
+    CHECK(untrusted.find("certificate verify failed") != std::string::npos);
+    CHECK(untrusted.find("TLS handshake") != std::string::npos);
+
+    auto wrong_name = wss();
+    wrong_name.tls->server_name = "elsewhere.example";
+    const std::string mismatch = connect_error(fixture.wss_port, wrong_name);
+    CHECK(mismatch.find("certificate verify failed") != std::string::npos);
+    CHECK(mismatch.find("hostname mismatch") != std::string::npos);
+
+    auto missing_ca = wss();
+    missing_ca.tls->ca_file = test::certs().path("no-such-ca.crt");
+    CHECK_FALSE(connect_error(fixture.wss_port, missing_ca).empty());
+
+    CHECK(test::eventually([&] { return fixture.server.tls_handshake_failures() >= 2; }));
+
+    // verify = false accepts any certificate, CA or name.
+    auto trusting = wrong_name;
+    trusting.tls->verify = false;
+    trusting.tls->ca_file.clear();
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await swirl::Client::connect("127.0.0.1", fixture.wss_port, trusting);
+        co_await client.send("anyway");
+        CHECK(co_await test::next_payload(client) == "anyway");
+        co_await client.close();
+    });
+}
+
+TEST_CASE("wss: a plain client on a TLS listener, and a TLS client on a plain one, fail cleanly") {
+    SKIP_WITHOUT_OPENSSL();
+    TlsServerFixture fixture;
+    test::RunningServer running(fixture.server);
+    CHECK_FALSE(connect_error(running.port(), wss()).empty());
+    test::run([&]() -> asio::awaitable<void> {
+        bool failed = false;
+        try {
+            co_await swirl::Client::connect("127.0.0.1", fixture.wss_port);
+        } catch (const std::exception&) {
+            failed = true;
+        }
+        CHECK(failed);
+        co_await test::check_still_serving(running.port());
+    });
+}
+#endif

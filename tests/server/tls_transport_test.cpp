@@ -1,6 +1,6 @@
 // The TLS transport on 127.0.0.1 against OpenSSL clients (asio::ssl::stream), driven through read_some, write_some
-// and async_wait as the session and the connection drive a transport. Certificates are made at test time by the
-// openssl program (SWIRL_OPENSSL, else `openssl` on PATH) in a temporary directory removed at exit.
+// and async_wait as the session and the connection drive a transport. Certificates are made at test time (see
+// tests/tls_support.hpp) by the openssl program in a temporary directory removed at exit.
 
 // Asio takes its recycled blocks from aligned_alloc unless told not to; the allocation test counts them through
 // the replaced operator new below.
@@ -10,6 +10,7 @@
 #include <swirl/server/tls_transport.hpp>
 
 #include "doctest.hpp"
+#include "tls_support.hpp"
 
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/ssl.hpp>
@@ -47,63 +48,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-/// A throwaway PKI: a CA, server certificates for 127.0.0.1 and localhost, client certificates, and a second CA.
-class Certs {
-public:
-    Certs() {
-        std::random_device rd;
-        dir_ = fs::temp_directory_path() / ("swirl-tls-test-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
-        fs::create_directories(dir_);
-        const char* env = std::getenv("SWIRL_OPENSSL");
-        openssl_ = env && *env ? env : "openssl";
-        std::ofstream(path("openssl.cnf")) << "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = unused\n"
-                                              "[v3_ca]\nbasicConstraints = critical,CA:TRUE\n"
-                                              "keyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\n"
-                                              "[server]\nbasicConstraints = CA:FALSE\n"
-                                              "subjectAltName = IP:127.0.0.1,DNS:localhost\nextendedKeyUsage = serverAuth\n"
-                                              "[client]\nbasicConstraints = CA:FALSE\nextendedKeyUsage = clientAuth\n";
-        make_ca("ca", "/CN=Swirl Test CA");
-        make_ca("other-ca", "/CN=Some Other CA");
-        make_leaf("server", "/CN=localhost", "server", "ca", 2);
-        make_leaf("server2", "/CN=reloaded.localhost", "server", "ca", 3);
-        make_leaf("client", "/O=Swirl Tests/CN=alice", "client", "ca", 4);
-        make_leaf("intruder", "/CN=mallory", "client", "other-ca", 5);
-    }
-    ~Certs() {
-        std::error_code ec;
-        fs::remove_all(dir_, ec);
-    }
-    std::string path(const std::string& name) const { return (dir_ / name).string(); }
-    const fs::path& dir() const { return dir_; }
-
-private:
-    void openssl(const std::string& args) const {
-        const std::string cmd = "'" + openssl_ + "' " + args + " >/dev/null 2>&1";
-        if (std::system(cmd.c_str()) != 0) throw std::runtime_error("failed: " + cmd);
-    }
-    std::string q(const std::string& name) const { return "'" + path(name) + "'"; }
-    void make_ca(const std::string& name, const std::string& subject) const {
-        openssl("req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -config " +
-                q("openssl.cnf") + " -extensions v3_ca -subj '" + subject + "' -keyout " + q(name + ".key") +
-                " -out " + q(name + ".crt"));
-    }
-    void make_leaf(const std::string& name, const std::string& subject, const std::string& ext, const std::string& ca,
-                   int serial) const {
-        openssl("req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -config " + q("openssl.cnf") +
-                " -subj '" + subject + "' -keyout " + q(name + ".key") + " -out " + q(name + ".csr"));
-        openssl("x509 -req -days 2 -in " + q(name + ".csr") + " -CA " + q(ca + ".crt") + " -CAkey " + q(ca + ".key") +
-                " -set_serial " + std::to_string(serial) + " -extfile " + q("openssl.cnf") + " -extensions " + ext +
-                " -out " + q(name + ".crt"));
-    }
-
-    fs::path dir_;
-    std::string openssl_;
-};
-
-const Certs& certs() {
-    static const Certs c;
-    return c;
-}
+using test::certs;
 
 TlsSettings server_settings(const std::string& cert = "server") {
     TlsSettings s;

@@ -1,6 +1,7 @@
 #pragma once
 /// A small coroutine WebSocket client: swirl's own peer for tests and tools. It speaks strict RFC 6455 through the
-/// same sans-I/O reader as the server, and can also write raw bytes to probe a server's error handling.
+/// same sans-I/O reader as the server, and can also write raw bytes to probe a server's error handling. With
+/// `ClientOptions::tls` set it speaks wss through `asio::ssl::stream` (needs SWIRL_TLS and OpenSSL 3).
 
 #include <swirl/protocol/close_code.hpp>
 #include <swirl/protocol/detail/base64.hpp>
@@ -11,15 +12,23 @@
 
 #include <swirl/detail/asio.hpp>
 
+#if SWIRL_TLS
+#include <asio/ssl.hpp>
+#endif
+
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <random>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <system_error>
+#include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
 namespace swirl {
@@ -36,12 +45,23 @@ private:
     Response response_;
 };
 
+/// wss: how the client sets up TLS (`ClientOptions::tls`). Needs swirl built with TLS (SWIRL_TLS, OpenSSL 3).
+struct ClientTls {
+    std::string ca_file{};    ///< PEM: the CAs the server certificate is verified against (empty: the system's)
+    std::string cert_file{};  ///< PEM: a client certificate chain to present (empty: none)
+    std::string key_file{};   ///< PEM: its private key (empty: taken from `cert_file`)
+    std::string server_name = "localhost";  ///< SNI, and the name (or IP address) the certificate must match
+    bool verify = true;       ///< false: any server certificate is accepted (no CA or name check)
+};
+
 struct ClientOptions {
     std::string target = "/";
     std::vector<Header> headers;            ///< extra request headers
     std::vector<std::string> subprotocols;  ///< offered, in order
     ReaderLimits limits{};
     bool auto_pong = true;  ///< answer pings (they are still returned by `receive`)
+    std::optional<ClientTls> tls{};  ///< set: wss (TLS handshake after the TCP connect; without SWIRL_TLS,
+                                     ///< `connect` throws std::logic_error); unset: plain ws
 };
 
 /// One coroutine at a time may use a client: `receive` may write (pong, close reply), so concurrent `send` and
@@ -50,7 +70,8 @@ class Client {
 public:
     using Options = ClientOptions;
 
-    /// Connects and performs the opening handshake; throws `std::system_error` or `HandshakeRejected`.
+    /// Connects and performs the opening handshake (after the TLS handshake with `options.tls`); throws
+    /// `std::system_error` (a failed TLS handshake too, with OpenSSL's reason) or `HandshakeRejected`.
     static asio::awaitable<Client> connect(std::string host, std::uint16_t port) {
         return connect(std::move(host), port, Options{});
     }
@@ -64,7 +85,10 @@ public:
         asio::ip::tcp::socket socket(executor);
         co_await asio::async_connect(socket, endpoints, asio::use_awaitable);
         socket.set_option(asio::ip::tcp::no_delay(true));
-        Client client(std::move(socket), options);
+        Client client(make_stream(std::move(socket), options), options);
+#if SWIRL_TLS
+        if (options.tls) co_await client.tls_handshake(options.tls->server_name);
+#endif
         // Named, not a temporary: GCC 12 destroys temporaries of a throwing co_await expression twice.
         const std::string authority = host + ":" + std::to_string(port);
         co_await client.handshake(authority, options);
@@ -79,7 +103,8 @@ public:
 
     /// Writes bytes as they are: for tests that need malformed frames.
     asio::awaitable<void> send_raw(std::string_view bytes) {
-        co_await asio::async_write(socket_, asio::buffer(bytes), asio::use_awaitable);
+        co_await std::visit([&](auto& s) { return asio::async_write(s, asio::buffer(bytes), asio::use_awaitable); },
+                            stream_);
     }
 
     /// The next message or control frame; nullopt once the connection has ended.
@@ -110,7 +135,7 @@ public:
                 if (r.event == ReadEvent::need_more) break;
             }
             std::error_code ec;
-            have_ = co_await socket_.async_read_some(asio::buffer(buffer_), asio::redirect_error(asio::use_awaitable, ec));
+            have_ = co_await read_some(asio::redirect_error(asio::use_awaitable, ec));
             if (ec) co_return std::nullopt;
         }
     }
@@ -129,12 +154,87 @@ public:
     }
 
     const Response& handshake_response() const noexcept { return response_; }
-    asio::ip::tcp::socket& socket() noexcept { return socket_; }
+    /// The TCP socket (under TLS, the one the TLS stream runs on).
+    asio::ip::tcp::socket& socket() noexcept {
+        return std::visit([](auto& s) -> asio::ip::tcp::socket& {
+            if constexpr (std::is_same_v<std::remove_cvref_t<decltype(s)>, asio::ip::tcp::socket>)
+                return s;
+            else
+                return s.next_layer();
+        }, stream_);
+    }
+    bool is_tls() const noexcept { return stream_.index() != 0; }
 
 private:
-    Client(asio::ip::tcp::socket socket, const Options& options)
-        : socket_(std::move(socket)), options_(options), reader_(Role::client, options.limits), buffer_(65536),
+#if SWIRL_TLS
+    using TlsStream = asio::ssl::stream<asio::ip::tcp::socket>;
+    using Stream = std::variant<asio::ip::tcp::socket, TlsStream>;
+#else
+    using Stream = std::variant<asio::ip::tcp::socket>;
+#endif
+
+    Client(Stream stream, const Options& options)
+        : stream_(std::move(stream)), options_(options), reader_(Role::client, options.limits), buffer_(65536),
           random_(std::random_device{}()) {}
+
+    /// The plain socket, or a TLS stream over it (not yet handshaken) set up from `options.tls`.
+    static Stream make_stream(asio::ip::tcp::socket socket, const Options& options) {
+        if (!options.tls) return Stream(std::in_place_index<0>, std::move(socket));
+#if SWIRL_TLS
+        const ClientTls& tls = *options.tls;
+        asio::ssl::context ctx(asio::ssl::context::tls_client);  // the stream's SSL keeps its SSL_CTX alive
+        if (tls.verify) {
+            if (tls.ca_file.empty())
+                ctx.set_default_verify_paths();
+            else
+                ctx.load_verify_file(tls.ca_file);
+            ctx.set_verify_mode(asio::ssl::verify_peer);
+        } else {
+            ctx.set_verify_mode(asio::ssl::verify_none);
+        }
+        if (!tls.cert_file.empty()) {
+            ctx.use_certificate_chain_file(tls.cert_file);
+            ctx.use_private_key_file(tls.key_file.empty() ? tls.cert_file : tls.key_file, asio::ssl::context::pem);
+        }
+        Stream stream(std::in_place_index<1>, std::move(socket), ctx);
+        SSL* ssl = std::get<1>(stream).native_handle();
+        if (!tls.server_name.empty()) {
+            std::error_code not_ip;
+            asio::ip::make_address(tls.server_name, not_ip);
+            bool ok = true;
+            if (not_ip) {  // a host name: sent as SNI (RFC 6066 has no SNI for addresses) and checked
+                ok = SSL_set_tlsext_host_name(ssl, tls.server_name.c_str()) == 1 &&
+                     (!tls.verify || SSL_set1_host(ssl, tls.server_name.c_str()) == 1);
+            } else if (tls.verify) {  // an address: checked against the certificate's IP entries
+                ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), tls.server_name.c_str()) == 1;
+            }
+            if (!ok) throw std::invalid_argument("swirl: TLS server name '" + tls.server_name + "' not usable");
+        }
+        return stream;
+#else
+        throw std::logic_error("a TLS client needs swirl built with TLS (SWIRL_TLS, OpenSSL 3)");
+#endif
+    }
+
+#if SWIRL_TLS
+    /// Throws `std::system_error` with OpenSSL's reason (and the certificate verification error, if any).
+    asio::awaitable<void> tls_handshake(const std::string& server_name) {
+        TlsStream& stream = std::get<1>(stream_);
+        std::error_code ec;
+        co_await stream.async_handshake(asio::ssl::stream_base::client, asio::redirect_error(asio::use_awaitable, ec));
+        if (!ec) co_return;
+        std::string what = "TLS handshake with '" + server_name + "'";
+        const long verify = SSL_get_verify_result(stream.native_handle());
+        if (verify != X509_V_OK) what += std::string(" (certificate: ") + X509_verify_cert_error_string(verify) + ")";
+        throw std::system_error(ec, what);
+    }
+#endif
+
+    /// One read from the stream into `buffer_`.
+    template <class Token>
+    asio::awaitable<std::size_t> read_some(Token token) {
+        return std::visit([&](auto& s) { return s.async_read_some(asio::buffer(buffer_), std::move(token)); }, stream_);
+    }
 
     MaskKey next_mask() {
         const std::uint32_t r = static_cast<std::uint32_t>(random_());
@@ -163,7 +263,7 @@ private:
         std::size_t end;
         while ((end = head.find("\r\n\r\n")) == std::string::npos) {
             if (head.size() > 65536) throw std::runtime_error("handshake response too large");
-            const std::size_t n = co_await socket_.async_read_some(asio::buffer(buffer_), asio::use_awaitable);
+            const std::size_t n = co_await read_some(asio::use_awaitable);
             head.append(reinterpret_cast<const char*>(buffer_.data()), n);
         }
         auto parsed = parse_response_head(std::string_view(head).substr(0, end + 2));
@@ -180,7 +280,7 @@ private:
         std::memcpy(buffer_.data(), rest.data(), rest.size());
     }
 
-    asio::ip::tcp::socket socket_;
+    Stream stream_;
     Options options_;
     MessageReader reader_;
     std::vector<std::uint8_t> buffer_;
