@@ -6,6 +6,7 @@
 // would not see; without it they come from operator new and are counted too.
 #define ASIO_DISABLE_STD_ALIGNED_ALLOC 1
 
+#include "counting_new.hpp"
 #include "doctest.hpp"
 
 #include <swirl.hpp>
@@ -28,36 +29,12 @@
 namespace {
 std::atomic<std::size_t> allocations{0};
 thread_local bool counting = false;
-
-void* counted_allocate(std::size_t size, std::size_t alignment = 0) {
-    if (counting) allocations.fetch_add(1, std::memory_order_relaxed);
-    if (size == 0) size = 1;
-    void* p = alignment > alignof(std::max_align_t) ? std::aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment)
-                                                    : std::malloc(size);
-    if (!p) throw std::bad_alloc();
-    return p;
-}
 } // namespace
 
-void* operator new(std::size_t size) { return counted_allocate(size); }
-void* operator new[](std::size_t size) { return counted_allocate(size); }
-void* operator new(std::size_t size, std::align_val_t a) { return counted_allocate(size, static_cast<std::size_t>(a)); }
-void* operator new[](std::size_t size, std::align_val_t a) { return counted_allocate(size, static_cast<std::size_t>(a)); }
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-    try {
-        return counted_allocate(size);
-    } catch (...) {
-        return nullptr;
-    }
+void* test::counted_allocate(std::size_t size, std::size_t alignment) {
+    if (counting) allocations.fetch_add(1, std::memory_order_relaxed);
+    return plain_allocate(size, alignment);
 }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 
 namespace {
 

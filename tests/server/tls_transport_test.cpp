@@ -3,12 +3,13 @@
 // tests/tls_support.hpp) by the openssl program in a temporary directory removed at exit.
 
 // Asio takes its recycled blocks from aligned_alloc unless told not to; the allocation test counts them through
-// the replaced operator new below.
+// the replaced operator new (counting_new.hpp).
 #define ASIO_DISABLE_STD_ALIGNED_ALLOC 1
 
 #include <swirl/server/tls_context.hpp>
 #include <swirl/server/tls_transport.hpp>
 
+#include "counting_new.hpp"
 #include "doctest.hpp"
 #include "tls_support.hpp"
 
@@ -737,20 +738,6 @@ std::atomic<std::size_t> new_calls{0};
 std::atomic<std::size_t> crypto_calls{0};
 thread_local bool counting = false;
 
-void* counted(std::size_t size, std::size_t alignment = 0) {
-    if (counting && new_calls.fetch_add(1, std::memory_order_relaxed) < 4 && std::getenv("SWIRL_TRACE_ALLOCATIONS")) {
-        counting = false;
-        std::fprintf(stderr, "operator new %zu\n", size);
-        void* frames[20];
-        backtrace_symbols_fd(frames, backtrace(frames, 20), 2);
-        counting = true;
-    }
-    if (size == 0) size = 1;
-    void* p = alignment > alignof(std::max_align_t) ? std::aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment)
-                                                    : std::malloc(size);
-    if (!p) throw std::bad_alloc();
-    return p;
-}
 void* crypto_malloc(std::size_t n, const char* file, int line) {
     if (counting && crypto_calls.fetch_add(1, std::memory_order_relaxed) < 8 && std::getenv("SWIRL_TRACE_ALLOCATIONS")) {
         counting = false;
@@ -769,25 +756,16 @@ void crypto_free(void* p, const char*, int) { std::free(p); }
 const bool crypto_counted = CRYPTO_set_mem_functions(crypto_malloc, crypto_realloc, crypto_free) == 1;
 } // namespace
 
-void* operator new(std::size_t size) { return counted(size); }
-void* operator new[](std::size_t size) { return counted(size); }
-void* operator new(std::size_t size, std::align_val_t a) { return counted(size, static_cast<std::size_t>(a)); }
-void* operator new[](std::size_t size, std::align_val_t a) { return counted(size, static_cast<std::size_t>(a)); }
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-    try {
-        return counted(size);
-    } catch (...) {
-        return nullptr;
+void* test::counted_allocate(std::size_t size, std::size_t alignment) {
+    if (counting && new_calls.fetch_add(1, std::memory_order_relaxed) < 4 && std::getenv("SWIRL_TRACE_ALLOCATIONS")) {
+        counting = false;
+        std::fprintf(stderr, "operator new %zu\n", size);
+        void* frames[20];
+        backtrace_symbols_fd(frames, backtrace(frames, 20), 2);
+        counting = true;
     }
+    return plain_allocate(size, alignment);
 }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 
 TEST_CASE("tls: a steady-state echo allocates nothing on the server's thread") {
     TlsContext tls(server_settings());
