@@ -350,4 +350,38 @@ TEST_CASE("wss: a plain client on a TLS listener, and a TLS client on a plain on
         co_await test::check_still_serving(running.port());
     });
 }
+
+TEST_CASE("wss: close handshakes started by either side carry their codes and end clean") {
+    SKIP_WITHOUT_OPENSSL();
+    TlsServerFixture fixture;
+    test::Events events;
+    std::atomic<swirl::ConnectionId> id{0};
+    fixture.server.on_open([&](TlsConn& c, const swirl::Request&) -> asio::awaitable<void> {
+        id = c.id();
+        co_return;
+    });
+    fixture.server.on_close([&](TlsConn&, const swirl::CloseInfo& info) -> asio::awaitable<void> {
+        events.add(fmt::format("{} {} by_server={} clean={}", info.code, info.reason, info.by_server, info.clean));
+        co_return;
+    });
+    test::RunningServer running(fixture.server);
+    test::run([&]() -> asio::awaitable<void> {
+        auto first = co_await swirl::Client::connect("127.0.0.1", fixture.wss_port, wss());
+        REQUIRE(test::eventually([&] { return id != 0; }));
+        CHECK(fixture.server.disconnect(id, 4002, "server says bye"));
+        const auto frame = co_await first.receive();  // answered by the client, then TLS and TCP end
+        REQUIRE(frame);
+        CHECK(frame->opcode == swirl::Opcode::close);
+        CHECK(frame->code == 4002);
+        CHECK(frame->reason == "server says bye");
+        CHECK_FALSE(co_await first.receive());
+
+        auto second = co_await swirl::Client::connect("127.0.0.1", fixture.wss_port, wss());
+        const auto reply = co_await second.close(4003, "client says bye");
+        REQUIRE(reply);
+        CHECK(reply->code == 4003);  // echoed by the server
+    }, 20s);
+    CHECK(events.wait_for("4002 server says bye by_server=true clean=true"));
+    CHECK(events.wait_for("4003 client says bye by_server=false clean=true"));
+}
 #endif
