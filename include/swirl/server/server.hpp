@@ -5,6 +5,7 @@
 #include <swirl/protocol/frame.hpp>
 #include <swirl/protocol/http_request.hpp>
 #include <swirl/protocol/http_response.hpp>
+#include <swirl/server/any_transport.hpp>
 #include <swirl/server/connection.hpp>
 #include <swirl/server/detail/descriptor_limit.hpp>
 #include <swirl/server/detail/log.hpp>
@@ -12,27 +13,26 @@
 #include <swirl/server/handlers.hpp>
 #include <swirl/server/session.hpp>
 #include <swirl/server/settings.hpp>
-#include <swirl/server/any_transport.hpp>
 
 #include <swirl/detail/asio.hpp>
 
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <concepts>
 #include <deque>
 #include <exception>
 #include <functional>
 #include <memory>
-#include <stdexcept>
-#include <system_error>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <thread>
 #include <type_traits>
 #include <unordered_map>
