@@ -178,7 +178,8 @@ struct TlsState : std::enable_shared_from_this<TlsState> {
         BIO_clear_retry_flags(b);
         try {
             if (s->out.capacity() < max_pending) s->out.reserve(max_pending);
-            s->out.insert(s->out.end(), data, data + size);
+            const auto* bytes = reinterpret_cast<const unsigned char*>(data);  // same type: one memmove, not a loop
+            s->out.insert(s->out.end(), bytes, bytes + size);
         } catch (...) {
             *done = 0;
             return 0;
