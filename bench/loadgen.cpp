@@ -13,6 +13,15 @@
 //              subscriber); reports deliveries to subscribers per second
 //   idle       opens --connections upgraded connections, holds them, reports the server's VmRSS growth per connection
 //
+// TLS (built with OpenSSL, LOADGEN_TLS=1): --tls runs every connection of modes echo, raw and handshake through a
+// non-blocking OpenSSL client on the same epoll loop (SSL_set_fd on the socket; WANT_READ/WANT_WRITE become epoll
+// interest). TLS 1.3 unless the server refuses it; no session cache and no tickets asked for, so every handshake is a
+// full one. --tls-ca FILE verifies the server's certificate against FILE and --host (an IP address SAN); without it
+// the certificate is not verified. Echo and raw connections are set up (TCP + TLS handshake + upgrade) blocking,
+// before the loop; handshake mode runs connect, TLS handshake, upgrade and close all non-blocking in the loop, and
+// with --no-upgrade it is the TLS handshake alone (then close_notify, half-close, wait for the server's EOF), for a
+// TLS server without WebSocket. The plain path is untouched: one branch per event on the connection's SSL pointer.
+//
 // Output: one JSON line on stdout (machine-readable), one human-readable line on stderr. Exit status 0 when the
 // run completed without a verification or connection error.
 #include <arpa/inet.h>
@@ -39,7 +48,17 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
+
+#if LOADGEN_TLS
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#else
+struct ssl_st;  // never created without OpenSSL
+using SSL = ssl_st;
+#endif
 
 namespace {
 
@@ -64,13 +83,17 @@ struct Options {
     double hold = 1.0;           ///< idle mode: seconds to hold before reading RSS
     std::string label;           ///< copied into the JSON line
     bool json = false;           ///< text messages are dispatcher requests {"class":"Index","action":"echo","content":"..."}
+    bool tls = false;            ///< every connection speaks TLS (echo, raw, handshake)
+    std::string tls_ca;          ///< verify the server's certificate against this file (else no verification)
+    bool no_upgrade = false;     ///< handshake mode: TLS handshake only (no HTTP upgrade, no close frames)
 };
 
 [[noreturn]] void usage(int status) {
     std::fprintf(status ? stderr : stdout,
                  "usage: loadgen --port P [--host H] [--path /] [--pid SERVER_PID] [--mode echo|raw|handshake|broadcast|idle]\n"
                  "               [--connections N] [--size BYTES] [--depth N] [--binary] [--text] [--warmup S] [--duration S]\n"
-                 "               [--messages N] [--concurrency N] [--subscribers N] [--hold S] [--label TEXT] [--json]\n");
+                 "               [--messages N] [--concurrency N] [--subscribers N] [--hold S] [--label TEXT] [--json]\n"
+                 "               [--tls [--tls-ca FILE]] [--no-upgrade]\n");
     std::exit(status);
 }
 
@@ -82,6 +105,8 @@ Options parse(int argc, char** argv) {
         if (a == "--binary") { o.binary = true; continue; }
         if (a == "--text") { o.binary = false; continue; }
         if (a == "--json") { o.json = true; o.binary = false; continue; }
+        if (a == "--tls") { o.tls = true; continue; }
+        if (a == "--no-upgrade") { o.no_upgrade = true; continue; }
         if (i + 1 >= argc) usage(2);
         const char* v = argv[++i];
         if (a == "--host") o.host = v;
@@ -99,9 +124,24 @@ Options parse(int argc, char** argv) {
         else if (a == "--subscribers") o.subscribers = std::atoi(v);
         else if (a == "--hold") o.hold = std::atof(v);
         else if (a == "--label") o.label = v;
+        else if (a == "--tls-ca") o.tls_ca = v;
         else usage(2);
     }
     if (o.port <= 0) usage(2);
+#if !LOADGEN_TLS
+    if (o.tls) {
+        std::fprintf(stderr, "loadgen: --tls: built without OpenSSL\n");
+        std::exit(2);
+    }
+#endif
+    if (o.no_upgrade && !(o.tls && o.mode == "handshake")) {
+        std::fprintf(stderr, "loadgen: --no-upgrade is for --tls --mode handshake\n");
+        std::exit(2);
+    }
+    if (o.tls && o.mode != "echo" && o.mode != "raw" && o.mode != "handshake") {
+        std::fprintf(stderr, "loadgen: --tls works in modes echo, raw and handshake\n");
+        std::exit(2);
+    }
     return o;
 }
 
@@ -276,6 +316,76 @@ int open_connection(const Options& o, const sockaddr_in& addr, bool upgrade) {
     return fd;
 }
 
+#if LOADGEN_TLS
+SSL_CTX* tls_ctx = nullptr;
+
+[[noreturn]] void die_tls(const char* what) {
+    char buf[256];
+    ERR_error_string_n(ERR_get_error(), buf, sizeof buf);
+    std::fprintf(stderr, "loadgen: %s: %s\n", what, buf);
+    std::exit(1);
+}
+
+/// The client context: TLS 1.3 preferred (default), no session cache or tickets (every handshake full), verification
+/// only with --tls-ca; records read ahead (fewer read syscalls), partial writes from a buffer that may move.
+void init_tls(const Options& o) {
+    tls_ctx = SSL_CTX_new(TLS_client_method());
+    if (!tls_ctx) die_tls("SSL_CTX_new");
+    SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(tls_ctx, SSL_OP_NO_TICKET | SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_read_ahead(tls_ctx, 1);
+    if (!o.tls_ca.empty()) {
+        if (SSL_CTX_load_verify_file(tls_ctx, o.tls_ca.c_str()) != 1) die_tls("--tls-ca");
+        SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_PEER, nullptr);
+    } else {
+        SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, nullptr);
+    }
+}
+
+SSL* new_tls(const Options& o, int fd) {
+    SSL* ssl = SSL_new(tls_ctx);
+    if (!ssl || SSL_set_fd(ssl, fd) != 1) die_tls("SSL_new");
+    if (!o.tls_ca.empty() && X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), o.host.c_str()) != 1) die_tls("host");
+    SSL_set_connect_state(ssl);
+    return ssl;
+}
+
+/// Blocking connect + TLS handshake (+ upgrade unless raw); the socket is non-blocking afterwards.
+std::pair<int, SSL*> open_tls_connection(const Options& o, const sockaddr_in& addr, bool upgrade) {
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) die("socket");
+    set_nodelay(fd);
+    if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) die("connect");
+    SSL* ssl = new_tls(o, fd);
+    if (SSL_connect(ssl) != 1) die_tls("TLS handshake");
+    if (upgrade) {
+        const std::string req = upgrade_request(o);
+        std::size_t w = 0;
+        if (SSL_write_ex(ssl, req.data(), req.size(), &w) != 1 || w != req.size()) die_tls("write upgrade request");
+        // The server sends nothing after its 101 until we send: whatever follows the header is an error.
+        std::string in;
+        char buf[4096];
+        while (in.find("\r\n\r\n") == std::string::npos) {
+            std::size_t n = 0;
+            if (SSL_read_ex(ssl, buf, sizeof buf, &n) != 1) die_tls("read upgrade response");
+            in.append(buf, n);
+            if (in.size() > 65536) {
+                std::fprintf(stderr, "loadgen: upgrade response too long\n");
+                std::exit(1);
+            }
+        }
+        if (in.find("\r\n\r\n") + 4 != in.size() || !valid_upgrade_response(in)) {
+            std::fprintf(stderr, "loadgen: handshake refused: %.*s\n", static_cast<int>(std::min<std::size_t>(in.size(), 200)),
+                         in.c_str());
+            std::exit(1);
+        }
+    }
+    set_nonblocking(fd, true);
+    return {fd, ssl};
+}
+#endif
+
 void raise_fd_limit() {
     rlimit rl{};
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -379,6 +489,9 @@ Head make_head(const Pattern& p, bool ws, bool binary, std::uint32_t id, std::ui
 
 struct Conn {
     int fd = -1;
+    SSL* ssl = nullptr;        ///< --tls: this connection's OpenSSL client (null: plain TCP)
+    std::vector<std::uint8_t> tls_out;  ///< --tls: plaintext gathered for SSL_write, from tls_off on not yet accepted
+    std::size_t tls_off = 0;
     std::uint32_t id = 0;      ///< tag id of messages we send
     std::uint32_t peer = 0;    ///< tag id of messages we expect (our own in echo, the publisher's in broadcast)
     bool counts = true;        ///< broadcast: the publisher's own copies are not deliveries
@@ -449,6 +562,9 @@ public:
 
     /// Writes what is queued with writev; arms EPOLLOUT when the socket is full.
     void flush(Conn& c) {
+#if LOADGEN_TLS
+        if (c.ssl) return tls_flush(c);
+#endif
         while (c.write_seq < c.send_seq) {
             std::array<iovec, 64> iov{};
             std::size_t n = 0;
@@ -517,14 +633,17 @@ public:
             close(c.fd);
             c.fd = -1;
         }
+        free_tls(c);
     }
 
     void close_all() {
-        for (auto& c : conns_)
+        for (auto& c : conns_) {
             if (c.fd >= 0) {
                 close(c.fd);
                 c.fd = -1;
             }
+            free_tls(c);
+        }
     }
 
     // Measurement window: latencies are only recorded once it opened.
@@ -532,6 +651,66 @@ public:
     std::int64_t completion_time = 0;
 
 private:
+    static void free_tls([[maybe_unused]] Conn& c) {
+#if LOADGEN_TLS
+        if (c.ssl) {
+            SSL_free(c.ssl);
+            c.ssl = nullptr;
+            ERR_clear_error();
+        }
+#endif
+    }
+
+#if LOADGEN_TLS
+    /// TLS: the queued messages are gathered into one plaintext buffer and handed to SSL_write (one record per
+    /// 16 KiB, each a write() on the socket BIO); WANT_WRITE arms EPOLLOUT, WANT_READ waits for the next EPOLLIN.
+    void tls_flush(Conn& c) {
+        if (c.tls_off == c.tls_out.size()) {
+            c.tls_out.clear();
+            c.tls_off = 0;
+        }
+        for (; c.write_seq < c.send_seq; ++c.write_seq) {
+            const Head& h = c.heads[static_cast<std::size_t>(c.write_seq % static_cast<std::uint64_t>(o_.depth))];
+            c.tls_out.insert(c.tls_out.end(), h.bytes.begin(), h.bytes.begin() + static_cast<std::ptrdiff_t>(h.size));
+            c.tls_out.insert(c.tls_out.end(), pattern_.masked.begin() + static_cast<std::ptrdiff_t>(h.tail_from),
+                             pattern_.masked.end());
+        }
+        while (c.tls_off < c.tls_out.size()) {
+            std::size_t w = 0;
+            const int r = SSL_write_ex(c.ssl, c.tls_out.data() + c.tls_off, c.tls_out.size() - c.tls_off, &w);
+            if (r != 1) {
+                const int e = SSL_get_error(c.ssl, r);
+                if (e == SSL_ERROR_WANT_WRITE) return set_out(c, true);
+                if (e == SSL_ERROR_WANT_READ) return;
+                return fail(c, "SSL_write failed");
+            }
+            c.tls_off += w;
+        }
+        set_out(c, false);
+    }
+
+    /// TLS: SSL_read until WANT_READ (read-ahead may hold several records that epoll does not announce).
+    template <class OnReply>
+    void tls_read_ready(Conn& c, OnReply& on_reply) {
+        while (c.fd >= 0) {
+            std::size_t n = 0;
+            const int r = SSL_read_ex(c.ssl, rbuf_.data(), rbuf_.size(), &n);
+            if (r != 1) {
+                const int e = SSL_get_error(c.ssl, r);
+                if (e == SSL_ERROR_WANT_READ) break;
+                if (e == SSL_ERROR_WANT_WRITE) {
+                    set_out(c, true);
+                    break;
+                }
+                return fail(c, e == SSL_ERROR_ZERO_RETURN ? "server closed the connection" : "SSL_read failed");
+            }
+            completion_time = now_ns();
+            consume(c, rbuf_.data(), n, on_reply);
+        }
+        if (c.fd >= 0) flush(c);
+    }
+#endif
+
     void set_out(Conn& c, bool on) {
         if (c.want_out == on || c.fd < 0) return;
         c.want_out = on;
@@ -543,6 +722,9 @@ private:
 
     template <class OnReply>
     void read_ready(Conn& c, OnReply& on_reply) {
+#if LOADGEN_TLS
+        if (c.ssl) return tls_read_ready(c, on_reply);
+#endif
         while (c.fd >= 0) {
             const ssize_t n = read(c.fd, rbuf_.data(), rbuf_.size());
             if (n < 0) {
@@ -723,6 +905,13 @@ int run_echo(const Options& o, bool ws) {
     const auto addr = server_address(o);
     Engine engine(o, ws, "");
     for (int i = 0; i < o.connections; ++i) {
+#if LOADGEN_TLS
+        if (o.tls) {
+            const auto [fd, ssl] = open_tls_connection(o, addr, ws);
+            engine.add(fd, static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(i)).ssl = ssl;
+            continue;
+        }
+#endif
         const int fd = open_connection(o, addr, ws);
         engine.add(fd, static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(i));
     }
@@ -872,9 +1061,10 @@ int run_handshake(const Options& o) {
     const std::array<std::uint8_t, 8> close_frame = {0x88, 0x82, mask_key[0], mask_key[1], mask_key[2], mask_key[3],
                                                      static_cast<std::uint8_t>(0x03 ^ mask_key[0]),
                                                      static_cast<std::uint8_t>(0xe8 ^ mask_key[1])};
-    enum class State { connecting, response, closing, eof };
+    enum class State { connecting, tls, response, closing, eof };
     struct Loop {
         int fd = -1;
+        SSL* ssl = nullptr;  // --tls
         State state = State::connecting;
         std::string in;
         std::int64_t started = 0;
@@ -902,6 +1092,13 @@ int run_handshake(const Options& o) {
     auto finish = [&](Loop& l, const char* error) {
         epoll_ctl(ep, EPOLL_CTL_DEL, l.fd, nullptr);
         close(l.fd);
+#if LOADGEN_TLS
+        if (l.ssl) {
+            SSL_free(l.ssl);
+            l.ssl = nullptr;
+            ERR_clear_error();
+        }
+#endif
         if (error) {
             ++errors;
             if (first_error.empty()) first_error = error;
@@ -914,6 +1111,38 @@ int run_handshake(const Options& o) {
         }
         start(l);
     };
+    auto interest = [&](Loop& l, std::uint32_t events) {
+        epoll_event ev{};
+        ev.events = events;
+        ev.data.ptr = &l;
+        epoll_ctl(ep, EPOLL_CTL_MOD, l.fd, &ev);
+    };
+    // Plain: write()/read(). TLS: SSL_write_ex/SSL_read_ex, read returning -1 for "nothing yet" (WANT_READ), 0 for
+    // the end (close_notify or EOF), -2 for an error.
+    auto send_bytes = [&](Loop& l, const void* p, std::size_t n) {
+#if LOADGEN_TLS
+        if (l.ssl) {
+            std::size_t w = 0;
+            return SSL_write_ex(l.ssl, p, n, &w) == 1 && w == n;
+        }
+#endif
+        return write(l.fd, p, n) == static_cast<ssize_t>(n);
+    };
+    auto receive = [&](Loop& l, char* p, std::size_t n) -> ssize_t {
+#if LOADGEN_TLS
+        if (l.ssl) {
+            std::size_t got = 0;
+            const int r = SSL_read_ex(l.ssl, p, n, &got);
+            if (r == 1) return static_cast<ssize_t>(got);
+            const int e = SSL_get_error(l.ssl, r);
+            if (e == SSL_ERROR_WANT_READ) return -1;
+            if (e == SSL_ERROR_ZERO_RETURN) return 0;
+            return -2;
+        }
+#endif
+        const ssize_t r = read(l.fd, p, n);
+        return r >= 0 ? r : (errno == EAGAIN || errno == EWOULDBLOCK) ? -1 : -2;
+    };
     auto step = [&](Loop& l, std::uint32_t events) {
         if (l.state == State::connecting) {
             if (!(events & EPOLLOUT)) return;
@@ -921,22 +1150,44 @@ int run_handshake(const Options& o) {
             socklen_t len = sizeof err;
             getsockopt(l.fd, SOL_SOCKET, SO_ERROR, &err, &len);
             if (err != 0) return finish(l, "connect failed");
-            if (write(l.fd, request.data(), request.size()) != static_cast<ssize_t>(request.size()))
-                return finish(l, "request write failed");
-            l.state = State::response;
-            epoll_event ev{};
-            ev.events = EPOLLIN;
-            ev.data.ptr = &l;
-            epoll_ctl(ep, EPOLL_CTL_MOD, l.fd, &ev);
-            return;
+#if LOADGEN_TLS
+            if (o.tls) {
+                l.ssl = new_tls(o, l.fd);
+                l.state = State::tls;
+            }
+#endif
+            if (!l.ssl) {
+                if (!send_bytes(l, request.data(), request.size())) return finish(l, "request write failed");
+                l.state = State::response;
+                interest(l, EPOLLIN);
+                return;
+            }
         }
+#if LOADGEN_TLS
+        if (l.state == State::tls) {
+            const int r = SSL_connect(l.ssl);
+            if (r != 1) {
+                const int e = SSL_get_error(l.ssl, r);
+                if (e == SSL_ERROR_WANT_READ) return interest(l, EPOLLIN);
+                if (e == SSL_ERROR_WANT_WRITE) return interest(l, EPOLLOUT);
+                return finish(l, "TLS handshake failed");
+            }
+            interest(l, EPOLLIN);
+            if (o.no_upgrade) {  // TLS alone: close_notify, half-close, wait for the server's end
+                SSL_shutdown(l.ssl);
+                shutdown(l.fd, SHUT_WR);
+                l.state = State::eof;
+            } else {
+                if (!send_bytes(l, request.data(), request.size())) return finish(l, "request write failed");
+                l.state = State::response;
+            }
+        }
+#endif
         char buf[4096];
         while (true) {
-            const ssize_t n = read(l.fd, buf, sizeof buf);
-            if (n < 0) {
-                if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-                return finish(l, l.state == State::eof ? nullptr : "read failed");
-            }
+            const ssize_t n = receive(l, buf, sizeof buf);
+            if (n == -1) return;
+            if (n < 0) return finish(l, l.state == State::eof ? nullptr : "read failed");
             if (n == 0) return finish(l, l.state == State::eof ? nullptr : "server closed early");
             l.in.append(buf, static_cast<std::size_t>(n));
             if (l.state == State::response) {
@@ -944,8 +1195,7 @@ int run_handshake(const Options& o) {
                 if (end == std::string::npos) continue;
                 if (!valid_upgrade_response(std::string_view(l.in).substr(0, end + 4))) return finish(l, "handshake refused");
                 l.in.erase(0, end + 4);
-                if (write(l.fd, close_frame.data(), close_frame.size()) != static_cast<ssize_t>(close_frame.size()))
-                    return finish(l, "close write failed");
+                if (!send_bytes(l, close_frame.data(), close_frame.size())) return finish(l, "close write failed");
                 l.state = State::closing;
             }
             if (l.state == State::closing) {
@@ -954,6 +1204,9 @@ int run_handshake(const Options& o) {
                 const auto b0 = static_cast<std::uint8_t>(l.in[0]), b1 = static_cast<std::uint8_t>(l.in[1]);
                 if (b0 != 0x88 || (b1 & 0x80) || (b1 & 0x7f) > 125) return finish(l, "expected the server's close frame");
                 if (l.in.size() < 2u + (b1 & 0x7fu)) continue;
+#if LOADGEN_TLS
+                if (l.ssl) SSL_shutdown(l.ssl);  // close_notify before the FIN
+#endif
                 shutdown(l.fd, SHUT_WR);
                 l.state = State::eof;
                 l.in.clear();
@@ -984,7 +1237,12 @@ int run_handshake(const Options& o) {
     w.end = now_ns();
     w.cpu1 = process_cpu_times(o.pid);
     w.own1 = own_cpu_seconds();
-    for (auto& l : loops) close(l.fd);
+    for (auto& l : loops) {
+        close(l.fd);
+#if LOADGEN_TLS
+        if (l.ssl) SSL_free(l.ssl);
+#endif
+    }
 
     Report r;
     r.mode = "handshake";
@@ -1034,6 +1292,9 @@ int main(int argc, char** argv) {
     const Options o = parse(argc, argv);
     raise_fd_limit();
     std::signal(SIGPIPE, SIG_IGN);
+#if LOADGEN_TLS
+    if (o.tls) init_tls(o);
+#endif
     if (o.mode == "echo") return run_echo(o, true);
     if (o.mode == "raw") return run_echo(o, false);
     if (o.mode == "handshake") return run_handshake(o);
