@@ -7,10 +7,10 @@
 #include <swirl/protocol/close_code.hpp>
 #include <swirl/protocol/frame.hpp>
 #include <swirl/protocol/message_reader.hpp>
+#include <swirl/server/any_transport.hpp>
 #include <swirl/server/detail/loop_buffers.hpp>
 #include <swirl/server/detail/output_queue.hpp>
 #include <swirl/server/settings.hpp>
-#include <swirl/server/any_transport.hpp>
 
 #include <swirl/detail/asio.hpp>
 
