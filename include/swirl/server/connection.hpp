@@ -8,6 +8,7 @@
 #include <swirl/protocol/frame.hpp>
 #include <swirl/protocol/message_reader.hpp>
 #include <swirl/server/any_transport.hpp>
+#include <swirl/server/detail/event_loop.hpp>
 #include <swirl/server/detail/loop_buffers.hpp>
 #include <swirl/server/detail/output_queue.hpp>
 #include <swirl/server/settings.hpp>
@@ -73,6 +74,14 @@ constexpr std::string_view to_string(PushStatus s) noexcept {
     return "?";
 }
 
+/// The outcome of a publish (`Server::publish`, `Connection::publish`).
+struct PublishResult {
+    std::size_t queued = 0;     ///< subscribers on the publishing thread's event loop that queued the frame
+    std::size_t forwarded = 0;  ///< subscribers on other event loops, to which the frame was handed for delivery
+                                ///< (there, refusals for backpressure show in `Stats::pushes_refused`)
+    std::size_t total() const noexcept { return queued + forwarded; }
+};
+
 /// The outcome of a push: converts to true when the frame was queued for sending.
 struct PushResult {
     PushStatus status;
@@ -122,11 +131,11 @@ class Connection : public std::enable_shared_from_this<Connection<UserData>> {
 public:
     using clock = std::chrono::steady_clock;
 
-    /// `bulk` is the event loop's shared read buffer and message buffer pool; it outlives the connection.
-    Connection(Server<UserData>& server, ConnectionId id, AnyTransport transport, detail::LoopBuffers& bulk)
+    /// `loop` is the event loop the transport belongs to; it outlives the connection.
+    Connection(Server<UserData>& server, ConnectionId id, AnyTransport transport, detail::EventLoop<UserData>& loop)
         : server_(server), id_(id), transport_(std::move(transport)),
           executor_(detail::visit_transport(transport_, [](auto& t) { return asio::any_io_executor(t.get_executor()); })),
-          bulk_(&bulk), watchdog_(executor_), drain_signal_(executor_) {
+          loop_(&loop), bulk_(&loop.buffers), watchdog_(executor_), drain_signal_(executor_) {
         std::error_code ec;
         remote_ = detail::visit_transport(transport_, [&](auto& t) { return t.remote_endpoint(ec); });
         connect_system_ = std::chrono::system_clock::now();
@@ -169,8 +178,8 @@ public:
         if (is_control(opcode) && (!fin || payload.size() > 125)) return {PushStatus::invalid_frame};
         if (opcode == Opcode::close) return close(close_code::normal) ? PushResult{PushStatus::queued} : PushResult{PushStatus::not_open};
         if (payload.size() >= write_through_size && on_own_thread() && !more_input_ && write_through(opcode, fin, payload))
-            return {PushStatus::queued};
-        return enqueue([&](detail::OutputQueue& q) { q.append_frame(opcode, fin, payload); });
+            return counted({PushStatus::queued}, opcode);
+        return counted(enqueue([&](detail::OutputQueue& q) { q.append_frame(opcode, fin, payload); }), opcode);
     }
 
     /// `send` for a payload the caller gives up: a large one is queued without a copy, e.g.
@@ -180,11 +189,41 @@ public:
         requires std::same_as<Payload, std::string>
     PushResult send(Payload&& payload, Opcode opcode = Opcode::text, bool fin = true) {
         if (payload.size() < write_through_size || is_control(opcode)) return send(std::string_view(payload), opcode, fin);
-        if (on_own_thread() && !more_input_ && write_through(opcode, fin, payload, &payload)) return {PushStatus::queued};
-        return enqueue([&](detail::OutputQueue& q) { q.append_owned(opcode, fin, std::move(payload)); });
+        if (on_own_thread() && !more_input_ && write_through(opcode, fin, payload, &payload))
+            return counted({PushStatus::queued}, opcode);
+        return counted(enqueue([&](detail::OutputQueue& q) { q.append_owned(opcode, fin, std::move(payload)); }), opcode);
     }
 
     bool ping(std::string_view payload = {}) { return static_cast<bool>(send(payload, Opcode::ping)); }
+
+    /// Follows `topic`: `Server::publish(topic, …)` reaches this connection until `unsubscribe(topic)` or until it
+    /// closes (it leaves every topic after `on_close`). On the connection's own event loop (in its handlers, say) it
+    /// takes effect at once and returns false when the connection already followed `topic`. From another thread it
+    /// is handed to that loop, takes effect in order with the same thread's later publishes, and returns true.
+    /// False once the connection is closed. O(1) amortised.
+    bool subscribe(std::string_view topic) {
+        return change_subscription(topic, [](auto& index, Connection& c, std::string_view t) { return index.subscribe(c, t); });
+    }
+
+    /// Stops following `topic`; as `subscribe`, at once on the connection's own event loop (false when it did not
+    /// follow `topic`), handed to that loop from elsewhere.
+    bool unsubscribe(std::string_view topic) {
+        return change_subscription(topic, [](auto& index, Connection& c, std::string_view t) { return index.unsubscribe(c, t); });
+    }
+
+    bool is_subscribed(std::string_view topic) const {
+        std::lock_guard lock(loop_->topics_mutex);
+        return loop_->topics.is_subscribed(*this, topic);
+    }
+
+    /// The topics this connection follows, in no particular order.
+    std::vector<std::string> topics() const {
+        std::lock_guard lock(loop_->topics_mutex);
+        return loop_->topics.topics_of(*this);
+    }
+
+    /// `Server::publish` to every subscriber of `topic` but this connection (whether or not it follows `topic`).
+    PublishResult publish(std::string_view topic, std::string_view data, Opcode opcode = Opcode::text);
 
     /// Starts the close handshake: sends a close frame, then waits (bounded by `close_timeout`) for the peer's.
     /// Returns false when the connection is not ACTIVE.
@@ -235,8 +274,16 @@ private:
     void set_status(ConnectionStatus s) noexcept { status_.store(s, std::memory_order_release); }
     void set_subprotocol(std::string_view protocol) { subprotocol_ = protocol; }
     void set_tls(TlsInfo info) { tls_ = std::make_unique<TlsInfo>(std::move(info)); }
-    void count_in(std::size_t n) noexcept { bytes_in_.fetch_add(n, std::memory_order_relaxed); }
-    void count_out(std::size_t n) noexcept { bytes_out_.fetch_add(n, std::memory_order_relaxed); }
+    void count_in(std::size_t n) noexcept {
+        bytes_in_.fetch_add(n, std::memory_order_relaxed);
+        loop_->counters.bytes_in.add(n);
+    }
+    void count_out(std::size_t n) noexcept {
+        bytes_out_.fetch_add(n, std::memory_order_relaxed);
+        loop_->counters.bytes_out.add(n);
+    }
+    /// The event loop's statistics counters.
+    detail::LoopCounters& counters() noexcept { return loop_->counters; }
     /// Whether the message handler is to coalesce its replies: the read it came from holds more input.
     void set_more_input(bool more) noexcept { more_input_ = more; }
 
@@ -290,9 +337,35 @@ private:
 
     const Settings& settings() const noexcept;
 
+    /// A data frame queued counts as a message out.
+    PushResult counted(PushResult r, Opcode opcode) noexcept {
+        if (r && !is_control(opcode)) loop_->counters.messages_out.add();
+        return r;
+    }
+
+    template <class Change>
+    bool change_subscription(std::string_view topic, Change change) {
+        if (!on_own_thread()) {
+            if (status() == ConnectionStatus::closed) return false;
+            asio::post(executor_, [self = this->shared_from_this(), t = std::string(topic), change] {
+                self->change_subscription(t, change);
+            });
+            return true;
+        }
+        if (finished_) return false;  // it has left (or is leaving) every topic for good
+        std::lock_guard lock(loop_->topics_mutex);
+        return change(loop_->topics, *this, topic);
+    }
+
+    /// Conn thread, the session over: leaves every topic.
+    void leave_topics() {
+        std::lock_guard lock(loop_->topics_mutex);
+        loop_->topics.unsubscribe_all(*this);
+    }
+
     /// Queues a pre-encoded data frame shared with other connections (see `Server::broadcast`).
-    PushResult send_encoded(std::shared_ptr<const std::string> frame) {
-        return enqueue([&](detail::OutputQueue& q) { q.append_shared(std::move(frame)); });
+    PushResult send_encoded(std::shared_ptr<const std::string> frame, Opcode opcode) {
+        return counted(enqueue([&](detail::OutputQueue& q) { q.append_shared(std::move(frame)); }), opcode);
     }
 
     template <class Append>
@@ -305,6 +378,7 @@ private:
                 lock.unlock();
                 post_close_followup();
             }
+            loop_->counters.pushes_refused.add();
             return {PushStatus::buffer_full};
         }
         append(pending_);
@@ -522,7 +596,7 @@ private:
     }
 
     void on_written(std::error_code ec, std::size_t n) {
-        bytes_out_.fetch_add(n, std::memory_order_relaxed);
+        count_out(n);
         writing_queue_.clear(detail::OutputQueue::default_kept_capacity, &bulk_->messages);
         std::unique_lock lock(mutex_);
         writing_ = false;
@@ -575,7 +649,7 @@ private:
     /// Conn thread: `n` bytes arrived. On an open connection this answers a heartbeat ping (any bytes do) and moves
     /// the watchdog's deadline to the end of the next quiet window.
     void note_activity(std::size_t n) {
-        bytes_in_.fetch_add(n, std::memory_order_relaxed);
+        count_in(n);
         const auto now = clock::now();
         last_activity_.store((now - connect_steady_).count(), std::memory_order_relaxed);
         if (quiet_window_ != clock::duration::zero() && status() == ConnectionStatus::active) {
@@ -593,6 +667,7 @@ private:
     const ConnectionId id_;
     AnyTransport transport_;
     asio::any_io_executor executor_;  // the transport's event loop
+    detail::EventLoop<UserData>* loop_;  // the loop's registry shard, topics and counters
     asio::ip::tcp::endpoint remote_;
     std::string subprotocol_;
     std::unique_ptr<const TlsInfo> tls_;  // null on plain TCP: 8 bytes there

@@ -1,6 +1,11 @@
 #pragma once
 /// The WebSocket server: Swoole's events (handshake, open, message, close, request) as coroutines, and its
-/// methods (push, broadcast, disconnect, exist, client_info, timers, stop) safe to call from any thread.
+/// methods (push, broadcast, publish, disconnect, exist, client_info, stats, offload, timers, stop) safe to call
+/// from any thread.
+///
+/// Each event loop (`Settings::threads`) owns a shard of the connection registry, the topic subscriptions of its
+/// connections and its counters (server/detail/event_loop.hpp): a call about one connection locks that
+/// connection's shard only, and a publish is delivered by each loop to its own connections.
 
 #include <swirl/protocol/frame.hpp>
 #include <swirl/protocol/http_request.hpp>
@@ -8,11 +13,13 @@
 #include <swirl/server/any_transport.hpp>
 #include <swirl/server/connection.hpp>
 #include <swirl/server/detail/descriptor_limit.hpp>
+#include <swirl/server/detail/event_loop.hpp>
 #include <swirl/server/detail/log.hpp>
-#include <swirl/server/detail/loop_buffers.hpp>
 #include <swirl/server/handlers.hpp>
+#include <swirl/server/offload.hpp>
 #include <swirl/server/session.hpp>
 #include <swirl/server/settings.hpp>
+#include <swirl/server/stats.hpp>
 
 #include <swirl/detail/asio.hpp>
 
@@ -56,13 +63,11 @@ public:
     using CloseHandler = typename detail::Handlers<UserData>::CloseHandler;
     using RequestHandler = typename detail::Handlers<UserData>::RequestHandler;
 
-    explicit Server(Settings settings = {}) : settings_(std::move(settings)) {
+    explicit Server(Settings settings = {})
+        : settings_(std::move(settings)), tasks_(settings_.task_threads, settings_.task_queue_size) {
         if (settings_.threads == 0) settings_.threads = 1;
-        for (unsigned i = 0; i < settings_.threads; ++i) {
-            bulk_.push_back(std::make_unique<detail::LoopBuffers>());
-            contexts_.push_back(std::make_unique<asio::io_context>(1));
-            guards_.emplace_back(contexts_.back()->get_executor());
-        }
+        for (unsigned i = 0; i < settings_.threads; ++i)
+            loops_.push_back(std::make_unique<detail::EventLoop<UserData>>(i, settings_.threads));
     }
 
     Server(const Server&) = delete;
@@ -124,7 +129,7 @@ public:
         listeners_.push_front(bind({settings_.host, settings_.port, settings_.backlog, settings_.reuse_port, settings_.tls}));
         listening_ = true;
         fit_connection_limit();
-        for (auto& listener : listeners_) asio::co_spawn(*contexts_.front(), accept_loop(listener), asio::detached);
+        for (auto& listener : listeners_) asio::co_spawn(first_context(), accept_loop(listener), asio::detached);
     }
 
     /// Another address to accept connections on, served like the first (Swoole's `addListener`): bound at once,
@@ -134,7 +139,7 @@ public:
         std::lock_guard lock(listeners_mutex_);
         if (stopping_) throw std::logic_error("add_listener after stop()");
         Listener& listener = listeners_.emplace_back(bind(options));
-        if (listening_) asio::co_spawn(*contexts_.front(), accept_loop(listener), asio::detached);
+        if (listening_) asio::co_spawn(first_context(), accept_loop(listener), asio::detached);
         return listener.acceptor->local_endpoint();
     }
 
@@ -187,15 +192,15 @@ public:
     /// Runs the server on this thread plus `threads - 1` others until `stop()`.
     void run() {
         listen();
-        for (std::size_t i = 1; i < contexts_.size(); ++i) threads_.emplace_back([this, i] { contexts_[i]->run(); });
-        contexts_.front()->run();
+        for (std::size_t i = 1; i < loops_.size(); ++i) threads_.emplace_back([this, i] { loops_[i]->context.run(); });
+        first_context().run();
         wait();
     }
 
     /// Runs the server on `threads` background threads and returns at once; see `wait()`.
     void start() {
         listen();
-        for (std::size_t i = 0; i < contexts_.size(); ++i) threads_.emplace_back([this, i] { contexts_[i]->run(); });
+        for (std::size_t i = 0; i < loops_.size(); ++i) threads_.emplace_back([this, i] { loops_[i]->context.run(); });
     }
 
     /// Joins the threads started by `start()` / `run()` (after `stop()`).
@@ -213,16 +218,17 @@ public:
     /// (bounded by `close_timeout`), then let `run()` return.
     void stop() {
         if (stopping_.exchange(true)) return;
-        asio::co_spawn(*contexts_.front(), shutdown(), asio::detached);
+        asio::co_spawn(first_context(), shutdown(), asio::detached);
     }
 
     bool stopping() const noexcept { return stopping_.load(); }
 
     /// Pushes one frame to connection `id`; the result says whether it was queued and why not.
     PushResult push(ConnectionId id, std::string_view data, Opcode opcode = Opcode::text, bool fin = true) {
-        std::lock_guard lock(registry_mutex_);
-        const auto it = connections_.find(id);
-        if (it == connections_.end()) return {PushStatus::no_such_connection};
+        detail::EventLoop<UserData>& loop = loop_of(id);
+        std::lock_guard lock(loop.registry_mutex);
+        const auto it = loop.connections.find(id);
+        if (it == loop.connections.end()) return {PushStatus::no_such_connection};
         return it->second->send(data, opcode, fin);
     }
 
@@ -236,7 +242,11 @@ public:
         return c && c->close(code, reason);
     }
 
-    bool exist(ConnectionId id) const { return find(id) != nullptr; }
+    bool exist(ConnectionId id) const {
+        const detail::EventLoop<UserData>& loop = loop_of(id);
+        std::lock_guard lock(loop.registry_mutex);
+        return loop.connections.contains(id);
+    }
 
     bool is_established(ConnectionId id) const {
         const auto c = find(id);
@@ -251,24 +261,24 @@ public:
 
     /// The connection object (to reach its user data), or null.
     std::shared_ptr<Connection> find(ConnectionId id) const {
-        std::lock_guard lock(registry_mutex_);
-        const auto it = connections_.find(id);
-        return it == connections_.end() ? nullptr : it->second;
+        const detail::EventLoop<UserData>& loop = loop_of(id);
+        std::lock_guard lock(loop.registry_mutex);
+        const auto it = loop.connections.find(id);
+        return it == loop.connections.end() ? nullptr : it->second;
     }
 
     /// Ids of every current connection (any status).
     std::vector<ConnectionId> connections() const {
-        std::lock_guard lock(registry_mutex_);
         std::vector<ConnectionId> ids;
-        ids.reserve(connections_.size());
-        for (const auto& [id, c] : connections_) ids.push_back(id);
+        ids.reserve(connection_count());
+        for (const auto& loop : loops_) {
+            std::lock_guard lock(loop->registry_mutex);
+            for (const auto& [id, c] : loop->connections) ids.push_back(id);
+        }
         return ids;
     }
 
-    std::size_t connection_count() const {
-        std::lock_guard lock(registry_mutex_);
-        return connections_.size();
-    }
+    std::size_t connection_count() const noexcept { return connection_count_.load(std::memory_order_relaxed); }
 
     /// Calls `f(connection)` for each current connection, outside any lock (f may push or disconnect).
     template <class F>
@@ -276,16 +286,103 @@ public:
         for (const auto& c : snapshot()) f(*c);
     }
 
-    /// Sends one message to every established connection, encoding the frame once.
-    /// Returns how many connections queued it.
-    /// Only data frames and pings of at most 125 bytes are broadcast; anything else returns 0.
+    /// Sends one message to every established connection, encoding the frame once and sharing it. Returns how many
+    /// connections queued it. Only data frames and pings of at most 125 bytes are broadcast; anything else returns 0.
     std::size_t broadcast(std::string_view data, Opcode opcode = Opcode::text) {
-        if (opcode == Opcode::close || opcode == Opcode::pong || (opcode == Opcode::ping && data.size() > 125)) return 0;
+        if (!publishable(data, opcode)) return 0;
         const auto frame = std::make_shared<const std::string>(pack(data, opcode));
         std::size_t queued = 0;
-        for (const auto& c : snapshot())
-            if (c->is_established() && c->send_encoded(frame)) ++queued;
+        for (const auto& loop : loops_) {  // one shard at a time; its lock is not taken by any connection's own lock
+            std::lock_guard lock(loop->registry_mutex);
+            for (const auto& [id, c] : loop->connections)
+                if (c->is_established() && c->send_encoded(frame, opcode)) ++queued;
+        }
         return queued;
+    }
+
+    /// Sends one message to every subscriber of `topic` (see `Connection::subscribe`), from any thread or
+    /// coroutine: the frame is encoded once and shared by every recipient, never copied per recipient.
+    /// Subscribers on the calling thread's event loop get it queued before this returns (`queued` counts those that
+    /// took it; backpressure refuses it per recipient as for `push`). Each other event loop with subscribers is
+    /// handed the frame and queues it to its own connections (`forwarded` counts them), in publish order per
+    /// publishing thread. O(subscribers of `topic`), whatever the number of other topics and connections.
+    /// Only data frames and pings of at most 125 bytes are published; anything else returns {}.
+    PublishResult publish(std::string_view topic, std::string_view data, Opcode opcode = Opcode::text) {
+        return publish_except(topic, data, opcode, nullptr);
+    }
+
+    /// How many connections follow `topic`.
+    std::size_t subscribers(std::string_view topic) const {
+        std::size_t n = 0;
+        for (const auto& loop : loops_) {
+            std::lock_guard lock(loop->topics_mutex);
+            n += loop->topics.subscribers(topic);
+        }
+        return n;
+    }
+
+    /// Every topic with at least one subscriber, sorted.
+    std::vector<std::string> topics() const {
+        std::vector<std::string> names;
+        for (const auto& loop : loops_) {
+            std::lock_guard lock(loop->topics_mutex);
+            loop->topics.for_each_topic([&](std::string_view name, std::size_t) { names.emplace_back(name); });
+        }
+        std::sort(names.begin(), names.end());
+        names.erase(std::unique(names.begin(), names.end()), names.end());
+        return names;
+    }
+
+    /// Counters and gauges per event loop and in total (Swoole's `stats()`); render them with `to_prometheus`.
+    /// Walks the registry to count connections by status: O(connections), meant for a monitoring scrape.
+    Stats stats() const {
+        Stats stats;
+        std::vector<std::string> names;
+        for (const auto& loop : loops_) {
+            LoopStats& l = stats.loops.emplace_back();
+            loop->counters.read_into(l);
+            {
+                std::lock_guard lock(loop->registry_mutex);
+                for (const auto& [id, c] : loop->connections) {
+                    switch (c->status()) {
+                    case ConnectionStatus::connection: ++l.connecting; break;
+                    case ConnectionStatus::handshake: ++l.handshaking; break;
+                    case ConnectionStatus::active: ++l.open; break;
+                    case ConnectionStatus::closing: ++l.closing; break;
+                    case ConnectionStatus::closed: break;
+                    }
+                }
+            }
+            std::lock_guard lock(loop->topics_mutex);
+            l.topics = loop->topics.topic_count();
+            l.subscriptions = loop->topics.subscription_count();
+            if (loops_.size() > 1)
+                loop->topics.for_each_topic([&](std::string_view name, std::size_t) { names.emplace_back(name); });
+            stats.total += l;
+        }
+        std::sort(names.begin(), names.end());
+        stats.topics = loops_.size() > 1 ? static_cast<std::size_t>(std::unique(names.begin(), names.end()) - names.begin())
+                                         : stats.total.topics;
+        stats.tasks = tasks_.stats();
+        return stats;
+    }
+
+    /// Runs `f()` on the offload pool (`Settings::task_threads` workers, started on first use) and resumes the
+    /// awaiting coroutine on its own event loop with `f`'s result, or rethrows what `f` threw. For blocking calls
+    /// (a database, a file, a DNS lookup) and heavy computation, which would stall every connection of the event
+    /// loop if run in a handler. Throws `OffloadError` at once when `Settings::task_queue_size` tasks already wait
+    /// (`std::errc::resource_unavailable_try_again`), and when the server stops before `f` started
+    /// (`std::errc::operation_canceled`). `f` must not refer to the connection after it could have closed: capture
+    /// what it needs by value.
+    template <class F>
+    asio::awaitable<std::invoke_result_t<F&>> offload(F f) {
+        using R = std::invoke_result_t<F&>;
+        using Result = std::conditional_t<std::is_void_v<R>, std::monostate, std::optional<R>>;
+        tasks_.reserve();
+        Result result = co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, Result)>(
+            [this](auto handler, F f) { tasks_.template submit<Result>(std::move(f), std::move(handler)); },
+            asio::use_awaitable, std::move(f));
+        if constexpr (!std::is_void_v<R>) co_return std::move(*result);
     }
 
     /// Runs `f` (or `f(timer_id)`) every `interval` on the first event loop until `clear(id)`. `f` may be a
@@ -312,20 +409,20 @@ public:
             timers_.erase(it);
         }
         t->cancelled = true;
-        asio::post(*contexts_.front(), [t] { t->timer.cancel(); });
+        asio::post(first_context(), [t] { t->timer.cancel(); });
         return true;
     }
 
     /// Runs `f` on the first event loop soon, after the current handler yields.
     template <class F>
     void defer(F f) {
-        asio::co_spawn(*contexts_.front(), [f = std::move(f)]() mutable -> asio::awaitable<void> {
+        asio::co_spawn(first_context(), [f = std::move(f)]() mutable -> asio::awaitable<void> {
             co_await detail::invoke_maybe_async(f);
         }, asio::detached);
     }
 
     /// The first event loop, for user tasks (`co_spawn(server.context(), ...)`).
-    asio::io_context& context() noexcept { return *contexts_.front(); }
+    asio::io_context& context() noexcept { return first_context(); }
 
 private:
     friend class swirl::Connection<UserData>;
@@ -342,23 +439,73 @@ private:
     }
 
     std::vector<std::shared_ptr<Connection>> snapshot() const {
-        std::lock_guard lock(registry_mutex_);
         std::vector<std::shared_ptr<Connection>> all;
-        all.reserve(connections_.size());
-        for (const auto& [id, c] : connections_) all.push_back(c);
+        all.reserve(connection_count());
+        for (const auto& loop : loops_) {
+            std::lock_guard lock(loop->registry_mutex);
+            for (const auto& [id, c] : loop->connections) all.push_back(c);
+        }
         return all;
+    }
+
+    asio::io_context& first_context() noexcept { return loops_.front()->context; }
+
+    /// The event loop connection `id` lives on (see `EventLoop::next_id`).
+    detail::EventLoop<UserData>& loop_of(ConnectionId id) const noexcept { return *loops_[id % loops_.size()]; }
+
+    static bool publishable(std::string_view data, Opcode opcode) noexcept {
+        return opcode != Opcode::close && opcode != Opcode::pong && !(opcode == Opcode::ping && data.size() > 125);
+    }
+
+    /// `publish`, leaving out `sender` (a connection publishing to its own topic, as uWebSockets).
+    PublishResult publish_except(std::string_view topic, std::string_view data, Opcode opcode, const Connection* sender) {
+        PublishResult result;
+        if (!publishable(data, opcode)) return result;
+        std::shared_ptr<const std::string> frame;
+        for (const auto& loop : loops_) {
+            if (loop->running_in_this_thread()) {  // no lock: only this thread changes this loop's topics
+                if (loop->topics.subscribers(topic) == 0) continue;
+                if (!frame) frame = std::make_shared<const std::string>(pack(data, opcode));
+                result.queued += deliver(*loop, topic, frame, opcode, sender ? sender->id() : 0);
+                continue;
+            }
+            std::size_t n = 0;
+            {
+                std::lock_guard lock(loop->topics_mutex);
+                n = loop->topics.subscribers(topic);
+                if (sender && loop->topics.is_subscribed(*sender, topic)) --n;
+            }
+            if (n == 0) continue;
+            if (!frame) frame = std::make_shared<const std::string>(pack(data, opcode));
+            result.forwarded += n;
+            asio::post(loop->context, [&loop = *loop, frame, topic = std::string(topic), opcode, except = sender ? sender->id() : 0] {
+                deliver(loop, topic, frame, opcode, except);
+            });
+        }
+        return result;
+    }
+
+    /// On `loop`'s thread: queues `frame` to each of its subscribers of `topic` but connection `except` (0: none);
+    /// returns how many took it.
+    static std::size_t deliver(detail::EventLoop<UserData>& loop, std::string_view topic,
+                               const std::shared_ptr<const std::string>& frame, Opcode opcode, ConnectionId except) {
+        std::size_t queued = 0;
+        loop.topics.for_each_subscriber(topic, [&](Connection& c) {
+            if (c.id() != except && c.send_encoded(frame, opcode)) ++queued;
+        });
+        return queued;
     }
 
     template <class F>
     TimerId add_timer(std::chrono::milliseconds interval, bool repeat, F f) {
         const TimerId id = next_timer_id_.fetch_add(1);
-        auto state = std::make_shared<TimerState>(*contexts_.front());
+        auto state = std::make_shared<TimerState>(first_context());
         {
             std::lock_guard lock(timers_mutex_);
             if (stopping_) return 0;  // checked under the lock that shutdown() sweeps timers with
             timers_.emplace(id, state);
         }
-        asio::co_spawn(*contexts_.front(), run_timer(id, std::move(state), interval, repeat, std::move(f)), asio::detached);
+        asio::co_spawn(first_context(), run_timer(id, std::move(state), interval, repeat, std::move(f)), asio::detached);
         return id;
     }
 
@@ -393,10 +540,10 @@ private:
 #if !SWIRL_TLS
         if (options.tls) throw std::logic_error("a TLS listener needs swirl built with TLS (SWIRL_TLS, OpenSSL 3)");
 #endif
-        asio::ip::tcp::resolver resolver(*contexts_.front());
+        asio::ip::tcp::resolver resolver(first_context());
         const auto endpoint = resolver.resolve(options.host, std::to_string(options.port),
                                                asio::ip::tcp::resolver::passive).begin()->endpoint();
-        auto acceptor = std::make_unique<asio::ip::tcp::acceptor>(*contexts_.front());
+        auto acceptor = std::make_unique<asio::ip::tcp::acceptor>(first_context());
         acceptor->open(endpoint.protocol());
         acceptor->set_option(asio::ip::tcp::acceptor::reuse_address(true));
         if (options.reuse_port) {
@@ -415,10 +562,9 @@ private:
         asio::ip::tcp::acceptor& acceptor = *listener.acceptor;
         Throttle accept_failed, limit_reached;
         while (!stopping_) {
-            auto& ctx = *contexts_[next_context_];
-            detail::LoopBuffers& bulk = *bulk_[next_context_];
-            next_context_ = (next_context_ + 1) % contexts_.size();
-            asio::ip::tcp::socket socket(ctx);
+            detail::EventLoop<UserData>& loop = *loops_[next_loop_];
+            next_loop_ = (next_loop_ + 1) % loops_.size();
+            asio::ip::tcp::socket socket(loop.context);
             std::error_code ec;
             co_await acceptor.async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
             if (stopping_) co_return;  // an accept that completed while stop() closed the acceptor
@@ -427,7 +573,7 @@ private:
                 if (std::size_t held = 0; accept_failed.allow(held))
                     log(LogLevel::warning, "accept failed: {}{}", ec.message(), Throttle::note(held));
                 // Out of descriptors and the like: back off instead of spinning.
-                asio::steady_timer pause(*contexts_.front(), std::chrono::milliseconds(50));
+                asio::steady_timer pause(first_context(), std::chrono::milliseconds(50));
                 co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
                 continue;
             }
@@ -435,23 +581,25 @@ private:
                 if (std::size_t held = 0; limit_reached.allow(held))
                     log(LogLevel::warning, "connection limit {} reached, answering 503{}", connection_limit_,
                         Throttle::note(held));
-                asio::co_spawn(ctx, reject_busy(std::move(socket)), asio::detached);
+                loops_.front()->counters.refused_at_limit.add();
+                asio::co_spawn(loop.context, reject_busy(std::move(socket)), asio::detached);
                 continue;
             }
-            start_session(ctx, bulk, std::move(socket), listener.tls);
+            start_session(loop, std::move(socket), listener.tls);
         }
     }
 
-    /// Registers a connection for an accepted socket and spawns its session on `ctx`, over TLS when `tls` is set.
-    void start_session(asio::io_context& ctx, detail::LoopBuffers& bulk, asio::ip::tcp::socket socket,
-                       const std::shared_ptr<TlsContext>& tls) {
+    /// Registers a connection for an accepted socket and spawns its session on `loop`, over TLS when `tls` is set.
+    void start_session(detail::EventLoop<UserData>& loop, asio::ip::tcp::socket socket, const std::shared_ptr<TlsContext>& tls) {
         const auto spawn = [&]<class T>(T transport) {
-            auto c = std::make_shared<Connection>(*this, next_connection_id_.fetch_add(1), AnyTransport(std::move(transport)), bulk);
+            auto c = std::make_shared<Connection>(*this, loop.next_id(), AnyTransport(std::move(transport)), loop);
             {
-                std::lock_guard lock(registry_mutex_);
-                connections_.emplace(c->id(), c);
+                std::lock_guard lock(loop.registry_mutex);
+                loop.connections.emplace(c->id(), c);
             }
-            asio::co_spawn(ctx, detail::Session<UserData>::template run<T>(session_host_, std::move(c)), asio::detached);
+            connection_count_.fetch_add(1, std::memory_order_relaxed);
+            loop.counters.accepted.add();
+            asio::co_spawn(loop.context, detail::Session<UserData>::template run<T>(session_host_, std::move(c)), asio::detached);
         };
 #if SWIRL_TLS
         if (tls) {
@@ -530,7 +678,7 @@ private:
         std::lock_guard lock(timers_mutex_);
         for (auto& [id, t] : timers_) {
             t->cancelled = true;
-            asio::post(*contexts_.front(), [t = t] { t->timer.cancel(); });
+            asio::post(first_context(), [t = t] { t->timer.cancel(); });
         }
         timers_.clear();
     }
@@ -542,31 +690,32 @@ private:
             for (auto& l : listeners_) l.acceptor->close(ec);
         }
         cancel_all_timers();
+        tasks_.stop();  // queued tasks are cancelled; running ones finish (bounded below)
         // Open connections get a close frame; those still in their HTTP phase are dropped; those already closing
         // finish their own close handshake (bounded by close_timeout).
         for (const auto& c : snapshot())
             if (!c->close(close_code::going_away, "server shutting down") && c->status() != ConnectionStatus::closing)
                 c->abort();
         const auto deadline = std::chrono::steady_clock::now() + settings_.close_timeout + std::chrono::milliseconds(500);
-        asio::steady_timer poll(*contexts_.front());
+        asio::steady_timer poll(first_context());
         while (connection_count() != 0 && std::chrono::steady_clock::now() < deadline) {
             poll.expires_after(std::chrono::milliseconds(10));
             co_await poll.async_wait(asio::redirect_error(asio::use_awaitable, ec));
         }
         for (const auto& c : snapshot()) c->abort();
         cancel_all_timers();  // again: handlers that ran meanwhile may have added some before stop()
-        for (auto& g : guards_) g.reset();
-        if (connection_count() != 0)
-            for (auto& ctx : contexts_) ctx->stop();
+        const bool tasks_done = tasks_.wait_idle(deadline);  // a task's completion keeps its loop running
+        for (auto& loop : loops_) loop->guard.reset();
+        if (connection_count() != 0 || !tasks_done)
+            for (auto& loop : loops_) loop->context.stop();
     }
 
     Settings settings_;
-    std::vector<std::unique_ptr<detail::LoopBuffers>> bulk_;  // outlives the contexts and their coroutines
-    std::vector<std::unique_ptr<asio::io_context>> contexts_;
-    std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;
+    detail::TaskPool tasks_;  // before the loops: its workers are joined after the loops are gone
+    std::vector<std::unique_ptr<detail::EventLoop<UserData>>> loops_;
     mutable std::mutex listeners_mutex_;
     std::deque<Listener> listeners_;  // the one `Settings` names first, once listening; accept loops hold references
-    std::size_t next_context_ = 0;  // the event loop the next accepted connection goes to (first loop only)
+    std::size_t next_loop_ = 0;  // the event loop the next accepted connection goes to (first loop only)
     std::vector<std::thread> threads_;
     std::atomic<bool> stopping_{false};
     bool listening_ = false;
@@ -574,14 +723,16 @@ private:
 
     detail::Handlers<UserData> handlers_;
     std::atomic<std::uint64_t> tls_handshake_failures_{0};
-    detail::SessionHost<UserData> session_host_{settings_, handlers_, stopping_, [this](ConnectionId id) {
-        std::lock_guard lock(registry_mutex_);
-        connections_.erase(id);
+    detail::SessionHost<UserData> session_host_{settings_, handlers_, stopping_, [this](Connection& c) {
+        c.leave_topics();
+        detail::EventLoop<UserData>& loop = loop_of(c.id());
+        {
+            std::lock_guard lock(loop.registry_mutex);
+            loop.connections.erase(c.id());
+        }
+        connection_count_.fetch_sub(1, std::memory_order_relaxed);
     }, tls_handshake_failures_};
-
-    mutable std::mutex registry_mutex_;
-    std::unordered_map<ConnectionId, std::shared_ptr<Connection>> connections_;
-    std::atomic<ConnectionId> next_connection_id_{1};
+    std::atomic<std::size_t> connection_count_{0};  // in the registry
 
     std::mutex timers_mutex_;
     std::unordered_map<TimerId, std::shared_ptr<TimerState>> timers_;
@@ -591,6 +742,11 @@ private:
 template <class UserData>
 const Settings& Connection<UserData>::settings() const noexcept {
     return server_.settings();
+}
+
+template <class UserData>
+PublishResult Connection<UserData>::publish(std::string_view topic, std::string_view data, Opcode opcode) {
+    return server_.publish_except(topic, data, opcode, this);
 }
 
 } // namespace swirl

@@ -50,7 +50,7 @@ struct SessionHost {
     const Settings& settings;
     const Handlers<UserData>& handlers;
     const std::atomic<bool>& stopping;
-    std::function<void(ConnectionId)> forget;  ///< takes the ended connection out of the registry
+    std::function<void(Connection<UserData>&)> forget;  ///< takes the ended connection out of its topics and the registry
     std::atomic<std::uint64_t>& tls_handshake_failures;
 };
 
@@ -75,7 +75,7 @@ public:
                             c->id(), ec.message());
                 host.tls_handshake_failures.fetch_add(1, std::memory_order_relaxed);
                 c->finish();
-                host.forget(c->id());
+                host.forget(*c);
                 co_return;
             }
             c->set_tls({std::string(t.sni()), t.peer_subject(), std::string(t.alpn()), std::string(t.version())});
@@ -87,9 +87,11 @@ public:
 
         const bool was_open = c->opened();
         const CloseInfo info = c->finish();
-        if (was_open && host.handlers.close)
-            co_await s.call_handler("close", [&] { return host.handlers.close(*c, info); });
-        host.forget(c->id());
+        if (was_open) {
+            (info.by_server ? c->counters().closed_by_server : c->counters().closed_by_peer).add();
+            if (host.handlers.close) co_await s.call_handler("close", [&] { return host.handlers.close(*c, info); });
+        }
+        host.forget(*c);
     }
 
 private:
@@ -173,6 +175,7 @@ private:
         }
         if (!accepted) {
             if (res.status == 101 || res.status < 200) res = Response(400);
+            c_.counters().reject(res.status);
             res.set_header("Connection", "close");
             log(LogLevel::debug, "connection {}: handshake rejected with {}", c_.id(), res.status);
             co_await write_response(t, res, false);
@@ -237,6 +240,7 @@ private:
     asio::awaitable<void> websocket_phase(T& t, Request& req, std::size_t have) {
         MessageReader& reader = c_.open(ReaderLimits{settings_.max_frame_size, settings_.max_message_size},
                                         quiet_window(settings_));
+        c_.counters().upgraded.add();
         if (host_.stopping) c_.close(close_code::going_away, "server shutting down");  // upgraded while stop() ran
         if (handlers().open) co_await call_handler("open", [&] { return handlers().open(c_, req); });
         req = Request{};  // nothing keeps the upgrade request alive past open
@@ -258,6 +262,7 @@ private:
                 if (r.event == ReadEvent::error) {
                     lease.release();
                     log(LogLevel::debug, "connection {}: protocol error {}: {}", c_.id(), reader.error_code(), reader.error_reason());
+                    c_.counters().protocol_error(reader.error_code());
                     c_.close_from_reader(reader.error_code(), reader.error_reason(), true);
                     co_await c_.wait_drained();
                     co_await linger(t);
@@ -269,6 +274,7 @@ private:
                     co_return;
                 }
                 c_.set_more_input(!input.empty());  // replies to the rest of this read will follow: coalesce them
+                if (r.event == ReadEvent::message) c_.counters().messages_in.add();
                 if (take_frame(r.event, reader.frame())) {
                     if (on.plain_message) {
                         call_plain("message", [&] { on.plain_message(c_, reader.frame()); });

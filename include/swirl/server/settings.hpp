@@ -64,6 +64,11 @@ struct Settings {
     /// 0 (the default, as Swoole): reading never pauses and `backpressure` decides at `max_output_buffer`.
     std::size_t pause_reading_above = 0;
 
+    /// Worker threads of the offload pool (`Server::offload`, Swoole's task workers); started on first use.
+    unsigned task_threads = 4;
+    /// Offloaded tasks that may wait for a worker; one more makes `offload` throw `OffloadError`.
+    std::size_t task_queue_size = 1024;
+
     std::vector<std::string> subprotocols;  ///< supported, in order of preference
 
     bool deliver_close = false;  ///< also hand close frames to the message handler (Swoole's open_websocket_close_frame)
