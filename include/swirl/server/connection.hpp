@@ -347,8 +347,10 @@ private:
     bool change_subscription(std::string_view topic, Change change) {
         if (!on_own_thread()) {
             if (status() == ConnectionStatus::closed) return false;
+            loop_->pending_changes.fetch_add(1, std::memory_order_relaxed);
             asio::post(executor_, [self = this->shared_from_this(), t = std::string(topic), change] {
                 self->change_subscription(t, change);
+                self->loop_->pending_changes.fetch_sub(1, std::memory_order_relaxed);
             });
             return true;
         }

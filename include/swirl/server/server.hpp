@@ -82,6 +82,15 @@ public:
     /// whatever status, headers and body `res` holds. `on_open` still fires after an accepted custom handshake.
     void on_handshake(HandshakeHandler h) { handlers_.handshake = std::move(h); }
     void on_open(OpenHandler h) { handlers_.open = std::move(h); }
+    /// An open handler that never waits (returns void).
+    template <class F>
+        requires std::is_void_v<std::invoke_result_t<F&, Connection&, const Request&>>
+    void on_open(F h) {
+        handlers_.open = [h = std::move(h)](Connection& c, const Request& r) mutable -> asio::awaitable<void> {
+            h(c, r);
+            co_return;
+        };
+    }
     void on_message(MessageHandler h) {
         handlers_.message = std::move(h);
         handlers_.plain_message = nullptr;
@@ -94,6 +103,15 @@ public:
         handlers_.message = nullptr;
     }
     void on_close(CloseHandler h) { handlers_.close = std::move(h); }
+    /// A close handler that never waits (returns void).
+    template <class F>
+        requires std::is_void_v<std::invoke_result_t<F&, Connection&, const CloseInfo&>>
+    void on_close(F h) {
+        handlers_.close = [h = std::move(h)](Connection& c, const CloseInfo& i) mutable -> asio::awaitable<void> {
+            h(c, i);
+            co_return;
+        };
+    }
     /// Plain HTTP requests on the same port. Without it, non-upgrade requests get 400.
     void on_request(RequestHandler h) { handlers_.request = std::move(h); }
 
@@ -475,7 +493,7 @@ private:
                 n = loop->topics.subscribers(topic);
                 if (sender && loop->topics.is_subscribed(*sender, topic)) --n;
             }
-            if (n == 0) continue;
+            if (n == 0 && loop->pending_changes.load(std::memory_order_relaxed) == 0) continue;
             if (!frame) frame = std::make_shared<const std::string>(pack(data, opcode));
             result.forwarded += n;
             asio::post(loop->context, [&loop = *loop, frame, topic = std::string(topic), opcode, except = sender ? sender->id() : 0] {

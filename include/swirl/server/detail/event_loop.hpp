@@ -45,6 +45,9 @@ struct EventLoop {
     LoopCounters counters;
     mutable std::mutex topics_mutex;  // taken to change `topics` (on this loop) and to read it from other threads
     TopicIndex<Connection> topics;
+    /// Subscription changes handed to this loop by other threads and not yet made: while any are, a publish from
+    /// another thread is handed over even when no subscriber is there yet, so that it stays in order behind them.
+    std::atomic<std::size_t> pending_changes{0};
 
     asio::io_context context{1};
     asio::executor_work_guard<asio::io_context::executor_type> guard{context.get_executor()};
