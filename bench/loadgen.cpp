@@ -11,6 +11,10 @@
 //   broadcast  --subscribers connections plus one publisher; the publisher sends "publish <payload>" and the server
 //              sends <payload> to everyone; at most --depth broadcasts are outstanding (not yet seen by every
 //              subscriber); reports deliveries to subscribers per second
+//   pubsub     the same with topics: subscriber i sends "subscribe t<i % --topics>" and, for its share of --idle-topics,
+//              "subscribe idle<j>" (j = i, i + subscribers, ...; never published to), each answered "subscribed <topic>"
+//              before the measured run; the publisher (subscribed to nothing) sends "publish t<k % topics> <payload>"
+//              round-robin and the server sends <payload> to that topic's subscribers
 //   idle       opens --connections upgraded connections, holds them, reports the server's VmRSS growth per connection
 //
 // TLS (built with OpenSSL, LOADGEN_TLS=1): --tls runs every connection of modes echo, raw and handshake through a
@@ -28,6 +32,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -73,13 +78,15 @@ struct Options {
     int pid = 0;                 ///< server process whose CPU time and RSS are read from /proc
     int connections = 100;
     std::size_t size = 20;       ///< message size in bytes (for broadcast: the delivered payload)
-    int depth = 1;               ///< messages in flight per connection (broadcast: outstanding broadcasts)
+    int depth = 1;               ///< messages in flight per connection (broadcast, pubsub: outstanding publishes)
     bool binary = false;
     double warmup = 1.0;         ///< seconds before the measured window
     double duration = 3.0;       ///< seconds measured
     long long messages = 0;      ///< echo/raw: stop after this many replies instead of a duration (for strace)
     int concurrency = 50;        ///< handshake mode: parallel connect/upgrade/close loops
-    int subscribers = 1000;      ///< broadcast mode
+    int subscribers = 1000;      ///< broadcast and pubsub modes
+    int topics = 1;              ///< pubsub: topics published to, round-robin ("t0", "t1", ...)
+    int idle_topics = 0;         ///< pubsub: topics subscribed to but never published to ("idle0", ...)
     double hold = 1.0;           ///< idle mode: seconds to hold before reading RSS
     std::string label;           ///< copied into the JSON line
     bool json = false;           ///< text messages are dispatcher requests {"class":"Index","action":"echo","content":"..."}
@@ -90,9 +97,10 @@ struct Options {
 
 [[noreturn]] void usage(int status) {
     std::fprintf(status ? stderr : stdout,
-                 "usage: loadgen --port P [--host H] [--path /] [--pid SERVER_PID] [--mode echo|raw|handshake|broadcast|idle]\n"
+                 "usage: loadgen --port P [--host H] [--path /] [--pid SERVER_PID] [--mode echo|raw|handshake|broadcast|pubsub|idle]\n"
                  "               [--connections N] [--size BYTES] [--depth N] [--binary] [--text] [--warmup S] [--duration S]\n"
-                 "               [--messages N] [--concurrency N] [--subscribers N] [--hold S] [--label TEXT] [--json]\n"
+                 "               [--messages N] [--concurrency N] [--subscribers N] [--topics N] [--idle-topics N] [--hold S]\n"
+                 "               [--label TEXT] [--json]\n"
                  "               [--tls [--tls-ca FILE]] [--no-upgrade]\n");
     std::exit(status);
 }
@@ -122,6 +130,8 @@ Options parse(int argc, char** argv) {
         else if (a == "--messages") o.messages = std::atoll(v);
         else if (a == "--concurrency") o.concurrency = std::max(1, std::atoi(v));
         else if (a == "--subscribers") o.subscribers = std::atoi(v);
+        else if (a == "--topics") o.topics = std::atoi(v);
+        else if (a == "--idle-topics") o.idle_topics = std::max(0, std::atoi(v));
         else if (a == "--hold") o.hold = std::atof(v);
         else if (a == "--label") o.label = v;
         else if (a == "--tls-ca") o.tls_ca = v;
@@ -136,6 +146,10 @@ Options parse(int argc, char** argv) {
 #endif
     if (o.no_upgrade && !(o.tls && o.mode == "handshake")) {
         std::fprintf(stderr, "loadgen: --no-upgrade is for --tls --mode handshake\n");
+        std::exit(2);
+    }
+    if (o.mode == "pubsub" && (o.topics < 1 || o.topics > o.subscribers)) {
+        std::fprintf(stderr, "loadgen: --topics must be between 1 and --subscribers (every topic needs a subscriber)\n");
         std::exit(2);
     }
     if (o.tls && o.mode != "echo" && o.mode != "raw" && o.mode != "handshake") {
@@ -413,8 +427,7 @@ std::array<std::uint8_t, tag_size> make_tag(std::uint32_t id, std::uint64_t seq)
 
 struct Pattern {
     std::vector<std::uint8_t> plain;   ///< expected payload bytes (the tag area is overwritten per message)
-    std::vector<std::uint8_t> masked;  ///< prefix + plain, masked with mask_key from payload offset 0
-    std::size_t prefix = 0;            ///< outgoing-only bytes before `plain` ("publish " in broadcast)
+    std::vector<std::uint8_t> masked;  ///< plain, masked with mask_key from offset 0
     std::size_t tag_at = 0;            ///< where the tag starts in `plain`
     std::size_t tag_len = 0;
 };
@@ -423,9 +436,8 @@ struct Pattern {
 constexpr std::string_view json_open = R"({"class":"Index","action":"echo","content":")";
 constexpr std::string_view json_close = R"("})";
 
-Pattern make_pattern(std::size_t size, std::string_view prefix, bool ws, bool json) {
+Pattern make_pattern(std::size_t size, bool ws, bool json) {
     Pattern p;
-    p.prefix = prefix.size();
     p.plain.resize(size);
     for (std::size_t i = 0; i < size; ++i) p.plain[i] = static_cast<std::uint8_t>('A' + (i * 7 + i / 26) % 26);
     if (json) {
@@ -440,47 +452,69 @@ Pattern make_pattern(std::size_t size, std::string_view prefix, bool ws, bool js
     } else {
         p.tag_len = std::min(tag_size, size);
     }
-    p.masked.assign(prefix.begin(), prefix.end());
-    p.masked.insert(p.masked.end(), p.plain.begin(), p.plain.end());
+    p.masked = p.plain;
     if (ws)
         for (std::size_t i = 0; i < p.masked.size(); ++i) p.masked[i] ^= mask_key[i % 4];
     return p;
 }
 
-/// Header (+ mask key) and the masked prefix and tag of one outgoing message; the rest comes from Pattern::masked.
+/// Writes the header of a masked client frame (FIN, `opcode`, payload length `len`, `key`) at `out`: 6 to 14 bytes.
+std::size_t put_client_header(std::uint8_t* out, int opcode, std::uint64_t len, const std::array<std::uint8_t, 4>& key) {
+    std::size_t n = 0;
+    out[n++] = static_cast<std::uint8_t>(0x80 | opcode);
+    if (len < 126) {
+        out[n++] = static_cast<std::uint8_t>(0x80 | len);
+    } else if (len < 65536) {
+        out[n++] = 0x80 | 126;
+        out[n++] = static_cast<std::uint8_t>(len >> 8);
+        out[n++] = static_cast<std::uint8_t>(len);
+    } else {
+        out[n++] = 0x80 | 127;
+        for (int i = 7; i >= 0; --i) out[n++] = static_cast<std::uint8_t>(len >> (8 * i));
+    }
+    for (const auto k : key) out[n++] = k;
+    return n;
+}
+
+/// A whole masked client frame (set-up and control messages: subscribe, close), masked with mask_key.
+std::string client_frame(int opcode, std::string_view payload) {
+    std::string frame(14 + payload.size(), '\0');
+    auto* out = reinterpret_cast<std::uint8_t*>(frame.data());
+    std::size_t n = put_client_header(out, opcode, payload.size(), mask_key);
+    for (std::size_t i = 0; i < payload.size(); ++i) out[n++] = static_cast<std::uint8_t>(payload[i]) ^ mask_key[i % 4];
+    frame.resize(n);
+    return frame;
+}
+
+/// Outgoing bytes before the pattern: "publish " (broadcast), "publish t<int> " (pubsub); at most this long.
+constexpr std::size_t max_prefix = 32;
+
+/// Header (+ mask key), the masked prefix, the pattern's bytes before the tag and the tag of one outgoing message; the
+/// rest comes from Pattern::masked.
 struct Head {
-    std::array<std::uint8_t, 14 + 8 + json_open.size() + tag_size> bytes{};
+    std::array<std::uint8_t, 14 + max_prefix + json_open.size() + tag_size> bytes{};
     std::size_t size = 0;       ///< bytes used in `bytes`
     std::size_t tail_from = 0;  ///< offset in Pattern::masked where the shared tail starts
 };
 
-Head make_head(const Pattern& p, bool ws, bool binary, std::uint32_t id, std::uint64_t seq) {
+Head make_head(const Pattern& p, bool ws, bool binary, std::uint32_t id, std::uint64_t seq, std::string_view prefix) {
     Head h;
     std::size_t n = 0;
-    const std::size_t len = p.masked.size();
+    // Pattern::masked is masked as if the payload began with it: rotating the key by the prefix's length keeps that
+    // shared tail valid behind a prefix of any length. Raw TCP: no key, nothing masked.
+    std::array<std::uint8_t, 4> key{};
     if (ws) {
-        h.bytes[n++] = static_cast<std::uint8_t>(0x80 | (binary ? 2 : 1));
-        if (len < 126) {
-            h.bytes[n++] = static_cast<std::uint8_t>(0x80 | len);
-        } else if (len < 65536) {
-            h.bytes[n++] = 0x80 | 126;
-            h.bytes[n++] = static_cast<std::uint8_t>(len >> 8);
-            h.bytes[n++] = static_cast<std::uint8_t>(len);
-        } else {
-            h.bytes[n++] = 0x80 | 127;
-            for (int i = 7; i >= 0; --i) h.bytes[n++] = static_cast<std::uint8_t>(static_cast<std::uint64_t>(len) >> (8 * i));
-        }
-        for (const auto k : mask_key) h.bytes[n++] = k;
+        for (std::size_t i = 0; i < key.size(); ++i) key[i] = mask_key[(i + 4 - prefix.size() % 4) % 4];
+        n = put_client_header(h.bytes.data(), binary ? 2 : 1, prefix.size() + p.plain.size(), key);
     }
+    std::size_t at = 0;  // payload offset
+    auto put = [&](std::uint8_t b) { h.bytes[n++] = static_cast<std::uint8_t>(b ^ key[at++ % 4]); };
+    for (const char ch : prefix) put(static_cast<std::uint8_t>(ch));
+    for (std::size_t i = 0; i < p.tag_at; ++i) put(p.plain[i]);
     const auto tag = make_tag(id, seq);
-    const std::size_t tag_from = p.prefix + p.tag_at;
-    for (std::size_t i = 0; i < tag_from; ++i) h.bytes[n++] = p.masked[i];
-    for (std::size_t i = 0; i < p.tag_len; ++i) {
-        const std::size_t at = tag_from + i;
-        h.bytes[n++] = static_cast<std::uint8_t>(tag[i] ^ (ws ? mask_key[at % 4] : 0));
-    }
+    for (std::size_t i = 0; i < p.tag_len; ++i) put(tag[i]);
     h.size = n;
-    h.tail_from = tag_from + p.tag_len;
+    h.tail_from = p.tag_at + p.tag_len;
     return h;
 }
 
@@ -495,6 +529,10 @@ struct Conn {
     std::uint32_t id = 0;      ///< tag id of messages we send
     std::uint32_t peer = 0;    ///< tag id of messages we expect (our own in echo, the publisher's in broadcast)
     bool counts = true;        ///< broadcast: the publisher's own copies are not deliveries
+    // The tag sequence number of the n-th message received is seq_base + n * seq_stride (pubsub: a subscriber of topic
+    // t of T sees publishes t, t + T, t + 2T, ...; everyone else every message).
+    std::uint64_t seq_base = 0, seq_stride = 1;
+    std::uint64_t tag_seq(std::uint64_t n) const { return seq_base + n * seq_stride; }
     // Sending: messages [write_seq, send_seq) are queued, the first `write_off` bytes of write_seq already written.
     std::uint64_t send_seq = 0, write_seq = 0;
     std::size_t write_off = 0;
@@ -523,7 +561,7 @@ struct Stats {
 
 class Engine {
 public:
-    Engine(const Options& o, bool ws, std::string_view prefix) : o_(o), ws_(ws), pattern_(make_pattern(o.size, prefix, ws, o.json)) {
+    Engine(const Options& o, bool ws) : o_(o), ws_(ws), pattern_(make_pattern(o.size, ws, o.json)) {
         ep_ = epoll_create1(EPOLL_CLOEXEC);
         if (ep_ < 0) die("epoll_create1");
         rbuf_.resize(256 * 1024);
@@ -552,10 +590,10 @@ public:
     std::vector<Conn>& conns() { return conns_; }
     Stats& stats() { return stats_; }
 
-    /// Queues the next message on `c` (the caller then flushes).
-    void queue(Conn& c, std::int64_t now) {
+    /// Queues the next message on `c`, after `prefix` (the caller then flushes).
+    void queue(Conn& c, std::int64_t now, std::string_view prefix = {}) {
         const std::size_t slot = static_cast<std::size_t>(c.send_seq % static_cast<std::uint64_t>(o_.depth));
-        c.heads[slot] = make_head(pattern_, ws_, o_.binary, c.id, c.send_seq);
+        c.heads[slot] = make_head(pattern_, ws_, o_.binary, c.id, c.send_seq, prefix);
         c.sent_at[slot] = now;
         ++c.send_seq;
     }
@@ -749,7 +787,7 @@ private:
         if (off + len > pattern_.plain.size()) return false;
         if (off + len <= tag_at || off >= tag_end) return std::memcmp(p, pattern_.plain.data() + off, len) == 0;
         // Three parts: pattern before the tag, the tag, pattern after it.
-        const auto tag = make_tag(c.peer, c.recv_seq);
+        const auto tag = make_tag(c.peer, c.tag_seq(c.recv_seq));
         const std::size_t end = off + len, a = std::max(off, tag_at), b = std::min(end, tag_end);
         return std::memcmp(p, pattern_.plain.data() + off, a - off) == 0 &&
                std::memcmp(p + (a - off), tag.data() + (a - tag_at), b - a) == 0 &&
@@ -903,7 +941,7 @@ struct Window {
 
 int run_echo(const Options& o, bool ws) {
     const auto addr = server_address(o);
-    Engine engine(o, ws, "");
+    Engine engine(o, ws);
     for (int i = 0; i < o.connections; ++i) {
 #if LOADGEN_TLS
         if (o.tls) {
@@ -983,14 +1021,79 @@ int run_echo(const Options& o, bool ws) {
     return r.errors == 0 && r.count > 0 ? 0 : 1;
 }
 
-int run_broadcast(const Options& o) {
+/// Pub/sub set-up, before the measured run: subscriber i (of N) subscribes to "t<i % topics>" and to "idle<j>" for
+/// j = i, i + N, ... below --idle-topics; every connection sends all its requests first, then each is read back
+/// (a text frame "subscribed <topic>", in order, nothing else). Blocking, at most 10 s per wait.
+void subscribe_all(const Options& o, std::vector<Conn>& subscribers, int topics) {
+    const auto n = subscribers.size();
+    // (Strings are appended to, not built with "literal" + string: g++ 12 -O3 warns there, -Wrestrict.)
+    auto topics_of = [&](std::size_t i) {
+        std::vector<std::string> names{std::string("t").append(std::to_string(i % static_cast<std::size_t>(topics)))};
+        for (std::size_t j = i; j < static_cast<std::size_t>(o.idle_topics); j += n)
+            names.push_back(std::string("idle").append(std::to_string(j)));
+        return names;
+    };
+    for (std::size_t i = 0; i < n; ++i) {
+        std::string out;
+        for (const auto& topic : topics_of(i)) out += client_frame(1, std::string("subscribe ").append(topic));
+        if (write(subscribers[i].fd, out.data(), out.size()) != static_cast<ssize_t>(out.size())) die("write subscribe");
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+        const int fd = subscribers[i].fd;
+        std::string in;
+        for (const auto& topic : topics_of(i)) {
+            const std::string expected = std::string("subscribed ").append(topic);
+            // A text frame of < 126 bytes: 0x81, the length, the payload.
+            const std::string frame = std::string(1, '\x81').append(1, static_cast<char>(expected.size())).append(expected);
+            while (in.size() < frame.size() && frame.compare(0, in.size(), in) == 0) {
+                char buf[4096];
+                const ssize_t got = read(fd, buf, sizeof buf);
+                if (got > 0) {
+                    in.append(buf, static_cast<std::size_t>(got));
+                    continue;
+                }
+                pollfd p{fd, POLLIN, 0};
+                if (got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) || poll(&p, 1, 10'000) != 1) {
+                    std::fprintf(stderr, "loadgen: connection %zu: no answer to \"subscribe %s\"\n", i, topic.c_str());
+                    std::exit(1);
+                }
+            }
+            if (in.compare(0, frame.size(), frame) != 0) {
+                std::fprintf(stderr, "loadgen: connection %zu: expected the frame \"%s\", got other bytes\n", i, expected.c_str());
+                std::exit(1);
+            }
+            in.erase(0, frame.size());
+        }
+        if (!in.empty()) {
+            std::fprintf(stderr, "loadgen: connection %zu: %zu unexpected bytes after its subscriptions\n", i, in.size());
+            std::exit(1);
+        }
+    }
+}
+
+/// Broadcast and pub/sub: --subscribers connections and one publisher. Broadcast: "publish <payload>", delivered to
+/// every connection (the publisher's own copies are checked, not counted). Pub/sub: "publish t<k % topics> <payload>",
+/// delivered to that topic's subscribers only. At most --depth publishes are outstanding (not yet seen by all of their
+/// subscribers); each delivery is verified (the tag carries the publish's sequence number).
+int run_fanout(const Options& o) {
+    const bool pubsub = o.mode == "pubsub";
+    const int topics = pubsub ? o.topics : 1;
+    const auto depth = static_cast<std::uint64_t>(o.depth);
     const auto addr = server_address(o);
     const auto publisher_id = static_cast<std::uint32_t>(o.subscribers);
-    Engine engine(o, true, "publish ");
+    Engine engine(o, true);
+    std::vector<std::string> prefixes;  // by topic
+    std::vector<int> members;           // subscribers per topic
+    for (int t = 0; t < topics; ++t) {
+        prefixes.push_back(pubsub ? std::string("publish t").append(std::to_string(t)).append(" ") : "publish ");
+        members.push_back(o.subscribers / topics + (t < o.subscribers % topics ? 1 : 0));
+    }
     for (int i = 0; i < o.subscribers; ++i) {
         auto& c = engine.add(open_connection(o, addr, true), static_cast<std::uint32_t>(i), publisher_id);
-        (void)c;
+        c.seq_base = static_cast<std::uint64_t>(i % topics);
+        c.seq_stride = static_cast<std::uint64_t>(topics);
     }
+    if (pubsub) subscribe_all(o, engine.conns(), topics);
     {
         auto& pub = engine.add(open_connection(o, addr, true), publisher_id, publisher_id);
         pub.counts = false;
@@ -998,28 +1101,32 @@ int run_broadcast(const Options& o) {
     engine.arm();
     Conn* publisher = &engine.conns().back();
     Stats& st = engine.stats();
-    // Per outstanding broadcast (ring by seq % depth): subscribers that still have to receive it.
-    std::vector<int> pending(static_cast<std::size_t>(o.depth), 0);
-    std::uint64_t next_publish = 0, done = 0;  // broadcasts published / fully delivered
+    // Per outstanding publish (ring by seq % depth): subscribers that still have to receive it.
+    std::vector<int> pending(static_cast<std::size_t>(depth), 0);
+    std::uint64_t next_publish = 0, done = 0;  // published / fully delivered
     bool stop = false;
     auto publish = [&](std::int64_t now) {
-        while (next_publish - done < static_cast<std::uint64_t>(o.depth)) {
-            pending[static_cast<std::size_t>(next_publish % static_cast<std::uint64_t>(o.depth))] = o.subscribers;
-            engine.queue(*publisher, now);
+        while (next_publish - done < depth) {
+            const auto topic = static_cast<std::size_t>(next_publish % static_cast<std::uint64_t>(topics));
+            pending[static_cast<std::size_t>(next_publish % depth)] = members[topic];
+            engine.queue(*publisher, now, prefixes[topic]);
             ++next_publish;
         }
         engine.flush(*publisher);
     };
     auto on_reply = [&](Conn& c, std::int64_t) {
-        if (!c.counts) return;
-        const std::uint64_t seq = c.recv_seq - 1;
+        if (!c.counts) {  // broadcast: the publisher's own copy; pubsub: it follows no topic, so nothing may reach it
+            if (pubsub) engine.fail(c, "the publisher, subscribed to nothing, received a publish");
+            return;
+        }
+        const std::uint64_t seq = c.tag_seq(c.recv_seq - 1);  // the publish just delivered
         ++st.completed;
         if (engine.measuring) {
             ++st.measured;
-            st.latency.add(engine.completion_time - publisher->sent_at[static_cast<std::size_t>(seq % static_cast<std::uint64_t>(o.depth))]);
+            st.latency.add(engine.completion_time - publisher->sent_at[static_cast<std::size_t>(seq % depth)]);
         }
-        if (--pending[static_cast<std::size_t>(seq % static_cast<std::uint64_t>(o.depth))] == 0) {
-            while (done < next_publish && pending[static_cast<std::size_t>(done % static_cast<std::uint64_t>(o.depth))] == 0) ++done;
+        if (--pending[static_cast<std::size_t>(seq % depth)] == 0) {
+            while (done < next_publish && pending[static_cast<std::size_t>(done % depth)] == 0) ++done;
             publish(engine.completion_time);
         }
     };
@@ -1039,7 +1146,7 @@ int run_broadcast(const Options& o) {
     engine.close_all();
 
     Report r;
-    r.mode = "broadcast";
+    r.mode = o.mode;
     r.peak_rss = peak_rss;
     r.connections = o.subscribers + 1;
     r.seconds = static_cast<double>(w.end - w.open) / 1e9;
@@ -1057,10 +1164,7 @@ int run_broadcast(const Options& o) {
 int run_handshake(const Options& o) {
     const auto addr = server_address(o);
     const std::string request = upgrade_request(o);
-    // A masked close frame with code 1000 and no reason.
-    const std::array<std::uint8_t, 8> close_frame = {0x88, 0x82, mask_key[0], mask_key[1], mask_key[2], mask_key[3],
-                                                     static_cast<std::uint8_t>(0x03 ^ mask_key[0]),
-                                                     static_cast<std::uint8_t>(0xe8 ^ mask_key[1])};
+    const std::string close_frame = client_frame(8, std::string_view("\x03\xe8", 2));  // code 1000, no reason
     enum class State { connecting, tls, response, closing, eof };
     struct Loop {
         int fd = -1;
@@ -1298,7 +1402,7 @@ int main(int argc, char** argv) {
     if (o.mode == "echo") return run_echo(o, true);
     if (o.mode == "raw") return run_echo(o, false);
     if (o.mode == "handshake") return run_handshake(o);
-    if (o.mode == "broadcast") return run_broadcast(o);
+    if (o.mode == "broadcast" || o.mode == "pubsub") return run_fanout(o);
     if (o.mode == "idle") return run_idle(o);
     usage(2);
 }

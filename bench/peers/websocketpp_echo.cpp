@@ -1,11 +1,15 @@
 // websocketpp_echo: websocketpp 0.8 (Debian's libwebsocketpp-dev, C++17 only) on Boost.Asio without TLS, logging off,
 // TCP_NODELAY, a 64 MiB message limit. --broadcast: a text message "publish <payload>" is sent to every connection.
-//   websocketpp_echo [--host 127.0.0.1] [--port 0] [--threads 1] [--broadcast 1]
+// --pubsub: rooms as websocketpp applications keep them (a map from topic to a set of connection handles, and each
+// connection's topics for the close handler): "subscribe <topic>" joins and is answered "subscribed <topic>";
+// "publish <topic> <payload>" sends <payload> to the topic's connections, one send each (as --broadcast).
+//   websocketpp_echo [--host 127.0.0.1] [--port 0] [--threads 1] [--broadcast 1] [--pubsub 1]
 #include <websocketpp/config/asio_no_tls.hpp>
 #include <websocketpp/server.hpp>
 
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -19,13 +23,14 @@ int main(int argc, char** argv) {
     std::string host = "127.0.0.1";
     unsigned short port = 0;
     int threads = 1;
-    bool broadcast = false;
+    bool broadcast = false, pubsub = false;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string_view flag = argv[i];
         if (flag == "--host") host = argv[i + 1];
         else if (flag == "--port") port = static_cast<unsigned short>(std::atoi(argv[i + 1]));
         else if (flag == "--threads") threads = std::max(1, std::atoi(argv[i + 1]));
         else if (flag == "--broadcast") broadcast = std::atoi(argv[i + 1]) != 0;
+        else if (flag == "--pubsub") pubsub = std::atoi(argv[i + 1]) != 0;
     }
     Server server;
     server.clear_access_channels(websocketpp::log::alevel::all);
@@ -40,7 +45,10 @@ int main(int argc, char** argv) {
         server.get_con_from_hdl(h)->get_socket().set_option(boost::asio::ip::tcp::no_delay(true), ec);
     });
     std::mutex mutex;
-    std::set<websocketpp::connection_hdl, std::owner_less<websocketpp::connection_hdl>> connections;
+    using Handles = std::set<websocketpp::connection_hdl, std::owner_less<websocketpp::connection_hdl>>;
+    Handles connections;
+    std::map<std::string, Handles, std::less<>> topics;
+    std::map<websocketpp::connection_hdl, std::vector<std::string>, std::owner_less<websocketpp::connection_hdl>> joined;
     if (broadcast) {
         server.set_open_handler([&](websocketpp::connection_hdl h) {
             std::lock_guard lock(mutex);
@@ -51,9 +59,42 @@ int main(int argc, char** argv) {
             connections.erase(h);
         });
     }
+    if (pubsub) {
+        server.set_close_handler([&](websocketpp::connection_hdl h) {
+            std::lock_guard lock(mutex);
+            const auto it = joined.find(h);
+            if (it == joined.end()) return;
+            for (const auto& topic : it->second) {
+                const auto room = topics.find(topic);
+                room->second.erase(h);
+                if (room->second.empty()) topics.erase(room);
+            }
+            joined.erase(it);
+        });
+    }
     server.set_message_handler([&](websocketpp::connection_hdl h, Server::message_ptr message) {
         const std::string& payload = message->get_payload();
         websocketpp::lib::error_code ec;
+        if (pubsub && message->get_opcode() == websocketpp::frame::opcode::text) {
+            const std::string_view text = payload;
+            if (text.rfind("subscribe ", 0) == 0) {
+                const std::string topic(text.substr(10));
+                {
+                    std::lock_guard lock(mutex);
+                    if (topics[topic].insert(h).second) joined[h].push_back(topic);
+                }
+                server.send(h, "subscribed " + topic, websocketpp::frame::opcode::text, ec);
+                return;
+            }
+            if (const auto space = text.find(' ', 8); text.rfind("publish ", 0) == 0 && space != std::string_view::npos) {
+                const std::string body(text.substr(space + 1));
+                std::lock_guard lock(mutex);
+                const auto room = topics.find(text.substr(8, space - 8));
+                if (room != topics.end())
+                    for (const auto& c : room->second) server.send(c, body, websocketpp::frame::opcode::text, ec);
+                return;
+            }
+        }
         if (broadcast && message->get_opcode() == websocketpp::frame::opcode::text && payload.rfind("publish ", 0) == 0) {
             const std::string body = payload.substr(8);
             std::lock_guard lock(mutex);

@@ -1,6 +1,9 @@
 // ws_echo.js: Node's `ws` (Debian's node-ws) as JavaScript users run it: no compression, 64 MiB messages.
 // --broadcast 1: a text message "publish <payload>" is sent to every client (wss.clients, one send each).
-//   NODE_PATH=/usr/share/nodejs node ws_echo.js [--host 127.0.0.1] [--port 0] [--broadcast 1]
+// --pubsub 1: rooms as `ws` users write them (a Map from topic to a Set of sockets, each socket's topics kept for
+// 'close'): "subscribe <topic>" joins and is answered "subscribed <topic>"; "publish <topic> <payload>" sends
+// <payload> to the topic's sockets, one send each.
+//   NODE_PATH=/usr/share/nodejs node ws_echo.js [--host 127.0.0.1] [--port 0] [--broadcast 1] [--pubsub 1]
 'use strict';
 const { WebSocketServer } = require('ws');
 
@@ -8,6 +11,7 @@ const args = {};
 for (let i = 2; i + 1 < process.argv.length; i += 2) args[process.argv[i]] = process.argv[i + 1];
 const host = args['--host'] || '127.0.0.1';
 const broadcast = args['--broadcast'] === '1';
+const pubsub = args['--pubsub'] === '1';
 
 const wss = new WebSocketServer({
   host,
@@ -18,9 +22,44 @@ const wss = new WebSocketServer({
   clientTracking: broadcast,
 });
 const prefix = Buffer.from('publish ');
+const subscribe = Buffer.from('subscribe ');
+const startsWith = (data, head) => data.length >= head.length && data.subarray(0, head.length).equals(head);
+const topics = new Map();  // topic -> Set of sockets
+
+function onPubsub(ws, data) {
+  if (startsWith(data, subscribe)) {
+    const topic = data.toString('utf8', subscribe.length);
+    let room = topics.get(topic);
+    if (!room) topics.set(topic, (room = new Set()));
+    room.add(ws);
+    ws.topics.add(topic);
+    ws.send(`subscribed ${topic}`);
+    return true;
+  }
+  const space = data.indexOf(0x20, prefix.length);
+  if (!startsWith(data, prefix) || space < 0) return false;
+  const room = topics.get(data.toString('utf8', prefix.length, space));
+  if (room) {
+    const body = data.subarray(space + 1);
+    for (const client of room) client.send(body, { binary: false });
+  }
+  return true;
+}
+
 wss.on('connection', (ws) => {
+  if (pubsub) {
+    ws.topics = new Set();
+    ws.on('close', () => {
+      for (const topic of ws.topics) {
+        const room = topics.get(topic);
+        room.delete(ws);
+        if (room.size === 0) topics.delete(topic);
+      }
+    });
+  }
   ws.on('message', (data, isBinary) => {
-    if (broadcast && !isBinary && data.length >= prefix.length && data.subarray(0, prefix.length).equals(prefix)) {
+    if (pubsub && !isBinary && onPubsub(ws, data)) return;
+    if (broadcast && !isBinary && startsWith(data, prefix)) {
       const body = data.subarray(prefix.length);
       for (const client of wss.clients) client.send(body, { binary: false });
       return;
