@@ -135,13 +135,18 @@ public:
     Connection(Server<UserData>& server, ConnectionId id, AnyTransport transport, detail::EventLoop<UserData>& loop)
         : server_(server), id_(id), transport_(std::move(transport)),
           executor_(detail::visit_transport(transport_, [](auto& t) { return asio::any_io_executor(t.get_executor()); })),
-          loop_(&loop), bulk_(&loop.buffers), watchdog_(executor_), drain_signal_(executor_) {
+          loop_(&loop), bulk_(&loop.buffers), deadline_hook_(this), drain_signal_(executor_) {
         std::error_code ec;
         remote_ = detail::visit_transport(transport_, [&](auto& t) { return t.remote_endpoint(ec); });
         connect_system_ = std::chrono::system_clock::now();
         connect_steady_ = clock::now();
         last_activity_.store(0, std::memory_order_relaxed);
     }
+
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+    /// Off the loop's deadlines (only scheduled still when the event loop is torn down with the session suspended).
+    ~Connection() { loop_->deadlines.cancel(deadline_hook_); }
 
     ConnectionId id() const noexcept { return id_; }
     /// Application data of the type the server was instantiated with.
@@ -298,7 +303,7 @@ private:
         opened_ = true;
         quiet_window_ = quiet_window;
         deadline_ = quiet_window != clock::duration::zero() ? clock::now() + quiet_window : clock::time_point::max();
-        watchdog_.cancel();
+        watch();
         return *reader_;
     }
     bool opened() const noexcept { return opened_; }
@@ -306,7 +311,7 @@ private:
     /// The session ends: the watchdog stops, the transport closes, the status is CLOSED. Returns why it ended.
     CloseInfo finish() {
         finished_ = true;
-        watchdog_.cancel();
+        loop_->deadlines.cancel(deadline_hook_);
         close_transport();
         set_status(ConnectionStatus::closed);
         std::lock_guard lock(mutex_);
@@ -324,9 +329,13 @@ private:
         close_info_.clean = !write_failed_;
     }
 
-    /// The watchdog: one timer that wakes at `deadline()`. `move_deadline` leaves the sleeping timer alone (it
-    /// re-arms when it wakes early); `set_deadline` wakes it when the new deadline is earlier.
-    asio::steady_timer& watchdog() noexcept { return watchdog_; }
+    /// The watchdog: the connection's entry in its event loop's deadlines (a timing wheel), due at `deadline()`.
+    /// `move_deadline` leaves the entry where it is (the session's watchdog re-schedules it when it comes early);
+    /// `set_deadline` moves it when the new deadline is earlier; `watch` schedules it at `deadline()`.
+    void watch() {
+        if (deadline_ == clock::time_point::max()) loop_->deadlines.cancel(deadline_hook_);
+        else loop_->watch(deadline_hook_, deadline_);
+    }
     clock::time_point deadline() const noexcept { return deadline_; }
     void move_deadline(clock::time_point t) noexcept { deadline_ = t; }
     clock::duration quiet_window() const noexcept { return quiet_window_; }
@@ -645,7 +654,7 @@ private:
     void set_deadline(clock::time_point t) {
         const bool earlier = t < deadline_;
         deadline_ = t;
-        if (earlier) watchdog_.cancel();
+        if (earlier) watch();
     }
 
     /// Conn thread: `n` bytes arrived. On an open connection this answers a heartbeat ping (any bytes do) and moves
@@ -709,7 +718,7 @@ private:
     clock::time_point deadline_ = clock::time_point::max();
     clock::duration quiet_window_{};  // open: silence after which the watchdog acts (ping or idle close); 0: never
     bool awaiting_pong_ = false;      // a heartbeat ping went out and nothing has arrived since
-    asio::steady_timer watchdog_;
+    typename detail::EventLoop<UserData>::Deadlines::Hook deadline_hook_;
     asio::steady_timer drain_signal_;
     bool opened_ = false;  ///< on_open ran: on_close will run too
     bool finished_ = false;

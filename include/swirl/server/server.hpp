@@ -67,7 +67,8 @@ public:
         : settings_(std::move(settings)), tasks_(settings_.task_threads, settings_.task_queue_size) {
         if (settings_.threads == 0) settings_.threads = 1;
         for (unsigned i = 0; i < settings_.threads; ++i)
-            loops_.push_back(std::make_unique<detail::EventLoop<UserData>>(i, settings_.threads));
+            loops_.push_back(std::make_unique<detail::EventLoop<UserData>>(i, settings_.threads, deadline_tick(settings_),
+                [this](Connection& c) { detail::Session<UserData>::on_deadline(session_host_, c); }));
     }
 
     Server(const Server&) = delete;
@@ -467,6 +468,16 @@ private:
     }
 
     asio::io_context& first_context() noexcept { return loops_.front()->context; }
+
+    /// The resolution of the connections' deadlines: a sixteenth of the shortest enabled timeout, within
+    /// [1 ms, 1 s]; a deadline fires at most that much late, and each event loop wakes at most once per tick.
+    static std::chrono::steady_clock::duration deadline_tick(const Settings& s) {
+        std::chrono::milliseconds shortest = std::chrono::seconds(16);
+        for (const auto t : {s.handshake_timeout, s.idle_timeout, s.ping_interval, s.pong_timeout, s.close_timeout})
+            if (t.count() > 0) shortest = std::min(shortest, t);
+        return std::clamp<std::chrono::steady_clock::duration>(shortest / 16, std::chrono::milliseconds(1),
+                                                                std::chrono::seconds(1));
+    }
 
     /// The event loop connection `id` lives on (see `EventLoop::next_id`).
     detail::EventLoop<UserData>& loop_of(ConnectionId id) const noexcept { return *loops_[id % loops_.size()]; }

@@ -68,7 +68,7 @@ public:
         T& t = c->template transport<T>();
         c->own_read_buffer().resize(connection_read_size);
         if (host.settings.handshake_timeout.count() > 0) c->move_deadline(clock::now() + host.settings.handshake_timeout);
-        arm_watchdog(host, c);
+        c->watch();
         if constexpr (requires { t.handshake(); }) {  // TLS: bounded by handshake_timeout like the HTTP phase
             if (const std::error_code ec = co_await t.handshake()) {
                 detail::log(host.settings.log_level, LogLevel::debug, "connection {}: TLS handshake failed: {}",
@@ -398,22 +398,18 @@ private:
         return window;
     }
 
-    /// Enforces the handshake, heartbeat, idle and close deadlines of one connection by waiting for its deadline.
-    /// A callback, not a coroutine: an idle connection keeps only this small handler.
-    static void arm_watchdog(SessionHost<UserData>& host, std::shared_ptr<Connection> c) {
-        auto& timer = c->watchdog();
-        timer.expires_at(c->deadline());
-        timer.async_wait([&host, c = std::move(c)](std::error_code) mutable { on_watchdog(host, std::move(c)); });
-    }
-
-    static void on_watchdog(SessionHost<UserData>& host, std::shared_ptr<Connection> c) {
+public:
+    /// The watchdog: enforces the handshake, heartbeat, idle and close deadlines of connection `c`, called by its
+    /// event loop's deadlines (server/detail/timing_wheel.hpp) when the entry `c->watch()` scheduled comes due.
+    static void on_deadline(SessionHost<UserData>& host, Connection& connection) {
+        Connection* const c = &connection;
         const Settings& settings = host.settings;
         const auto log = [&](fmt::format_string<ConnectionId> format) {
             detail::log(settings.log_level, LogLevel::debug, format, c->id());
         };
         if (c->finished()) return;
         const auto now = clock::now();
-        if (now < c->deadline()) return arm_watchdog(host, std::move(c));  // moved or re-armed
+        if (now < c->deadline()) return c->watch();  // moved meanwhile
         switch (c->status()) {
         case ConnectionStatus::connection:
         case ConnectionStatus::handshake:
@@ -425,7 +421,7 @@ private:
                 log("connection {}: idle timeout");
                 c->close(close_code::going_away, "idle timeout");  // re-arms the deadline for the close
                 c->move_deadline(clock::time_point::max());
-                return arm_watchdog(host, std::move(c));
+                return c->watch();
             }
             if (c->awaiting_pong()) {  // pinged, and nothing came back within pong_timeout
                 log("connection {}: no pong within pong_timeout");
@@ -440,7 +436,7 @@ private:
                 if (settings.idle_timeout.count() > 0) next = std::min(next, c->last_heard() + settings.idle_timeout);
             }
             c->move_deadline(next);
-            return arm_watchdog(host, std::move(c));
+            return c->watch();
         }
         case ConnectionStatus::closing:
         case ConnectionStatus::closed:
@@ -450,6 +446,7 @@ private:
         c->close_transport();
     }
 
+private:
     static void consume_front(std::vector<std::uint8_t>& buf, std::size_t& have, std::size_t n) {
         if (n != 0 && n < have) std::memmove(buf.data(), buf.data() + n, have - n);
         have -= n;

@@ -8,6 +8,7 @@
 /// frames to its own connections, and no lock is held while it does.
 
 #include <swirl/server/detail/loop_buffers.hpp>
+#include <swirl/server/detail/timing_wheel.hpp>
 #include <swirl/server/detail/topic_index.hpp>
 #include <swirl/server/stats.hpp>
 
@@ -15,7 +16,9 @@
 
 #include <atomic>
 #include <cstddef>
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -31,7 +34,18 @@ template <class UserData>
 struct EventLoop {
     using Connection = swirl::Connection<UserData>;
 
-    EventLoop(std::size_t index, std::size_t count) : index(index), count(count) {}
+    using clock = std::chrono::steady_clock;
+    using Deadlines = TimingWheel<Connection>;
+
+    /// `tick`: the resolution of the connections' deadlines; `on_deadline` acts on a connection whose deadline came.
+    EventLoop(std::size_t index, std::size_t count, clock::duration tick, std::function<void(Connection&)> on_deadline)
+        : index(index), count(count), deadlines(tick), on_deadline(std::move(on_deadline)) {}
+
+    /// This loop's thread: (re)schedules `hook` for `due`, and wakes the loop's one deadline timer in time for it.
+    void watch(typename Deadlines::Hook& hook, clock::time_point due) {
+        deadlines.schedule(hook, due);
+        if (const auto next = deadlines.next_time()) arm(*next);
+    }
 
     bool running_in_this_thread() noexcept { return context.get_executor().running_in_this_thread(); }
 
@@ -48,14 +62,38 @@ struct EventLoop {
     /// Subscription changes handed to this loop by other threads and not yet made: while any are, a publish from
     /// another thread is handed over even when no subscriber is there yet, so that it stays in order behind them.
     std::atomic<std::size_t> pending_changes{0};
+    Deadlines deadlines;  // this loop's thread only: handshake, heartbeat, idle and close deadlines of its connections
+    std::function<void(Connection&)> on_deadline;
 
     asio::io_context context{1};
     asio::executor_work_guard<asio::io_context::executor_type> guard{context.get_executor()};
+    asio::steady_timer deadline_timer{context};
 
     // Declared after the context: connections left at destruction close their sockets before it goes.
     mutable std::mutex registry_mutex;
     std::unordered_map<std::uint64_t, std::shared_ptr<Connection>> connections;
     std::atomic<std::uint64_t> next_sequence{1};
+
+private:
+    /// Makes the deadline timer wake by `at`: one wait pending at a time, moved earlier when needed. Each wake fires
+    /// the deadlines that came and re-arms for the next non-empty tick, so an idle loop sleeps.
+    void arm(clock::time_point at) {
+        if (armed_ && at >= armed_at_) return;
+        armed_ = true;
+        armed_at_ = at;
+        deadline_timer.expires_at(at);  // cancels a pending wait: its handler sees it was superseded
+        deadline_timer.async_wait([this, generation = ++generation_](std::error_code ec) {
+            if (generation != generation_) return;
+            armed_ = false;
+            if (ec) return;
+            deadlines.advance(clock::now(), [this](Connection& c) { on_deadline(c); });
+            if (const auto next = deadlines.next_time()) arm(*next);
+        });
+    }
+
+    bool armed_ = false;
+    clock::time_point armed_at_{};
+    std::uint64_t generation_ = 0;
 };
 
 } // namespace swirl::detail
