@@ -311,7 +311,7 @@ private:
     /// The session ends: the watchdog stops, the transport closes, the status is CLOSED. Returns why it ended.
     CloseInfo finish() {
         finished_ = true;
-        loop_->deadlines.cancel(deadline_hook_);
+        loop_->unwatch(deadline_hook_);
         close_transport();
         set_status(ConnectionStatus::closed);
         std::lock_guard lock(mutex_);
@@ -333,7 +333,7 @@ private:
     /// `move_deadline` leaves the entry where it is (the session's watchdog re-schedules it when it comes early);
     /// `set_deadline` moves it when the new deadline is earlier; `watch` schedules it at `deadline()`.
     void watch() {
-        if (deadline_ == clock::time_point::max()) loop_->deadlines.cancel(deadline_hook_);
+        if (deadline_ == clock::time_point::max()) loop_->unwatch(deadline_hook_);
         else loop_->watch(deadline_hook_, deadline_);
     }
     clock::time_point deadline() const noexcept { return deadline_; }
@@ -479,8 +479,22 @@ private:
         return true;
     }
 
+    /// Flushes soon, on the connection's thread. From that thread (a publish or broadcast reaching many connections
+    /// of the loop, say), the connection joins the loop's list of connections to flush, and one posted call
+    /// flushes the whole list: one handler for the loop instead of one per connection.
     void post_flush() {
-        asio::post(executor_, [self = this->shared_from_this()] { self->flush(); });
+        if (!on_own_thread()) return asio::post(executor_, [self = this->shared_from_this()] { self->flush(); });
+        auto& list = loop_->to_flush;
+        list.push_back(this->shared_from_this());
+        if (list.size() == 1) asio::post(executor_, [&loop = *loop_] { flush_listed(loop); });
+    }
+
+    /// The loop's thread: flushes every connection listed by `post_flush` (and those listed meanwhile, by the
+    /// next posted call).
+    static void flush_listed(detail::EventLoop<UserData>& loop) {
+        loop.flushing.swap(loop.to_flush);
+        for (const auto& c : loop.flushing) c->flush();
+        loop.flushing.clear();  // keeps the capacity: no allocation once the lists have grown
     }
 
     /// Conn thread, before handlers that cannot suspend: what they queue needs no posted flush, because

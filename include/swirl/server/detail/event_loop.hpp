@@ -22,6 +22,7 @@
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 namespace swirl {
 template <class UserData>
@@ -45,6 +46,17 @@ struct EventLoop {
     void watch(typename Deadlines::Hook& hook, clock::time_point due) {
         deadlines.schedule(hook, due);
         if (const auto next = deadlines.next_time()) arm(*next);
+    }
+
+    /// This loop's thread: takes `hook` off the deadlines; the last one off stops the timer, so that a loop with no
+    /// deadline pending holds no work (its `run()` can return after `stop()`).
+    void unwatch(typename Deadlines::Hook& hook) {
+        deadlines.cancel(hook);
+        if (deadlines.empty() && armed_) {
+            armed_ = false;
+            ++generation_;
+            deadline_timer.cancel();
+        }
     }
 
     bool running_in_this_thread() noexcept { return context.get_executor().running_in_this_thread(); }
@@ -73,6 +85,9 @@ struct EventLoop {
     mutable std::mutex registry_mutex;
     std::unordered_map<std::uint64_t, std::shared_ptr<Connection>> connections;
     std::atomic<std::uint64_t> next_sequence{1};
+    /// This loop's thread only: connections with output to flush at the loop's next turn (`Connection::post_flush`),
+    /// and the list being flushed.
+    std::vector<std::shared_ptr<Connection>> to_flush, flushing;
 
 private:
     /// Makes the deadline timer wake by `at`: one wait pending at a time, moved earlier when needed. Each wake fires

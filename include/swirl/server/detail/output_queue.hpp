@@ -35,13 +35,13 @@ public:
         const std::size_t n = encode_unmasked_header(header, opcode, fin, payload.size());
         flat_.append(reinterpret_cast<const char*>(header), n);
         size_ += n + payload.size();
-        held_.push_back({flat_.size(), nullptr, std::move(payload)});
+        held_.emplace_back(flat_.size(), std::move(payload));
     }
 
     /// Appends already-encoded bytes by reference (shared among many connections).
     void append_shared(std::shared_ptr<const std::string> bytes) {
         size_ += bytes->size();
-        held_.push_back({flat_.size(), std::move(bytes), {}});
+        held_.emplace_back(flat_.size(), std::move(bytes));
     }
 
     std::size_t size() const noexcept { return size_; }
@@ -81,6 +81,9 @@ public:
 private:
     /// Bytes kept outside the flat buffer: a shared encoded frame, or an owned payload (its header is flat).
     struct Held {
+        Held(std::size_t offset, std::shared_ptr<const std::string> bytes) noexcept
+            : flat_offset(offset), shared(std::move(bytes)) {}
+        Held(std::size_t offset, std::string&& payload) noexcept : flat_offset(offset), owned(std::move(payload)) {}
         std::size_t flat_offset;  ///< where in the flat stream these bytes go
         std::shared_ptr<const std::string> shared;
         std::string owned;  ///< when `shared` is null
