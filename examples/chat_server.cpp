@@ -70,8 +70,7 @@ int main(int argc, char** argv) {
             connection.send(fmt::format("sent {}", result.total()));
         } else if (command == "rooms") {
             std::string names;
-            for (const auto& topic : server.topics()) {
-                if (!topic.starts_with(room_prefix)) continue;
+            for (const auto& topic : server.topics(room_prefix)) {
                 if (!names.empty()) names += ',';
                 names += topic.substr(room_prefix.size());
             }

@@ -30,7 +30,7 @@ public:
     Cli(int argc, char** argv, std::vector<std::string_view> known) {
         known.insert(known.end(), {"--host", "--port", "--threads", "--max-connections", "--max-output-buffer",
                                    "--pause-reading-above", "--backpressure", "--idle-timeout", "--ping-interval", "--pong-timeout",
-                                   "--close-timeout", "--log-level", "--tls-cert", "--tls-key", "--tls-port", "--tls-ca",
+                                   "--close-timeout", "--task-threads", "--task-queue-size", "--log-level", "--tls-cert", "--tls-key", "--tls-port", "--tls-ca",
                                    "--tls-verify"});
         for (int i = 1; i < argc; ++i) {
             const std::string_view flag = argv[i];
@@ -54,7 +54,8 @@ public:
 
     /// The common flags: --host (127.0.0.1), --port (9501), --threads (1), --max-connections,
     /// --max-output-buffer BYTES, --pause-reading-above BYTES, --backpressure reject|close, --idle-timeout SECONDS,
-    /// --ping-interval MS, --pong-timeout MS, --close-timeout SECONDS, --log-level debug|info|warning|error|off; unset flags keep `swirl::Settings`' defaults.
+    /// --ping-interval MS, --pong-timeout MS, --close-timeout SECONDS, --task-threads N, --task-queue-size N,
+    /// --log-level debug|info|warning|error|off; unset flags keep `swirl::Settings`' defaults.
     swirl::Settings settings() const {
         swirl::Settings s;
         s.host = get("--host", "127.0.0.1");
@@ -70,6 +71,8 @@ public:
         s.pong_timeout = std::chrono::milliseconds(static_cast<long>(number("--pong-timeout", static_cast<double>(s.pong_timeout.count()))));
         s.close_timeout = std::chrono::milliseconds(
             static_cast<long>(number("--close-timeout", static_cast<double>(s.close_timeout.count()) / 1000) * 1000));
+        s.task_threads = static_cast<unsigned>(number("--task-threads", s.task_threads));
+        s.task_queue_size = static_cast<std::size_t>(number("--task-queue-size", static_cast<double>(s.task_queue_size)));
         const std::string level = get("--log-level", "info");
         constexpr std::pair<std::string_view, swirl::LogLevel> levels[] = {
             {"debug", swirl::LogLevel::debug}, {"info", swirl::LogLevel::info}, {"warning", swirl::LogLevel::warning},

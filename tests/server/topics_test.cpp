@@ -90,6 +90,8 @@ TEST_CASE("topics: subscribers receive publishes, others do not; connection.publ
         co_await a.close();
         REQUIRE(test::eventually([&] { return server.subscribers("room") == 0; }));  // left on close
         CHECK(server.topics() == std::vector<std::string>{"other", "x", "y"});
+        CHECK(server.topics("o") == std::vector<std::string>{"other"});
+        CHECK(server.topics("z").empty());
         CHECK(server.publish("room", "nobody").total() == 0);
         CHECK(server.publish("room", "bad", Opcode::pong).total() == 0);  // not a publishable frame
         co_await b.close();

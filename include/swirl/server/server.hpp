@@ -340,12 +340,15 @@ public:
         return n;
     }
 
-    /// Every topic with at least one subscriber, sorted.
-    std::vector<std::string> topics() const {
+    /// Every topic with at least one subscriber, sorted; only those starting with `prefix` when one is given
+    /// (`topics("room:")` leaves out the `user:…` topics of every connection, say).
+    std::vector<std::string> topics(std::string_view prefix = {}) const {
         std::vector<std::string> names;
         for (const auto& loop : loops_) {
             std::lock_guard lock(loop->topics_mutex);
-            loop->topics.for_each_topic([&](std::string_view name, std::size_t) { names.emplace_back(name); });
+            loop->topics.for_each_topic([&](std::string_view name, std::size_t) {
+                if (name.starts_with(prefix)) names.emplace_back(name);
+            });
         }
         std::sort(names.begin(), names.end());
         names.erase(std::unique(names.begin(), names.end()), names.end());
