@@ -177,3 +177,32 @@ TEST_CASE("offload: a task blocking 200 ms in one connection does not delay echo
         co_await other.close();
     });
 }
+
+TEST_CASE("offload: a task that outlives stop()'s wait is joined by the destructor, its completion dropped safely") {
+    auto settings = test::local_settings();
+    settings.close_timeout = 100ms;
+    std::atomic<bool> started{false}, finished{false};
+    {
+        Server server(settings);
+        server.on_message([&](Conn& c, Frame&) -> asio::awaitable<void> {
+            co_await server.offload([&] {
+                started = true;
+                std::this_thread::sleep_for(1500ms);
+                finished = true;
+            });
+            c.send("done");  // never: the event loop is stopped by then
+        });
+        server.start();
+        test::run([&]() -> asio::awaitable<void> {
+            auto client = co_await Client::connect("127.0.0.1", server.local_endpoint().port());
+            co_await client.send("go");
+            REQUIRE(test::eventually([&] { return started.load(); }));
+        });
+        const auto start = std::chrono::steady_clock::now();
+        server.stop();
+        server.wait();  // bounded by close_timeout: the task still runs
+        CHECK(std::chrono::steady_clock::now() - start < 1200ms);
+        CHECK_FALSE(finished);
+    }  // the destructor waits for the task
+    CHECK(finished);
+}

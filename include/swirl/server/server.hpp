@@ -74,9 +74,12 @@ public:
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
 
+    /// Stops the server and joins its threads, then the offload workers: a task still running (one that outlasted
+    /// `close_timeout` in `stop()`) is waited for here, so that its completion reaches a live event loop.
     ~Server() {
         stop();
         wait();
+        tasks_.join();
     }
 
     /// Custom handshake: return true to accept (after filling `res` via `accept_handshake`), false to reject with
