@@ -119,17 +119,9 @@ private:
     std::vector<std::string> subprotocols_;
 };
 
-/// Listens (adding the wss listener the flags ask for), prints `listening on ws://HOST:PORT` (and `wss://`), runs
-/// until SIGINT/SIGTERM, then shuts down gracefully. SIGHUP re-reads the TLS certificates (after a renewal).
+/// `serve`'s loop: SIGHUP reloads the TLS certificates; SIGINT or SIGTERM stops the server gracefully.
 template <class Server>
-int serve(Server& server, const Cli& cli) {
-    try {
-        cli.add_tls_listener(server);
-        server.listen();
-    } catch (const std::exception& e) {
-        fmt::print(stderr, "cannot listen on {}:{}: {}\n", server.settings().host, server.settings().port, e.what());
-        return 1;
-    }
+void serve_until_signalled(Server& server) {
     asio::signal_set hangup(server.context(), SIGHUP);
     std::function<void(std::error_code, int)> reload = [&](std::error_code ec, int) {
         if (ec) return;
@@ -156,6 +148,24 @@ int serve(Server& server, const Cli& cli) {
                    endpoints[i].address().to_string(), endpoints[i].port());
     std::fflush(stdout);
     server.run();
+}
+
+/// Listens (adding the wss listener the flags ask for), prints `listening on ws://HOST:PORT` (and `wss://`), runs
+/// until SIGINT/SIGTERM, then shuts down gracefully. SIGHUP re-reads the TLS certificates (after a renewal).
+template <class Server>
+int serve(Server& server, const Cli& cli) {
+    try {
+        cli.add_tls_listener(server);
+        server.listen();
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "cannot listen on {}:{}: {}\n", server.settings().host, server.settings().port, e.what());
+        return 1;
+    }
+    serve_until_signalled(server);
+    // The signal sets are gone, and with them the handlers: a second SIGINT or SIGTERM sent while the process exits
+    // (the first one stopped the server) must not kill it with that signal instead of exiting with 0.
+    std::signal(SIGINT, SIG_IGN);
+    std::signal(SIGTERM, SIG_IGN);
     return 0;
 }
 
