@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <concepts>
 #include <cstdint>
 #include <cstring>
 #include <exception>
@@ -290,13 +291,17 @@ private:
             }
             lease.release();
             if (std::exchange(upgrade_leftover, false)) c_.drop_own_read_buffer();
-            // Replies leave before the next read; letting the other ready connections run first gives the peer time
-            // to answer, so that read usually finds its next message instead of coming back empty.
+            // Replies leave before the next read. A transport that knows it is drained is waited on at once (the
+            // wait completes through the loop's queue, behind the other ready connections); otherwise the loop's
+            // other ready connections run first, which also gives the peer time to answer, so that the read
+            // usually finds its next message instead of coming back empty.
             c_.end_batch();
             c_.lend_message_buffer();
             if (settings_.pause_reading_above != 0 && c_.unsent() > settings_.pause_reading_above) co_await c_.wait_drained();
-            if (loop_executor) co_await asio::post(*loop_executor, asio::use_awaitable);
-            else co_await asio::post(transport_executor, asio::use_awaitable);
+            if (may_have_input(t)) {  // more may be there: let the loop's other ready connections run first
+                if (loop_executor) co_await asio::post(*loop_executor, asio::use_awaitable);
+                else co_await asio::post(transport_executor, asio::use_awaitable);
+            }
             std::error_code ec;
             std::size_t n = 0;
             while (true) {
@@ -328,6 +333,13 @@ private:
         if (shared) lease.take(bulk);
         input = std::span<const std::uint8_t>(bytes.data(), n);
         return n;
+    }
+
+    /// False when the transport knows a read would find nothing (Transport's optional `may_have_input`).
+    template <Transport T>
+    static bool may_have_input(const T& t) noexcept {
+        if constexpr (requires { { t.may_have_input() } -> std::convertible_to<bool>; }) return t.may_have_input();
+        else return true;
     }
 
     /// Answers a ping; true when the message handler is to hear of the message, ping or pong.

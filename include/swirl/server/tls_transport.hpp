@@ -23,6 +23,7 @@
 /// and in the background on socket writability meanwhile, so it leaves even when the caller does not wait.
 /// Single-threaded, like a socket: call a transport from one thread at a time (its connection's event loop).
 
+#include <swirl/server/detail/edge_socket.hpp>
 #include <swirl/server/tls_context.hpp>
 #include <swirl/server/transport.hpp>
 
@@ -66,7 +67,7 @@ struct TlsState : std::enable_shared_from_this<TlsState> {
         if (ssl) SSL_free(ssl);  // frees both BIOs
     }
 
-    asio::ip::tcp::socket socket;
+    EdgeSocket socket;  // reads and read waits follow epoll's edges (server/detail/edge_socket.hpp)
     SSL* ssl = nullptr;
     std::unique_ptr<unsigned char[]> in;  // received ciphertext not yet taken by SSL: [in_begin, in_end)
     std::size_t in_begin = 0;
@@ -291,7 +292,7 @@ public:
             }
             while (!s->fill_input(ec)) {
                 if (ec != asio::error::would_block && ec != asio::error::try_again) co_return ec;
-                co_await s->socket.async_wait(asio::socket_base::wait_read, asio::redirect_error(asio::use_awaitable, ec));
+                co_await s->socket.async_wait_readable(asio::redirect_error(asio::use_awaitable, ec));
                 if (ec) co_return ec;
             }
         }
@@ -342,6 +343,10 @@ public:
         if (s.pending_out()) s.flush_soon();  // what SSL wrote while reading (alerts, KeyUpdate, tickets)
         return n;
     }
+
+    /// False when `read_some` is known to find nothing: SSL holds no plaintext, no ciphertext waits, and the socket
+    /// was drained with no input seen since.
+    bool may_have_input() const noexcept { return s_->read_ready() || s_->socket.may_have_input(); }
 
     /// Encrypts up to `write_budget` bytes of plaintext from `buffers` (small buffers gathered into whole records)
     /// and sends what the socket takes; returns the plaintext bytes taken. Takes none (0, no error) while
@@ -511,6 +516,7 @@ private:
                     return asio::post(std::move(self));  // never complete inside the initiating call
                 }
                 state = waiting;
+                if (type == asio::socket_base::wait_read) return s->socket.async_wait_readable(std::move(self));
                 return s->socket.async_wait(type, std::move(self));
             case posted:
                 return self.complete(s->socket.is_open() ? std::error_code() : asio::error::operation_aborted);

@@ -8,10 +8,14 @@
 ///     write_some(buffers, ec)   a gather write of what the peer's window takes now (never waits; 0 and no error
 ///                               when nothing fits)
 ///     async_wait(type, token)   until readable (`wait_read`) or writable (`wait_write`)
+///     may_have_input()          optional: false when `read_some` is known to return `would_block` (the last read
+///                               drained the transport and nothing arrived since), so a reader waits at once
 ///     shutdown_send(ec)         half-close: no more bytes from us
 ///     close(ec)                 ends the connection; a pending wait completes with `operation_aborted`
 ///     remote_endpoint(ec)       the peer's address
 ///     get_executor()            the event loop the transport belongs to
+
+#include <swirl/server/detail/edge_socket.hpp>
 
 #include <swirl/detail/asio.hpp>
 
@@ -38,7 +42,8 @@ concept Transport = requires(T& t, const T& ct, asio::mutable_buffer in, std::sp
     { ct.remote_endpoint(ec) } -> std::same_as<asio::ip::tcp::endpoint>;
 };
 
-/// Plain TCP: a non-blocking socket, read and written in place.
+/// Plain TCP: a non-blocking socket, read and written in place. Reads follow the socket's epoll edges
+/// (server/detail/edge_socket.hpp): one `recv` per arrival of data and no `epoll_ctl` to wait for the next.
 class TcpTransport {
 public:
     using executor_type = asio::any_io_executor;
@@ -48,23 +53,24 @@ public:
     explicit TcpTransport(asio::ip::tcp::socket socket) : socket_(std::move(socket)) {
         std::error_code ec;
         socket_.set_option(asio::ip::tcp::no_delay(true), ec);
-        socket_.non_blocking(true, ec);
     }
 
     executor_type get_executor() noexcept { return socket_.get_executor(); }
 
     std::size_t read_some(asio::mutable_buffer buffer, std::error_code& ec) { return socket_.read_some(buffer, ec); }
+    bool may_have_input() const noexcept { return socket_.may_have_input(); }
 
     /// One contiguous buffer goes out by send(), which costs the kernel less than sendmsg()'s gather.
     std::size_t write_some(std::span<const asio::const_buffer> buffers, std::error_code& ec) {
-        const std::size_t written =
-            buffers.size() == 1 ? socket_.write_some(buffers.front(), ec) : socket_.write_some(buffers, ec);
+        const std::size_t written = buffers.size() == 1 ? socket_.write_some(buffers.front(), ec)
+                                                        : socket_.write_some(buffers, ec);
         if (ec == asio::error::would_block || ec == asio::error::try_again) ec.clear();
         return written;
     }
 
     template <class Token>
     auto async_wait(asio::socket_base::wait_type type, Token&& token) {
+        if (type == asio::socket_base::wait_read) return socket_.async_wait_readable(std::forward<Token>(token));
         return socket_.async_wait(type, std::forward<Token>(token));
     }
 
@@ -73,7 +79,7 @@ public:
     asio::ip::tcp::endpoint remote_endpoint(std::error_code& ec) const { return socket_.remote_endpoint(ec); }
 
 private:
-    asio::ip::tcp::socket socket_;
+    detail::EdgeSocket socket_;
 };
 
 static_assert(Transport<TcpTransport>);

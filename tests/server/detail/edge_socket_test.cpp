@@ -1,0 +1,252 @@
+// server/detail/edge_socket.hpp: reads that follow epoll's edges, and what they cost in system calls, counted by
+// interposing recv() and epoll_ctl() in this executable (hence its own executable).
+#include "test_support.hpp"
+
+#include <swirl/server/detail/edge_socket.hpp>
+
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <cstring>
+#include <thread>
+
+namespace {
+
+/// System calls made by threads other than the one that counts (the test's own client is not counted).
+struct SyscallCount {
+    std::atomic<long> recv{0}, epoll_ctl{0};
+};
+SyscallCount counted;
+std::atomic<std::thread::id> uncounted_thread{};
+
+bool counts_here() { return std::this_thread::get_id() != uncounted_thread.load(std::memory_order_relaxed); }
+
+template <class F>
+F next_symbol(const char* name) {
+    return reinterpret_cast<F>(dlsym(RTLD_NEXT, name));
+}
+
+} // namespace
+
+extern "C" ssize_t recv(int fd, void* buf, size_t n, int flags) {
+    static const auto real = next_symbol<ssize_t (*)(int, void*, size_t, int)>("recv");
+    if (counts_here()) counted.recv.fetch_add(1, std::memory_order_relaxed);
+    return real(fd, buf, n, flags);
+}
+
+extern "C" int epoll_ctl(int epfd, int op, int fd, struct epoll_event* event) {
+    static const auto real = next_symbol<int (*)(int, int, int, struct epoll_event*)>("epoll_ctl");
+    if (counts_here()) counted.epoll_ctl.fetch_add(1, std::memory_order_relaxed);
+    return real(epfd, op, fd, event);
+}
+
+namespace {
+
+using swirl::detail::EdgeSocket;
+using namespace std::chrono_literals;
+
+/// A connected pair on 127.0.0.1: `ours` is an EdgeSocket on `ctx`, `peer` a plain socket.
+struct Pair {
+    asio::io_context ctx{1};
+    asio::ip::tcp::socket peer{ctx};
+    std::optional<EdgeSocket> ours;
+    Pair() {
+        asio::ip::tcp::acceptor acceptor(ctx, {asio::ip::make_address("127.0.0.1"), 0});
+        peer.connect(acceptor.local_endpoint());
+        ours.emplace(acceptor.accept());
+    }
+    /// Reads our side dry and waits once: a socket's first wait may complete at once (Asio has seen no edge yet,
+    /// so it tries the socket), later ones only on an edge.
+    void settle() {
+        std::array<char, 64> buf{};
+        std::error_code ec;
+        ours->read_some(asio::buffer(buf), ec);
+        REQUIRE(ec == asio::error::would_block);
+        bool woke = false;
+        ours->async_wait_readable([&](std::error_code) { woke = true; });
+        REQUIRE(run_until([&] { return woke; }));
+        ours->read_some(asio::buffer(buf), ec);
+        REQUIRE(ec == asio::error::would_block);
+    }
+    /// Runs the context until `done` or 2 s pass.
+    template <class Pred>
+    bool run_until(Pred done) {
+        const auto deadline = std::chrono::steady_clock::now() + 2s;
+        while (!done() && std::chrono::steady_clock::now() < deadline) {
+            ctx.restart();
+            ctx.run_for(10ms);
+        }
+        return done();
+    }
+};
+
+} // namespace
+
+TEST_CASE("an edge socket tries the socket once after a short read, then answers would_block by itself") {
+    uncounted_thread = std::thread::id{};  // count this thread too
+    Pair p;
+    std::array<char, 64> buf{};
+    std::error_code ec;
+    const long before = counted.recv.load();
+    CHECK(p.ours->read_some(asio::buffer(buf), ec) == 0);
+    CHECK(ec == asio::error::would_block);
+    CHECK_FALSE(p.ours->may_have_input());
+    CHECK(p.ours->read_some(asio::buffer(buf), ec) == 0);
+    CHECK(ec == asio::error::would_block);
+    CHECK(counted.recv.load() - before == 1);
+
+    // Data now: the wait completes (the edge came before it was queued), and one read takes it all.
+    asio::write(p.peer, asio::buffer("hello", 5));
+    bool woke = false;
+    p.ours->async_wait_readable([&](std::error_code e) { woke = !e; });
+    REQUIRE(p.run_until([&] { return woke; }));
+    CHECK(p.ours->read_some(asio::buffer(buf), ec) == 5);
+    CHECK_FALSE(ec);
+    CHECK(std::string_view(buf.data(), 5) == "hello");
+    CHECK_FALSE(p.ours->may_have_input());  // short read: drained
+}
+
+TEST_CASE("an edge socket's wait completes on data that arrives while it waits, and only then") {
+    uncounted_thread = std::thread::id{};
+    Pair p;
+    p.settle();
+    std::array<char, 64> buf{};
+    std::error_code ec;
+    bool woke = false;
+    p.ours->async_wait_readable([&](std::error_code e) { woke = !e; });
+    for (int i = 0; i < 20; ++i) {  // 200 ms of running with nothing to read
+        p.ctx.restart();
+        p.ctx.run_for(10ms);
+    }
+    CHECK_FALSE(woke);
+    asio::write(p.peer, asio::buffer("x", 1));
+    REQUIRE(p.run_until([&] { return woke; }));
+    CHECK(p.ours->read_some(asio::buffer(buf), ec) == 1);
+}
+
+TEST_CASE("an edge socket sees data that came between a short read and the next wait") {
+    uncounted_thread = std::thread::id{};
+    Pair p;
+    std::array<char, 64> buf{};
+    std::error_code ec;
+    asio::write(p.peer, asio::buffer("ab", 2));
+    bool woke = false;
+    p.ours->async_wait_readable([&](std::error_code e) { woke = !e; });
+    REQUIRE(p.run_until([&] { return woke; }));
+    REQUIRE(p.ours->read_some(asio::buffer(buf), ec) == 2);  // short: drained
+    asio::write(p.peer, asio::buffer("cd", 2));               // arrives before anyone waits
+    std::this_thread::sleep_for(20ms);
+    woke = false;
+    p.ours->async_wait_readable([&](std::error_code e) { woke = !e; });
+    REQUIRE(p.run_until([&] { return woke; }));
+    CHECK(p.ours->read_some(asio::buffer(buf), ec) == 2);
+    CHECK(std::string_view(buf.data(), 2) == "cd");
+}
+
+TEST_CASE("a full read leaves the socket to be read again; end of input and close end a wait") {
+    uncounted_thread = std::thread::id{};
+    Pair p;
+    std::array<char, 4> small{};
+    std::error_code ec;
+    asio::write(p.peer, asio::buffer("0123456789", 10));
+    bool woke = false;
+    p.ours->async_wait_readable([&](std::error_code e) { woke = !e; });
+    REQUIRE(p.run_until([&] { return woke; }));
+    CHECK(p.ours->read_some(asio::buffer(small), ec) == 4);
+    CHECK(p.ours->may_have_input());  // filled the buffer: there may be more, and there is
+    CHECK(p.ours->read_some(asio::buffer(small), ec) == 4);
+    CHECK(p.ours->read_some(asio::buffer(small), ec) == 2);
+    CHECK_FALSE(p.ours->may_have_input());
+
+    p.peer.shutdown(asio::ip::tcp::socket::shutdown_send);
+    woke = false;
+    p.ours->async_wait_readable([&](std::error_code e) { woke = !e; });
+    REQUIRE(p.run_until([&] { return woke; }));
+    p.ours->read_some(asio::buffer(small), ec);
+    CHECK(ec == asio::error::eof);
+
+    Pair q;
+    q.settle();
+    std::error_code aborted;
+    bool done = false;
+    q.ours->async_wait_readable([&](std::error_code e) {
+        aborted = e;
+        done = true;
+    });
+    q.ours->close();
+    REQUIRE(q.run_until([&] { return done; }));
+    CHECK(aborted == asio::error::operation_aborted);
+}
+
+namespace {
+
+/// A blocking WebSocket client on plain POSIX sockets, so that it makes no Asio calls of its own.
+class BlockingClient {
+public:
+    explicit BlockingClient(std::uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(port);
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+        const int one = 1;
+        ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        const std::string request = test::upgrade_request();
+        send_all(request.data(), request.size());
+        std::string response;
+        char ch = 0;
+        while (response.find("\r\n\r\n") == std::string::npos && ::recv(fd_, &ch, 1, 0) == 1) response += ch;
+        REQUIRE(response.rfind("HTTP/1.1 101", 0) == 0);
+    }
+    ~BlockingClient() { ::close(fd_); }
+
+    /// Sends a masked binary frame of `size` (≤ 125) bytes and reads its echo.
+    void echo(std::size_t size) {
+        std::array<unsigned char, 2 + 4 + 125> frame{};
+        frame[0] = 0x82;
+        frame[1] = static_cast<unsigned char>(0x80 | size);  // mask key 0: payload as is
+        send_all(frame.data(), 6 + size);
+        std::array<unsigned char, 2 + 125> reply{};
+        recv_all(reply.data(), 2 + size);
+        REQUIRE(reply[0] == 0x82);
+        REQUIRE(reply[1] == size);
+    }
+
+private:
+    void send_all(const void* data, std::size_t n) { REQUIRE(::send(fd_, data, n, MSG_NOSIGNAL) == static_cast<ssize_t>(n)); }
+    void recv_all(void* data, std::size_t n) {
+        std::size_t got = 0;
+        while (got < n) {
+            const ssize_t r = ::recv(fd_, static_cast<char*>(data) + got, n - got, 0);
+            REQUIRE(r > 0);
+            got += static_cast<std::size_t>(r);
+        }
+    }
+    int fd_;
+};
+
+} // namespace
+
+TEST_CASE("an echo with one message in flight costs the server one recv and no epoll_ctl per message") {
+    swirl::Server<int> server(test::local_settings());
+    server.on_message([](swirl::Server<int>::Connection& c, swirl::Frame& f) { c.send(std::move(f.payload), f.opcode); });
+    test::RunningServer running(server);
+    uncounted_thread = std::this_thread::get_id();
+    BlockingClient client(running.port());
+    for (int i = 0; i < 50; ++i) client.echo(20);  // settled
+    const long recv_before = counted.recv.load(), ctl_before = counted.epoll_ctl.load();
+    constexpr int messages = 2000;
+    for (int i = 0; i < messages; ++i) client.echo(20);
+    const long recvs = counted.recv.load() - recv_before, ctls = counted.epoll_ctl.load() - ctl_before;
+    MESSAGE("per message: ", static_cast<double>(recvs) / messages, " recv, ", static_cast<double>(ctls) / messages,
+            " epoll_ctl");
+    CHECK(recvs <= messages + messages / 100);
+    CHECK(ctls == 0);
+}
