@@ -2,6 +2,7 @@
 /// Client-to-server payload masking (RFC 6455 §5.3), a machine word at a time.
 
 #include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -11,13 +12,20 @@ namespace swirl {
 using MaskKey = std::array<std::uint8_t, 4>;
 
 namespace detail {
-/// The key rotated to start at `phase`, repeated to fill 8 bytes.
+/// The key rotated to start at `phase`, repeated to fill 8 bytes (in memory order).
 inline std::uint64_t mask_word(const MaskKey& key, std::size_t phase) noexcept {
-    std::uint8_t bytes[8];
-    for (std::size_t i = 0; i < 8; ++i) bytes[i] = key[(phase + i) & 3];
-    std::uint64_t word;
-    std::memcpy(&word, bytes, 8);
-    return word;
+    if constexpr (std::endian::native == std::endian::little) {
+        std::uint32_t k;
+        std::memcpy(&k, key.data(), 4);
+        k = std::rotr(k, static_cast<int>(8 * (phase & 3)));  // byte `phase` first
+        return k | (static_cast<std::uint64_t>(k) << 32);
+    } else {
+        std::uint8_t bytes[8];
+        for (std::size_t i = 0; i < 8; ++i) bytes[i] = key[(phase + i) & 3];
+        std::uint64_t word;
+        std::memcpy(&word, bytes, 8);
+        return word;
+    }
 }
 } // namespace detail
 
@@ -50,7 +58,12 @@ inline std::size_t mask_copy(void* dst, const void* src, std::size_t n, const Ma
         chunk ^= word;
         std::memcpy(out + i, &chunk, 8);
     }
-    for (; i < n; ++i) out[i] = static_cast<unsigned char>(in[i] ^ key[(phase + i) & 3]);
+    if (i < n) {  // fewer than 8 bytes left, at a multiple of 8: the word's phase still fits
+        std::uint64_t chunk = 0;
+        std::memcpy(&chunk, in + i, n - i);
+        chunk ^= word;
+        std::memcpy(out + i, &chunk, n - i);
+    }
     return (phase + n) & 3;
 }
 
