@@ -8,6 +8,7 @@ Every header under include/swirl/{protocol,server,dispatch,client}/ (detail/ inc
 with one that stops the compile with #error and names the rule:
 
     protocol/  no Asio, no fmt, no threads or mutexes, no sockets, nothing of server/, dispatch/, client/
+               (zlib is allowed: the permessage-deflate codec is computation, not I/O)
     server/    nothing of dispatch/ or client/
     client/    nothing of server/ or dispatch/
     dispatch/  nothing of client/
@@ -24,7 +25,7 @@ from pathlib import Path
 
 SYSTEM_BANS = {
     "protocol": ["asio.hpp", "asio/ts/net.hpp", "fmt/core.h", "fmt/format.h", "thread", "mutex", "shared_mutex",
-                 "condition_variable", "future", "sys/socket.h", "netinet/in.h", "openssl/ssl.h", "zlib.h",
+                 "condition_variable", "future", "sys/socket.h", "netinet/in.h", "openssl/ssl.h",
                  "swirl/detail/asio.hpp"],
 }
 LAYER_BANS = {
