@@ -58,12 +58,10 @@ inline std::size_t mask_copy(void* dst, const void* src, std::size_t n, const Ma
         chunk ^= word;
         std::memcpy(out + i, &chunk, 8);
     }
-    if (i < n) {  // fewer than 8 bytes left, at a multiple of 8: the word's phase still fits
-        std::uint64_t chunk = 0;
-        std::memcpy(&chunk, in + i, n - i);
-        chunk ^= word;
-        std::memcpy(out + i, &chunk, n - i);
-    }
+    // Fewer than 8 bytes left, at a multiple of 8 from the start: byte j of the word still masks byte i + j.
+    unsigned char tail[8];
+    std::memcpy(tail, &word, 8);
+    for (std::size_t j = 0; i < n; ++i, ++j) out[i] = static_cast<unsigned char>(in[i] ^ tail[j]);
     return (phase + n) & 3;
 }
 
