@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -54,6 +55,9 @@ public:
             delivered_ = Delivered::none;
         }
         if (state_ == State::failed || state_ == State::closed) return {state_ == State::failed ? ReadEvent::error : ReadEvent::need_more, input.size()};
+
+        if (state_ == State::header && header_len_ == 0 && !in_message_)
+            if (const std::optional<ReadResult> whole = read_whole_message(input)) return *whole;
 
         std::size_t used = 0;
         while (true) {
@@ -144,6 +148,37 @@ public:
 
 private:
     enum class State { header, payload, closed, failed };
+
+    /// The common case, between messages: the input starts with a whole, final, valid data frame. Reads it in one
+    /// step (what the general path would do, without its state machine). Anything else, errors included, is left
+    /// to the general path (nullopt), which decodes the header again.
+    std::optional<ReadResult> read_whole_message(std::span<const std::uint8_t> input) {
+        const HeaderDecode head = decode_frame_header(input, header_);
+        if (head.status != HeaderStatus::ok || !header_.fin || header_.rsv != 0 ||
+            (header_.opcode != Opcode::binary && header_.opcode != Opcode::text) ||
+            header_.masked != (role_ == Role::server) || header_.payload_length > input.size() - head.size ||
+            header_.payload_length > limits_.max_frame_size || header_.payload_length > limits_.max_message_size)
+            return std::nullopt;
+        const auto n = static_cast<std::size_t>(header_.payload_length);
+        std::string& dst = message_.payload;
+        if (dst.size() < n) dst.resize(n);
+        if (header_.masked) mask_copy(dst.data(), input.data() + head.size, n, header_.mask, 0);
+        else std::copy_n(input.data() + head.size, n, dst.data());
+        dst.resize(n);  // never grows here: drops what an earlier, longer message left
+        const std::size_t used = head.size + n;
+        message_.opcode = header_.opcode;
+        message_.rsv = 0;
+        message_.fin = true;
+        message_size_ = n;
+        if (header_.opcode == Opcode::text) {
+            utf8_.reset();
+            if (!utf8_.feed(std::string_view(dst))) return fail(close_code::invalid_payload, "invalid UTF-8 in text message", used);
+            if (!utf8_.complete()) return fail(close_code::invalid_payload, "text message ends inside a UTF-8 sequence", used);
+        }
+        last_is_control_ = false;
+        delivered_ = Delivered::message;
+        return ReadResult{ReadEvent::message, used};
+    }
 
     ReadResult begin_frame() {
         const auto op = static_cast<std::uint8_t>(header_.opcode);
