@@ -135,7 +135,7 @@ public:
     Connection(Server<UserData>& server, ConnectionId id, AnyTransport transport, detail::EventLoop<UserData>& loop)
         : server_(server), id_(id), transport_(std::move(transport)),
           executor_(detail::visit_transport(transport_, [](auto& t) { return asio::any_io_executor(t.get_executor()); })),
-          loop_(&loop), bulk_(&loop.buffers), deadline_hook_(this), drain_signal_(executor_) {
+          loop_(&loop), bulk_(&loop.buffers), deadline_hook_(this) {
         std::error_code ec;
         remote_ = detail::visit_transport(transport_, [&](auto& t) { return t.remote_endpoint(ec); });
         connect_system_ = std::chrono::system_clock::now();
@@ -633,13 +633,18 @@ private:
             pong_owed_ = pong_queued_ = false;
             lock.unlock();
             close_transport();
-            drain_signal_.cancel();
+            wake_drain_waiter();
             return;
         }
         const bool more = has_output_locked();
         lock.unlock();
         if (more) flush();
-        else drain_signal_.cancel();
+        else wake_drain_waiter();
+    }
+
+    /// Wakes `wait_drained`, if it ever waited (it re-checks `drained()`).
+    void wake_drain_waiter() {
+        if (drain_signal_) drain_signal_->cancel();
     }
 
     /// Bytes queued or being written (a pending pong counts by its payload).
@@ -658,9 +663,11 @@ private:
         while (!drained()) {
             flush();
             if (drained()) break;
-            drain_signal_.expires_at(clock::time_point::max());
+            // Made on the first wait: most connections never wait (only a close or `pause_reading_above` does), and
+            // a timer is 120 bytes per connection.
+            if (!drain_signal_) drain_signal_ = std::make_unique<asio::steady_timer>(executor_, clock::time_point::max());
             std::error_code ec;
-            co_await drain_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+            co_await drain_signal_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
         }
     }
 
@@ -733,7 +740,7 @@ private:
     clock::duration quiet_window_{};  // open: silence after which the watchdog acts (ping or idle close); 0: never
     bool awaiting_pong_ = false;      // a heartbeat ping went out and nothing has arrived since
     typename detail::EventLoop<UserData>::Deadlines::Hook deadline_hook_;
-    asio::steady_timer drain_signal_;
+    std::unique_ptr<asio::steady_timer> drain_signal_;  // made by the first `wait_drained` that has to wait
     bool opened_ = false;  ///< on_open ran: on_close will run too
     bool finished_ = false;
 };
