@@ -133,9 +133,7 @@ public:
 
     /// `loop` is the event loop the transport belongs to; it outlives the connection.
     Connection(Server<UserData>& server, ConnectionId id, AnyTransport transport, detail::EventLoop<UserData>& loop)
-        : server_(server), id_(id), transport_(std::move(transport)),
-          executor_(detail::visit_transport(transport_, [](auto& t) { return asio::any_io_executor(t.get_executor()); })),
-          loop_(&loop), bulk_(&loop.buffers), deadline_hook_(this) {
+        : server_(server), id_(id), transport_(std::move(transport)), loop_(&loop), bulk_(&loop.buffers), deadline_hook_(this) {
         std::error_code ec;
         remote_ = detail::visit_transport(transport_, [&](auto& t) { return t.remote_endpoint(ec); });
         connect_system_ = std::chrono::system_clock::now();
@@ -253,7 +251,7 @@ public:
             std::lock_guard lock(mutex_);
             settle_close_info_locked({close_code::abnormal, "aborted by the server", true, false});
         }
-        asio::post(executor_, [self = this->shared_from_this()] { self->close_transport(); });
+        asio::post(executor(), [self = this->shared_from_this()] { self->close_transport(); });
     }
 
 private:
@@ -357,7 +355,7 @@ private:
         if (!on_own_thread()) {
             if (status() == ConnectionStatus::closed) return false;
             loop_->pending_changes.fetch_add(1, std::memory_order_relaxed);
-            asio::post(executor_, [self = this->shared_from_this(), t = std::string(topic), change] {
+            asio::post(executor(), [self = this->shared_from_this(), t = std::string(topic), change] {
                 self->change_subscription(t, change);
                 self->loop_->pending_changes.fetch_sub(1, std::memory_order_relaxed);
             });
@@ -450,7 +448,7 @@ private:
     /// Any thread, after `begin_close_locked`: on the connection's thread, send the close frame and bound the wait
     /// for the peer.
     void post_close_followup() {
-        asio::post(executor_, [self = this->shared_from_this()] {
+        asio::post(executor(), [self = this->shared_from_this()] {
             self->flush();
             self->arm_close_timeout();
         });
@@ -483,10 +481,10 @@ private:
     /// of the loop, say), the connection joins the loop's list of connections to flush, and one posted call
     /// flushes the whole list: one handler for the loop instead of one per connection.
     void post_flush() {
-        if (!on_own_thread()) return asio::post(executor_, [self = this->shared_from_this()] { self->flush(); });
+        if (!on_own_thread()) return asio::post(executor(), [self = this->shared_from_this()] { self->flush(); });
         auto& list = loop_->to_flush;
         list.push_back(this->shared_from_this());
-        if (list.size() == 1) asio::post(executor_, [&loop = *loop_] { flush_listed(loop); });
+        if (list.size() == 1) asio::post(executor(), [&loop = *loop_] { flush_listed(loop); });
     }
 
     /// The loop's thread: flushes every connection listed by `post_flush` (and those listed meanwhile, by the
@@ -532,10 +530,11 @@ private:
     /// buffer stays within the capacity it keeps for reuse (no allocation per batch).
     static constexpr std::size_t coalesce_limit = 32 * 1024;
 
-    bool on_own_thread() const noexcept {
-        const auto* executor = executor_.template target<asio::io_context::executor_type>();
-        return executor && executor->running_in_this_thread();
-    }
+    bool on_own_thread() const noexcept { return executor().running_in_this_thread(); }
+
+    /// The connection's event loop, which its transport belongs to (kept as the loop pointer: an
+    /// `asio::any_io_executor` member would be 56 bytes more per connection).
+    asio::io_context::executor_type executor() const noexcept { return loop_->context.get_executor(); }
 
     /// Conn thread: when nothing is queued or being written, writes the frame straight from `payload` and queues
     /// only what the socket did not take: a copy, or `owner` itself (the string `payload` views) when given.
@@ -665,7 +664,7 @@ private:
             if (drained()) break;
             // Made on the first wait: most connections never wait (only a close or `pause_reading_above` does), and
             // a timer is 120 bytes per connection.
-            if (!drain_signal_) drain_signal_ = std::make_unique<asio::steady_timer>(executor_, clock::time_point::max());
+            if (!drain_signal_) drain_signal_ = std::make_unique<asio::steady_timer>(executor(), clock::time_point::max());
             std::error_code ec;
             co_await drain_signal_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
         }
@@ -698,8 +697,7 @@ private:
     Server<UserData>& server_;
     const ConnectionId id_;
     AnyTransport transport_;
-    asio::any_io_executor executor_;  // the transport's event loop
-    detail::EventLoop<UserData>* loop_;  // the loop's registry shard, topics and counters
+    detail::EventLoop<UserData>* loop_;  // the transport's event loop: its executor, registry shard, topics and counters
     asio::ip::tcp::endpoint remote_;
     std::string subprotocol_;
     std::unique_ptr<const TlsInfo> tls_;  // null on plain TCP: 8 bytes there
