@@ -154,7 +154,7 @@ public:
     bool is_established() const noexcept { return status() == ConnectionStatus::active; }
     const asio::ip::tcp::endpoint& remote_endpoint() const noexcept { return remote_; }
     /// The subprotocol agreed in the handshake, empty when none.
-    const std::string& subprotocol() const noexcept { return subprotocol_; }
+    const std::string& subprotocol() const noexcept { return subprotocol_ ? *subprotocol_ : no_subprotocol(); }
     /// For a connection on a TLS listener (wss), what its TLS handshake established (SNI, client certificate);
     /// null on plain TCP. Set before the HTTP request is read, so the handshake hook can use it.
     const TlsInfo* tls() const noexcept { return tls_.get(); }
@@ -275,7 +275,11 @@ private:
     detail::LoopBuffers& loop_buffers() noexcept { return *bulk_; }
 
     void set_status(ConnectionStatus s) noexcept { status_.store(s, std::memory_order_release); }
-    void set_subprotocol(std::string_view protocol) { subprotocol_ = protocol; }
+    void set_subprotocol(std::string_view protocol) { subprotocol_ = std::make_unique<const std::string>(protocol); }
+    static const std::string& no_subprotocol() noexcept {
+        static const std::string none;
+        return none;
+    }
     void set_tls(TlsInfo info) { tls_ = std::make_unique<TlsInfo>(std::move(info)); }
     void count_in(std::size_t n) noexcept {
         bytes_in_.fetch_add(n, std::memory_order_relaxed);
@@ -313,7 +317,7 @@ private:
         close_transport();
         set_status(ConnectionStatus::closed);
         std::lock_guard lock(mutex_);
-        return close_info_;
+        return close_info_ ? *close_info_ : CloseInfo{};
     }
     bool finished() const noexcept { return finished_; }
 
@@ -324,7 +328,8 @@ private:
     /// Both close frames crossed (unless writing failed meanwhile).
     void mark_clean_close() {
         std::lock_guard lock(mutex_);
-        close_info_.clean = !write_failed_;
+        if (!close_info_) close_info_ = std::make_unique<CloseInfo>();
+        close_info_->clean = !write_failed_;
     }
 
     /// The watchdog: the connection's entry in its event loop's deadlines (a timing wheel), due at `deadline()`.
@@ -411,7 +416,8 @@ private:
             pong_queued_ = true;
             pong_owed_ = false;  // an owed pong answered an older ping
         } else {
-            owed_pong_.assign(payload.substr(0, 125));  // a control frame's payload: at most 125 bytes
+            if (!owed_pong_) owed_pong_ = std::make_unique<std::string>();
+            owed_pong_->assign(payload.substr(0, 125));  // a control frame's payload: at most 125 bytes
             pong_owed_ = true;
         }
         const bool post = schedule_flush_locked();
@@ -423,7 +429,7 @@ private:
     void take_pong_locked() {
         if (!pong_owed_) return;
         pong_owed_ = false;
-        pending_.append_frame(Opcode::pong, true, owed_pong_);
+        pending_.append_frame(Opcode::pong, true, *owed_pong_);
     }
 
     bool has_output_locked() const noexcept { return pong_owed_ || !pending_.empty(); }
@@ -440,9 +446,8 @@ private:
     /// The first reason the connection started to end wins; later ones (the read failing after an abort, say)
     /// do not overwrite it.
     void settle_close_info_locked(CloseInfo info) {
-        if (close_info_settled_) return;
-        close_info_ = std::move(info);
-        close_info_settled_ = true;
+        if (close_info_) return;
+        close_info_ = std::make_unique<CloseInfo>(std::move(info));
     }
 
     /// Any thread, after `begin_close_locked`: on the connection's thread, send the close frame and bound the wait
@@ -649,7 +654,7 @@ private:
     /// Bytes queued or being written (a pending pong counts by its payload).
     std::size_t unsent() const {
         std::lock_guard lock(mutex_);
-        return pending_.size() + in_flight_ + (pong_owed_ ? owed_pong_.size() : 0);
+        return pending_.size() + in_flight_ + (pong_owed_ ? owed_pong_->size() : 0);
     }
 
     bool drained() const {
@@ -699,7 +704,7 @@ private:
     AnyTransport transport_;
     detail::EventLoop<UserData>* loop_;  // the transport's event loop: its executor, registry shard, topics and counters
     asio::ip::tcp::endpoint remote_;
-    std::string subprotocol_;
+    std::unique_ptr<const std::string> subprotocol_;  // null: none agreed (most connections)
     std::unique_ptr<const TlsInfo> tls_;  // null on plain TCP: 8 bytes there
     UserData data_{};
 
@@ -723,11 +728,10 @@ private:
     std::atomic<bool> flush_follows_{false};  // set by the conn thread alone; read under `mutex_` by any thread
     bool write_failed_ = false;
     bool close_sent_ = false;
-    bool close_info_settled_ = false;
     bool pong_queued_ = false;  // `pending_` holds a pong
     bool pong_owed_ = false;    // `owed_pong_` answers the latest ping: it joins `pending_` at the next flush
-    std::string owed_pong_;     // only a ping that arrives while a pong is still queued fills it
-    CloseInfo close_info_;
+    std::unique_ptr<std::string> owed_pong_;  // made by the first ping that arrives while a pong is still queued
+    std::unique_ptr<CloseInfo> close_info_;  // made when the connection starts to end: the first reason wins
 
     // Conn thread only.
     std::optional<MessageReader> reader_;
