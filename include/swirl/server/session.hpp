@@ -82,17 +82,12 @@ public:
             c->set_tls({std::string(t.sni()), t.peer_subject(), std::string(t.alpn()), std::string(t.version())});
         }
 
+        // What stays in this frame for the connection's life is kept small (the upgrade request is on the heap
+        // until `open` has seen it; the close tail is a coroutine of its own): an idle connection holds this frame.
         std::size_t leftover = 0;
-        std::optional<Request> upgrade = co_await s.http_phase(t, leftover);
-        if (upgrade) co_await s.websocket_phase(t, *upgrade, leftover);
-
-        const bool was_open = c->opened();
-        const CloseInfo info = c->finish();
-        if (was_open) {
-            (info.by_server ? c->counters().closed_by_server : c->counters().closed_by_peer).add();
-            if (host.handlers.close) co_await s.call_handler("close", [&] { return host.handlers.close(*c, info); });
-        }
-        host.forget(*c);
+        std::unique_ptr<Request> upgrade = co_await s.http_phase(t, leftover);
+        if (upgrade) co_await s.websocket_phase(t, std::move(upgrade), leftover);
+        co_await s.finish_phase();
     }
 
 private:
@@ -105,9 +100,20 @@ private:
 
     const Handlers<UserData>& handlers() const noexcept { return host_.handlers; }
 
-    /// Reads HTTP requests until an upgrade (returned) or the end of the connection (nullopt).
+    /// The session is over: runs the close handler for a connection that opened, then forgets the connection.
+    asio::awaitable<void> finish_phase() {
+        const bool was_open = c_.opened();
+        const CloseInfo info = c_.finish();
+        if (was_open) {
+            (info.by_server ? c_.counters().closed_by_server : c_.counters().closed_by_peer).add();
+            if (handlers().close) co_await call_handler("close", [&] { return handlers().close(c_, info); });
+        }
+        host_.forget(c_);
+    }
+
+    /// Reads HTTP requests until an upgrade (returned) or the end of the connection (null).
     template <Transport T>
-    asio::awaitable<std::optional<Request>> http_phase(T& t, std::size_t& leftover) {
+    asio::awaitable<std::unique_ptr<Request>> http_phase(T& t, std::size_t& leftover) {
         RequestParser parser(settings_.http);
         std::vector<std::uint8_t>& buffer = c_.own_read_buffer();
         std::size_t have = 0;  // unparsed bytes at the front of the read buffer
@@ -116,7 +122,7 @@ private:
                 if (have == 0) {
                     std::error_code ec;
                     have = co_await read_some_waiting(t, asio::buffer(buffer), ec);
-                    if (ec) co_return std::nullopt;
+                    if (ec) co_return nullptr;
                     c_.note_activity(have);
                 }
                 const auto r = parser.feed(std::string_view(reinterpret_cast<const char*>(buffer.data()), have));
@@ -127,15 +133,15 @@ private:
                 Response res(parser.error_status(), std::string(parser.error_reason()) + "\n");
                 res.set_header("Connection", "close");
                 co_await write_response(t, res, false);
-                co_return std::nullopt;
+                co_return nullptr;
             }
             Request& req = parser.request();
             if (is_upgrade_request(req)) {
                 if (co_await handshake(t, req)) {
                     leftover = have;
-                    co_return std::move(req);
+                    co_return std::make_unique<Request>(std::move(req));
                 }
-                co_return std::nullopt;
+                co_return nullptr;
             }
             Response res;
             const bool keep_alive = req.keep_alive() && handlers().request && !host_.stopping;
@@ -146,7 +152,7 @@ private:
                 res = Response(400, "this endpoint speaks WebSocket only\n");
             }
             if (!keep_alive) res.set_header("Connection", "close");
-            if (!co_await write_response(t, res, keep_alive) || !keep_alive) co_return std::nullopt;
+            if (!co_await write_response(t, res, keep_alive) || !keep_alive) co_return nullptr;
             parser.reset();
             if (settings_.handshake_timeout.count() > 0) c_.move_deadline(clock::now() + settings_.handshake_timeout);
         }
@@ -238,13 +244,13 @@ private:
     };
 
     template <Transport T>
-    asio::awaitable<void> websocket_phase(T& t, Request& req, std::size_t have) {
+    asio::awaitable<void> websocket_phase(T& t, std::unique_ptr<Request> req, std::size_t have) {
         MessageReader& reader = c_.open(ReaderLimits{settings_.max_frame_size, settings_.max_message_size},
                                         quiet_window(settings_));
         c_.counters().upgraded.add();
         if (host_.stopping) c_.close(close_code::going_away, "server shutting down");  // upgraded while stop() ran
-        if (handlers().open) co_await call_handler("open", [&] { return handlers().open(c_, req); });
-        req = Request{};  // nothing keeps the upgrade request alive past open
+        if (handlers().open) co_await call_handler("open", [&] { return handlers().open(c_, *req); });
+        req.reset();  // nothing keeps the upgrade request alive past open
 
         const Handlers<UserData>& on = handlers();
         std::span<const std::uint8_t> input(c_.own_read_buffer().data(), have);
