@@ -216,6 +216,40 @@ TEST_CASE("reader reports in_message while a fragmented message is incomplete") 
     CHECK(reader.frame().payload == "ab");
 }
 
+TEST_CASE("reader is at rest only between frames with no message partly received") {
+    MessageReader reader;
+    CHECK(reader.at_rest());
+    const std::string whole = cf("hello");
+    CHECK(reader.read(bytes_of(whole).subspan(0, 1)).event == ReadEvent::need_more);  // half a header
+    CHECK_FALSE(reader.at_rest());
+    CHECK(reader.read(bytes_of(whole).subspan(1, 6)).event == ReadEvent::need_more);  // header, part of the payload
+    CHECK_FALSE(reader.at_rest());
+    CHECK(reader.read(bytes_of(whole).subspan(7)).event == ReadEvent::message);
+    CHECK(reader.at_rest());
+    const std::string first = cf("ab", Opcode::text, false);
+    CHECK(reader.read(bytes_of(first)).event == ReadEvent::need_more);  // a fragment: the message goes on
+    CHECK_FALSE(reader.at_rest());
+    const std::string ping = cf("x", Opcode::ping);
+    CHECK(reader.read(bytes_of(ping)).event == ReadEvent::ping);
+    CHECK_FALSE(reader.at_rest());
+    const std::string last = cf("cd", Opcode::continuation, true);
+    CHECK(reader.read(bytes_of(last)).event == ReadEvent::message);
+    CHECK(reader.at_rest());
+    CHECK(reader.frame().payload == "abcd");
+}
+
+TEST_CASE("readers at rest are interchangeable: each reads the next frame from its start") {
+    MessageReader a, b;
+    const std::string one = cf("one"), two = cf("two", Opcode::binary);
+    REQUIRE(a.read(bytes_of(one)).event == ReadEvent::message);
+    REQUIRE(a.at_rest());
+    REQUIRE(b.read(bytes_of(two)).event == ReadEvent::message);
+    CHECK(b.frame().payload == "two");
+    CHECK(b.frame().opcode == Opcode::binary);
+    REQUIRE(a.read(bytes_of(two)).event == ReadEvent::message);  // a delivered "one" last: it starts afresh
+    CHECK(a.frame().payload == "two");
+}
+
 TEST_CASE("reader reports a close frame without payload as code 1005") {
     const auto events = read_all(cf("", Opcode::close));
     REQUIRE(events.size() == 1);

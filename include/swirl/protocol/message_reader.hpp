@@ -143,6 +143,9 @@ public:
     std::string_view error_reason() const noexcept { return error_reason_; }
     /// True while a fragmented message is partly received.
     bool in_message() const noexcept { return in_message_; }
+    /// True between frames with no message partly received: nothing read so far is waiting for more input, so the
+    /// next frame may as well go to another reader of the same role and limits (a pooled one, say).
+    bool at_rest() const noexcept { return state_ == State::header && header_len_ == 0 && !in_message_; }
     Role role() const noexcept { return role_; }
     const ReaderLimits& limits() const noexcept { return limits_; }
 

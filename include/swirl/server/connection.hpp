@@ -294,10 +294,9 @@ private:
     /// Whether the message handler is to coalesce its replies: the read it came from holds more input.
     void set_more_input(bool more) noexcept { more_input_ = more; }
 
-    /// The upgrade is done: the connection is ACTIVE (from now on `on_close` will run), reads messages with a reader
-    /// of these limits, and is watched for `quiet_window` of silence (zero: never).
-    MessageReader& open(ReaderLimits limits, clock::duration quiet_window) {
-        reader_.emplace(Role::server, limits);
+    /// The upgrade is done: the connection is ACTIVE (from now on `on_close` will run), reads messages (`reader()`),
+    /// and is watched for `quiet_window` of silence (zero: never).
+    void open(clock::duration quiet_window) {
         {
             std::lock_guard lock(mutex_);  // enqueue() tests the status under the lock
             set_status(ConnectionStatus::active);
@@ -306,7 +305,6 @@ private:
         quiet_window_ = quiet_window;
         deadline_ = quiet_window != clock::duration::zero() ? clock::now() + quiet_window : clock::time_point::max();
         watch();
-        return *reader_;
     }
     bool opened() const noexcept { return opened_; }
 
@@ -510,24 +508,34 @@ private:
         flush();
     }
 
-    /// Conn thread, before reading input: gives the reader the pool's next buffer when that is larger than its own
-    /// (none, after a handler moved the payload away or the buffer was lent) and no message is partly received.
-    void refill_message_buffer() {
-        if (reader_->in_message() || bulk_->messages.next_capacity() <= reader_->buffer_capacity()) return;
+    /// Conn thread, before reading input: the connection's message reader (the loop's pool lends one to a connection
+    /// that has none), given the pool's next buffer when that is larger than its own (none, after a handler moved
+    /// the payload away or the buffer was lent) and no message is partly received. Valid until `lend_message_buffer`.
+    MessageReader& reader() {
+        if (!reader_) reader_ = bulk_->readers.take(ReaderLimits{settings().max_frame_size, settings().max_message_size});
+        if (reader_->in_message() || bulk_->messages.next_capacity() <= reader_->buffer_capacity()) return *reader_;
         std::string buffer = bulk_->messages.take();
         reader_->adopt_buffer(buffer);
         bulk_->messages.give(std::move(buffer));  // the reader's smaller one
+        return *reader_;
     }
 
-    /// Conn thread, all input handled: lends the message buffer to the pool, for whichever connection receives next.
+    /// Conn thread, all input handled: lends the message buffer to the pool, for whichever connection receives next,
+    /// and the reader too when it is between frames and holds no large buffer (one the buffer pool had no room for
+    /// stays with the connection, as before, bounded by `release_idle_buffers`).
     void lend_message_buffer() {
+        if (!reader_) return;
         if (!reader_->in_message() && bulk_->messages.accepts(reader_->buffer_capacity()))
             bulk_->messages.give(reader_->take_buffer());
+        if (reader_->at_rest() && reader_->buffer_capacity() < detail::BufferPool::min_capacity)
+            bulk_->readers.give(std::move(reader_));
     }
 
     /// Conn thread, waiting for input: frees what a burst left beyond `keep_capacity` bytes in a message buffer the
     /// pool had no room for.
-    void release_idle_buffers(std::size_t keep_capacity) { reader_->release_buffer(keep_capacity); }
+    void release_idle_buffers(std::size_t keep_capacity) {
+        if (reader_) reader_->release_buffer(keep_capacity);
+    }
 
     /// Payloads from this size up are worth a write of their own rather than a copy into the output queue.
     static constexpr std::size_t write_through_size = 8 * 1024;
@@ -734,7 +742,7 @@ private:
     std::unique_ptr<CloseInfo> close_info_;  // made when the connection starts to end: the first reason wins
 
     // Conn thread only.
-    std::optional<MessageReader> reader_;
+    std::unique_ptr<MessageReader> reader_;  // null while at rest: lent to the loop's pool (`lend_message_buffer`)
     std::vector<std::uint8_t> read_buffer_;
     detail::LoopBuffers* bulk_;  // the event loop's bulk read buffer and message buffer pool
     bool more_input_ = false;              // the message being handled is not the last in its read

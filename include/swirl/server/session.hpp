@@ -245,8 +245,7 @@ private:
 
     template <Transport T>
     asio::awaitable<void> websocket_phase(T& t, std::unique_ptr<Request> req, std::size_t have) {
-        MessageReader& reader = c_.open(ReaderLimits{settings_.max_frame_size, settings_.max_message_size},
-                                        quiet_window(settings_));
+        c_.open(quiet_window(settings_));
         c_.counters().upgraded.add();
         if (host_.stopping) c_.close(close_code::going_away, "server shutting down");  // upgraded while stop() ran
         if (handlers().open) co_await call_handler("open", [&] { return handlers().open(c_, *req); });
@@ -262,7 +261,7 @@ private:
         while (true) {
             if (on.plain_message) c_.begin_batch();
             while (!input.empty()) {
-                c_.refill_message_buffer();
+                MessageReader& reader = c_.reader();  // lent back between reads, while the connection is idle
                 const ReadResult r = reader.read(input);
                 input = input.subspan(r.consumed);
                 if (r.event == ReadEvent::need_more) break;

@@ -1,8 +1,10 @@
 #include "doctest.hpp"
 
 #include <swirl/server/detail/buffer_pool.hpp>
+#include <swirl/server/detail/loop_buffers.hpp>
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -56,4 +58,22 @@ TEST_CASE("buffer pool keeps no small buffers and stays within its limits") {
     CHECK(pool.bytes() <= BufferPool::max_bytes);
     CHECK(pool.take() == std::string(quarter, 'q'));
     CHECK(pool.accepts(quarter));
+}
+
+TEST_CASE("reader pool hands back the reader given last, and makes one when empty") {
+    swirl::detail::ReaderPool pool;
+    const swirl::ReaderLimits limits{1000, 2000};
+    std::unique_ptr<swirl::MessageReader> made = pool.take(limits);
+    REQUIRE(made);
+    CHECK(made->limits().max_frame_size == 1000);
+    CHECK(made->limits().max_message_size == 2000);
+    CHECK(made->at_rest());
+    swirl::MessageReader* const address = made.get();
+    pool.give(std::move(made));
+    CHECK(pool.size() == 1);
+    CHECK(pool.take(limits).get() == address);
+    CHECK(pool.size() == 0);
+    for (std::size_t i = 0; i < swirl::detail::ReaderPool::max_readers + 5; ++i)
+        pool.give(std::make_unique<swirl::MessageReader>(swirl::Role::server, limits));
+    CHECK(pool.size() == swirl::detail::ReaderPool::max_readers);  // the rest were freed
 }
