@@ -599,7 +599,7 @@ private:
         while (!stopping_) {
             detail::EventLoop<UserData>& loop = *loops_[next_loop_];
             next_loop_ = (next_loop_ + 1) % loops_.size();
-            asio::ip::tcp::socket socket(loop.context);
+            LoopSocket socket(loop.context);
             std::error_code ec;
             co_await acceptor.async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
             if (stopping_) co_return;  // an accept that completed while stop() closed the acceptor
@@ -617,7 +617,7 @@ private:
                     log(LogLevel::warning, "connection limit {} reached, answering 503{}", connection_limit_,
                         Throttle::note(held));
                 loops_.front()->counters.refused_at_limit.add();
-                asio::co_spawn(loop.context, reject_busy(std::move(socket)), asio::detached);
+                asio::co_spawn(loop.context, reject_busy(asio::ip::tcp::socket(std::move(socket))), asio::detached);
                 continue;
             }
             start_session(loop, std::move(socket), listener.tls);
@@ -625,7 +625,7 @@ private:
     }
 
     /// Registers a connection for an accepted socket and spawns its session on `loop`, over TLS when `tls` is set.
-    void start_session(detail::EventLoop<UserData>& loop, asio::ip::tcp::socket socket, const std::shared_ptr<TlsContext>& tls) {
+    void start_session(detail::EventLoop<UserData>& loop, LoopSocket socket, const std::shared_ptr<TlsContext>& tls) {
         const auto spawn = [&]<class T>(T transport) {
             auto c = std::make_shared<Connection>(*this, loop.next_id(), AnyTransport(std::move(transport)), loop);
             {
@@ -639,7 +639,7 @@ private:
 #if SWIRL_TLS
         if (tls) {
             try {
-                return spawn(TlsTransport(std::move(socket), *tls));
+                return spawn(TlsTransport(asio::ip::tcp::socket(std::move(socket)), *tls));
             } catch (const std::exception& e) {  // out of memory in OpenSSL, say: this connection only
                 log(LogLevel::error, "TLS setup failed: {}", e.what());
                 return;

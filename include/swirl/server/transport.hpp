@@ -42,15 +42,20 @@ concept Transport = requires(T& t, const T& ct, asio::mutable_buffer in, std::sp
     { ct.remote_endpoint(ec) } -> std::same_as<asio::ip::tcp::endpoint>;
 };
 
+/// A socket bound to its event loop's `io_context` executor: 48 bytes less per connection than `asio::ip::tcp::socket`
+/// (whose `any_io_executor` is 56), and as much less in each pending wait's operation. It converts to
+/// `asio::ip::tcp::socket` by move.
+using LoopSocket = asio::basic_stream_socket<asio::ip::tcp, asio::io_context::executor_type>;
+
 /// Plain TCP: a non-blocking socket, read and written in place. Reads follow the socket's epoll edges
 /// (server/detail/edge_socket.hpp): one `recv` per arrival of data and no `epoll_ctl` to wait for the next.
 class TcpTransport {
 public:
-    using executor_type = asio::any_io_executor;
+    using executor_type = asio::io_context::executor_type;
 
     /// Takes an accepted socket: switches it to non-blocking mode and turns Nagle's algorithm off (replies leave
     /// as whole gather writes already).
-    explicit TcpTransport(asio::ip::tcp::socket socket) : socket_(std::move(socket)) {
+    explicit TcpTransport(LoopSocket socket) : socket_(std::move(socket)) {
         std::error_code ec;
         socket_.set_option(asio::ip::tcp::no_delay(true), ec);
     }
@@ -79,7 +84,7 @@ public:
     asio::ip::tcp::endpoint remote_endpoint(std::error_code& ec) const { return socket_.remote_endpoint(ec); }
 
 private:
-    detail::EdgeSocket socket_;
+    detail::BasicEdgeSocket<asio::io_context::executor_type> socket_;
 };
 
 static_assert(Transport<TcpTransport>);

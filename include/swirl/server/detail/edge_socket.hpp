@@ -75,13 +75,18 @@ private:
 };
 #endif
 
-/// `asio::ip::tcp::socket`, non-blocking, whose reads and read waits follow the edges of Asio's epoll registration.
-/// Use `read_some` and `async_wait_readable` for input; everything else is the Asio socket's.
-class EdgeSocket : public asio::ip::tcp::socket {
+/// A TCP socket on `Executor`, non-blocking, whose reads and read waits follow the edges of Asio's epoll
+/// registration. Use `read_some` and `async_wait_readable` for input; everything else is the Asio socket's.
+template <class Executor>
+class BasicEdgeSocket : public asio::basic_stream_socket<asio::ip::tcp, Executor> {
+    using Socket = asio::basic_stream_socket<asio::ip::tcp, Executor>;
+
 public:
-    explicit EdgeSocket(asio::ip::tcp::socket&& socket) : asio::ip::tcp::socket(std::move(socket)) {
+    /// Takes a connected socket on an executor convertible to `Executor`.
+    template <class OtherExecutor>
+    explicit BasicEdgeSocket(asio::basic_stream_socket<asio::ip::tcp, OtherExecutor>&& socket) : Socket(std::move(socket)) {
         std::error_code ec;
-        non_blocking(true, ec);
+        this->non_blocking(true, ec);
     }
 
     /// The bytes the socket holds now, at most `buffer.size()`; `would_block` when it has none, without a system
@@ -91,7 +96,7 @@ public:
             ec = asio::error::would_block;
             return 0;
         }
-        const std::size_t n = asio::ip::tcp::socket::read_some(buffer, ec);
+        const std::size_t n = Socket::read_some(buffer, ec);
         if (n < buffer.size() && !ec) drained_ = true;  // short: nothing left; what arrives next raises an edge
         else if (ec == asio::error::would_block || ec == asio::error::try_again) drained_ = true;
         return n;
@@ -117,28 +122,31 @@ private:
     template <class Handler>
     void start_wait(Handler handler) {
 #if SWIRL_EDGE_WAIT
-        auto& impl = impl_.get_implementation();
-        if (!is_open()) {
-            async_wait(wait_read, std::move(handler));
+        auto& impl = this->impl_.get_implementation();
+        if (!this->is_open()) {
+            this->async_wait(Socket::wait_read, std::move(handler));
             return;
         }
-        using IoExecutor = std::decay_t<decltype(impl_.get_executor())>;
+        using IoExecutor = std::decay_t<decltype(this->impl_.get_executor())>;
         using Op = EdgeReadWaitOp<Handler, IoExecutor>;
         const bool is_continuation = asio_handler_cont_helpers::is_continuation(handler);
         typename Op::ptr p = {asio::detail::addressof(handler), Op::ptr::allocate(handler), nullptr};
-        p.p = new (p.v) Op(std::error_code(), handler, impl_.get_executor());
+        p.p = new (p.v) Op(std::error_code(), handler, this->impl_.get_executor());
         reactor_->start_op(asio::detail::reactor::read_op, impl.socket_, impl.reactor_data_, p.p, is_continuation, true);
         p.v = p.p = nullptr;
 #else
-        async_wait(wait_read, std::move(handler));
+        this->async_wait(Socket::wait_read, std::move(handler));
 #endif
     }
 
 #if SWIRL_EDGE_WAIT
     asio::detail::reactor* reactor_ =
-        &asio::use_service<asio::detail::reactor>(asio::query(get_executor(), asio::execution::context));
+        &asio::use_service<asio::detail::reactor>(asio::query(this->get_executor(), asio::execution::context));
 #endif
     bool drained_ = false;
 };
+
+/// On Asio's type-erased executor, as `asio::ip::tcp::socket`.
+using EdgeSocket = BasicEdgeSocket<asio::any_io_executor>;
 
 } // namespace swirl::detail
