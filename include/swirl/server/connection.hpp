@@ -11,6 +11,7 @@
 #include <swirl/server/detail/event_loop.hpp>
 #include <swirl/server/detail/loop_buffers.hpp>
 #include <swirl/server/detail/output_queue.hpp>
+#include <swirl/server/detail/small_mutex.hpp>
 #include <swirl/server/settings.hpp>
 
 #include <swirl/detail/asio.hpp>
@@ -724,7 +725,7 @@ private:
     std::atomic<std::uint64_t> bytes_out_{0};
 
     // Write path: `pending_` fills from any thread under `mutex_`; `writing_queue_` belongs to the running write.
-    mutable std::mutex mutex_;
+    mutable detail::SmallMutex mutex_;  // 4 bytes: std::mutex is 40
     detail::OutputQueue pending_;
     detail::OutputQueue writing_queue_;
     std::vector<asio::const_buffer> buffers_;
