@@ -29,6 +29,8 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace swirl {
@@ -133,8 +135,11 @@ public:
     using clock = std::chrono::steady_clock;
 
     /// `loop` is the event loop the transport belongs to; it outlives the connection.
-    Connection(Server<UserData>& server, ConnectionId id, AnyTransport transport, detail::EventLoop<UserData>& loop)
-        : server_(server), id_(id), transport_(std::move(transport)), loop_(&loop), bulk_(&loop.buffers), deadline_hook_(this) {
+    /// `transport` is one of `AnyTransport`'s alternatives, made in place.
+    template <class T>
+    Connection(Server<UserData>& server, ConnectionId id, T&& transport, detail::EventLoop<UserData>& loop)
+        : server_(server), id_(id), transport_(std::in_place_type<std::decay_t<T>>, std::forward<T>(transport)), loop_(&loop),
+          bulk_(&loop.buffers), deadline_hook_(this) {
         std::error_code ec;
         remote_ = detail::visit_transport(transport_, [&](auto& t) { return t.remote_endpoint(ec); });
         connect_system_ = std::chrono::system_clock::now();

@@ -627,7 +627,7 @@ private:
     /// Registers a connection for an accepted socket and spawns its session on `loop`, over TLS when `tls` is set.
     void start_session(detail::EventLoop<UserData>& loop, LoopSocket socket, const std::shared_ptr<TlsContext>& tls) {
         const auto spawn = [&]<class T>(T transport) {
-            auto c = std::make_shared<Connection>(*this, loop.next_id(), AnyTransport(std::move(transport)), loop);
+            auto c = std::make_shared<Connection>(*this, loop.next_id(), std::move(transport), loop);
             {
                 std::lock_guard lock(loop.registry_mutex);
                 loop.connections.emplace(c->id(), c);
