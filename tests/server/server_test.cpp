@@ -265,6 +265,33 @@ TEST_CASE("connection ids are unique and increasing") {
     CHECK(std::is_sorted(ids.begin(), ids.end()));
 }
 
+TEST_CASE("connection ids are unique in the process, across servers, and name their event loop") {
+    EchoServer one(test::local_settings());
+    EchoServer two(two_threads());
+    test::RunningServer running_one(one.server), running_two(two.server);
+    std::set<swirl::ConnectionId> ids_one, ids_two;
+    test::run([&]() -> asio::awaitable<void> {
+        for (int i = 0; i < 4; ++i) {
+            auto a = co_await Client::connect("127.0.0.1", running_one.port());
+            auto b = co_await Client::connect("127.0.0.1", running_two.port());
+            co_await a.send("x");
+            co_await b.send("x");
+            co_await a.receive();  // echoed: both are open and registered
+            co_await b.receive();
+            for (const auto id : one.server.connections()) ids_one.insert(id);
+            for (const auto id : two.server.connections()) {
+                ids_two.insert(id);
+                CHECK(two.server.exist(id));  // found on the loop `id % 2` names
+            }
+            co_await a.close();
+            co_await b.close();
+        }
+    });
+    CHECK(ids_one.size() >= 4);
+    CHECK(ids_two.size() >= 4);
+    for (const auto id : ids_one) CHECK(ids_two.count(id) == 0);
+}
+
 TEST_CASE("a custom handshake can reject with any response or accept with extra headers") {
     test::Events events;
     Server server(test::local_settings());

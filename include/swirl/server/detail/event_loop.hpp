@@ -31,6 +31,9 @@ class Connection;
 
 namespace swirl::detail {
 
+/// The process-wide counter connection ids are taken from (`EventLoop::next_id`).
+inline std::atomic<std::uint64_t> next_connection_number{1};
+
 template <class UserData>
 struct EventLoop {
     using Connection = swirl::Connection<UserData>;
@@ -61,9 +64,13 @@ struct EventLoop {
 
     bool running_in_this_thread() noexcept { return context.get_executor().running_in_this_thread(); }
 
-    /// Ids are `sequence * count + index`: unique across loops, `id % count` is the loop, and with one loop they
-    /// run 1, 2, 3…
-    std::uint64_t next_id() noexcept { return next_sequence.fetch_add(1, std::memory_order_relaxed) * count + index; }
+    /// Ids are unique in the process, across servers and loops, and `id % count` is the loop: each id takes a
+    /// block of `count` numbers from one process-wide counter, which holds exactly one number of this loop's
+    /// residue. With one loop they run 1, 2, 3… (shared with the process's other servers).
+    std::uint64_t next_id() noexcept {
+        const std::uint64_t base = next_connection_number.fetch_add(count, std::memory_order_relaxed);
+        return base + (index + count - base % count) % count;
+    }
 
     const std::size_t index, count;
     // Declared before the context: coroutines the context destroys may still touch them.
@@ -86,7 +93,6 @@ struct EventLoop {
     // Declared after the context: connections left at destruction close their sockets before it goes.
     mutable std::mutex registry_mutex;
     std::unordered_map<std::uint64_t, std::shared_ptr<Connection>> connections;
-    std::atomic<std::uint64_t> next_sequence{1};
     /// This loop's thread only: connections with output to flush at the loop's next turn (`Connection::post_flush`),
     /// and the list being flushed.
     std::vector<std::shared_ptr<Connection>> to_flush, flushing;
