@@ -1,15 +1,16 @@
 #pragma once
-/// A TCP socket read the way an edge-triggered epoll loop reads: one `recv` per arrival of data, no system call to
-/// find out that nothing arrived, and no `epoll_ctl` to wait for more.
+/// A TCP socket read the way an edge-triggered epoll loop reads: no `epoll_ctl` to wait for more, and no second
+/// `recv` to find out again that nothing arrived.
 ///
 /// Asio registers every socket with its epoll once, edge-triggered. Two things still cost a system call per
 /// message in a plain `read_some` / `async_wait(wait_read)` loop:
 ///   * the `recv` that comes back empty (EAGAIN) before every wait, and
 ///   * `async_wait` itself, which re-arms the descriptor with `epoll_ctl(EPOLL_CTL_MOD)` every time, so that it
 ///     cannot miss an edge that came before it was queued.
-/// `EdgeSocket` removes both. It remembers when a `recv` drained the socket (returned less than asked): with an
-/// edge-triggered registration, any byte that arrives after that read raises a new edge, so until one is seen,
-/// `read_some` answers `would_block` without a system call. Its read wait is an operation of our own on Asio's
+/// `EdgeSocket` removes the second. It remembers when a `recv` found the socket empty: with an edge-triggered
+/// registration, anything that arrives after that read (data or the peer's FIN) raises a new edge, so until one is
+/// seen, `read_some` answers `would_block` without a system call. (A short read proves nothing: a FIN that came
+/// with the data raises no edge of its own.) Its read wait is an operation of our own on Asio's
 /// reactor that completes on the next edge, or at once when one was seen since the socket was last drained
 /// (Asio's per-descriptor "try speculative" flag records exactly that), and that marks the socket drained for the
 /// reactor again when it completes: no `epoll_ctl`, ever.
@@ -43,7 +44,7 @@ namespace swirl::detail {
 #if SWIRL_EDGE_WAIT
 /// Completes when the descriptor it is queued on has seen an edge (data, end of input or an error) since the
 /// reactor last tried it. Reports itself "exhausted", so the reactor stops trying the descriptor speculatively
-/// until the next edge; the reader then reads until a short read before it waits again.
+/// until the next edge; the reader then reads until a read finds nothing before it waits again.
 template <class Handler, class IoExecutor>
 class EdgeReadWaitOp : public asio::detail::reactor_op {
 public:
@@ -97,8 +98,9 @@ public:
             return 0;
         }
         const std::size_t n = Socket::read_some(buffer, ec);
-        if (n < buffer.size() && !ec) drained_ = true;  // short: nothing left; what arrives next raises an edge
-        else if (ec == asio::error::would_block || ec == asio::error::try_again) drained_ = true;
+        // Only an empty read proves the socket drained. A short one does not: the peer's FIN may have come with
+        // the data, and it raises no edge of its own (the next read would return end of input).
+        if (ec == asio::error::would_block || ec == asio::error::try_again) drained_ = true;
         return n;
     }
 
