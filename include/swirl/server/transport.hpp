@@ -48,7 +48,7 @@ concept Transport = requires(T& t, const T& ct, asio::mutable_buffer in, std::sp
 using LoopSocket = asio::basic_stream_socket<asio::ip::tcp, asio::io_context::executor_type>;
 
 /// Plain TCP: a non-blocking socket, read and written in place. Reads follow the socket's epoll edges
-/// (server/detail/edge_socket.hpp): one `recv` per arrival of data and no `epoll_ctl` to wait for the next.
+/// (server/detail/edge_socket.hpp): no `epoll_ctl` to wait for the next data, and no `recv` after one found nothing.
 class TcpTransport {
 public:
     using executor_type = asio::io_context::executor_type;
