@@ -119,9 +119,10 @@ private:
     std::vector<std::string> subprotocols_;
 };
 
-/// `serve`'s loop: SIGHUP reloads the TLS certificates; SIGINT or SIGTERM stops the server gracefully.
+/// `serve`'s loop: SIGHUP reloads the TLS certificates; SIGINT or SIGTERM stop the server gracefully (the library
+/// does that: `Settings::stop_on_signals`, on from `listen()`).
 template <class Server>
-void serve_until_signalled(Server& server) {
+void serve_until_stopped(Server& server) {
     asio::signal_set hangup(server.context(), SIGHUP);
     std::function<void(std::error_code, int)> reload = [&](std::error_code ec, int) {
         if (ec) return;
@@ -134,13 +135,9 @@ void serve_until_signalled(Server& server) {
         hangup.async_wait(reload);
     };
     hangup.async_wait(reload);
-    // Catch the signals before announcing ourselves: whoever reads the line may signal us at once.
-    asio::signal_set signals(server.context(), SIGINT, SIGTERM);
-    signals.async_wait([&server, &hangup](std::error_code ec, int) {
-        if (ec) return;
+    server.on_stop([&hangup] {  // the pending wait would keep run() from returning
         std::error_code ignored;
         hangup.cancel(ignored);
-        server.stop();
     });
     const auto endpoints = server.local_endpoints();
     for (std::size_t i = 0; i < endpoints.size(); ++i)
@@ -161,9 +158,9 @@ int serve(Server& server, const Cli& cli) {
         fmt::print(stderr, "cannot listen on {}:{}: {}\n", server.settings().host, server.settings().port, e.what());
         return 1;
     }
-    serve_until_signalled(server);
-    // The signal sets are gone, and with them the handlers: a second SIGINT or SIGTERM sent while the process exits
-    // (the first one stopped the server) must not kill it with that signal instead of exiting with 0.
+    serve_until_stopped(server);
+    // The server catches SIGINT and SIGTERM until it is destroyed: a second one sent while the process exits (the
+    // first one stopped the server) must not kill it with that signal instead of exiting with 0.
     std::signal(SIGINT, SIG_IGN);
     std::signal(SIGTERM, SIG_IGN);
     return 0;

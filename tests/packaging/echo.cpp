@@ -1,14 +1,13 @@
 // The consumer every packaging test builds (tests/packaging/run): an echo server that knows swirl only through
 // what its build system found. Listens on 127.0.0.1 and the port given as argv[1] (0 picks a free one), prints
-// `listening on ws://127.0.0.1:PORT` and the features it was compiled with, and stops cleanly on SIGINT/SIGTERM.
+// `listening on ws://127.0.0.1:PORT` and the features it was compiled with, and stops cleanly on SIGINT/SIGTERM
+// (the server catches them: `Settings::stop_on_signals`).
 #include <swirl.hpp>
 
 #include <fmt/format.h>
 
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <system_error>
 
 #ifndef SWIRL_TLS
 #define SWIRL_TLS 0
@@ -26,11 +25,6 @@ int main(int argc, char** argv) {
         connection.send(std::move(frame.payload), frame.opcode);
     });
     server.listen();
-
-    asio::signal_set signals(server.context(), SIGINT, SIGTERM);
-    signals.async_wait([&server](std::error_code ec, int) {
-        if (!ec) server.stop();
-    });
     fmt::print("features: tls={} deflate={}\n", SWIRL_TLS, SWIRL_HAS_DEFLATE);
     fmt::print("listening on ws://127.0.0.1:{}\n", server.local_endpoints().front().port());
     std::fflush(stdout);

@@ -165,6 +165,24 @@ public:
     /// null on plain TCP. Set before the HTTP request is read, so the handshake hook can use it.
     const TlsInfo* tls() const noexcept { return tls_.get(); }
     Server<UserData>& server() noexcept { return server_; }
+    /// The server's settings (the limits and subprotocols a custom handshake hook may want to consult).
+    const Settings& settings() const noexcept;
+
+    /// Bytes queued for this connection and not yet written (uWebSockets' `getBufferedAmount`). Any thread.
+    std::size_t buffered() const { return unsent(); }
+
+    /// Stops reading from the peer (Swoole's `pause`): once called on the connection's own thread (in a handler),
+    /// no further message reaches the handler until `resume_reading()`; from another thread, within the current
+    /// read. What the peer sends meanwhile waits in TCP, which holds the peer's sends back once the windows fill.
+    /// While paused the heartbeat and the idle timeout are suspended (the peer's pongs cannot be read); a close,
+    /// from either side, resumes reading to complete the close handshake. Any thread.
+    void pause_reading() noexcept { paused_.store(true, std::memory_order_release); }
+    /// Reads again after `pause_reading()` (Swoole's `resume`). Any thread.
+    void resume_reading() {
+        if (!paused_.exchange(false, std::memory_order_acq_rel)) return;
+        asio::post(executor(), [self = this->shared_from_this()] { self->wake_session(); });
+    }
+    bool reading_paused() const noexcept { return paused_.load(std::memory_order_acquire); }
 
     ClientInfo info() const {
         ClientInfo info;
@@ -257,7 +275,10 @@ public:
             std::lock_guard lock(mutex_);
             settle_close_info_locked({close_code::abnormal, "aborted by the server", true, false});
         }
-        asio::post(executor(), [self = this->shared_from_this()] { self->close_transport(); });
+        asio::post(executor(), [self = this->shared_from_this()] {
+            self->close_transport();
+            self->wake_session();  // a paused reader stops waiting, and finds the transport closed
+        });
     }
 
 private:
@@ -349,9 +370,25 @@ private:
     bool awaiting_pong() const noexcept { return awaiting_pong_; }
     void set_awaiting_pong(bool awaiting) noexcept { awaiting_pong_ = awaiting; }
 
+    /// Conn thread: completes once reading may go on (see `pause_reading`): resumed, or the connection is closing.
+    asio::awaitable<void> wait_resumed() {
+        bool waited = false;
+        while (reading_paused() && status() == ConnectionStatus::active && !ending()) {
+            co_await wait_session_signal();
+            waited = true;
+        }
+        if (waited) note_activity(0);  // the heartbeat and idle clocks start afresh
+    }
+    /// A reason to end was settled (an abort, a failed write, a timeout).
+    bool ending() const {
+        std::lock_guard lock(mutex_);
+        return close_info_ != nullptr;
+    }
+
     // ------------------------------------------------------------------------------------------------------------
 
-    const Settings& settings() const noexcept;
+    /// Any thread: the drain handler, if any, runs soon on the connection's thread (defined in server.hpp).
+    void post_drain();
 
     /// A data frame queued counts as a message out.
     PushResult counted(PushResult r, Opcode opcode) noexcept {
@@ -397,6 +434,7 @@ private:
                 post_close_followup();
             }
             loop_->counters.pushes_refused.add();
+            drain_armed_.store(true, std::memory_order_relaxed);
             return {PushStatus::buffer_full};
         }
         append(pending_);
@@ -460,6 +498,7 @@ private:
         asio::post(executor(), [self = this->shared_from_this()] {
             self->flush();
             self->arm_close_timeout();
+            self->wake_session();  // a paused reader resumes, to read the peer's close frame
         });
     }
 
@@ -617,6 +656,7 @@ private:
     /// Conn thread, `buffers_` gathered from `writing_queue_` and their first `written` bytes written: waits until
     /// the peer's window opens, writes what fits, and so on until all is written (then `on_written`).
     void write_rest(std::size_t written) {
+        drain_armed_.store(true, std::memory_order_relaxed);  // the socket pushed back: drain when the queue is low
         std::size_t skip = written - written_before_;
         written_before_ = written;
         while (skip != 0) {
@@ -651,18 +691,30 @@ private:
             pong_owed_ = pong_queued_ = false;
             lock.unlock();
             close_transport();
-            wake_drain_waiter();
+            wake_session();
             return;
         }
         const bool more = has_output_locked();
+        const std::size_t left = pending_.size() + (pong_owed_ ? owed_pong_->size() : 0);
+        const bool drain = left <= settings().drain_below && status() == ConnectionStatus::active &&
+                           drain_armed_.exchange(false, std::memory_order_relaxed);
         lock.unlock();
         if (more) flush();
-        else wake_drain_waiter();
+        else wake_session();
+        if (drain) post_drain();
     }
 
-    /// Wakes `wait_drained`, if it ever waited (it re-checks `drained()`).
-    void wake_drain_waiter() {
-        if (drain_signal_) drain_signal_->cancel();
+    /// Wakes the session's `wait_drained` or `wait_resumed`, if it ever waited (each re-checks its condition).
+    void wake_session() {
+        if (session_signal_) session_signal_->cancel();
+    }
+
+    /// Conn thread: waits until `wake_session` (made on the first wait: most connections never wait, and a timer
+    /// is 120 bytes per connection).
+    asio::awaitable<void> wait_session_signal() {
+        if (!session_signal_) session_signal_ = std::make_unique<asio::steady_timer>(executor(), clock::time_point::max());
+        std::error_code ec;
+        co_await session_signal_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
 
     /// Bytes queued or being written (a pending pong counts by its payload).
@@ -681,11 +733,7 @@ private:
         while (!drained()) {
             flush();
             if (drained()) break;
-            // Made on the first wait: most connections never wait (only a close or `pause_reading_above` does), and
-            // a timer is 120 bytes per connection.
-            if (!drain_signal_) drain_signal_ = std::make_unique<asio::steady_timer>(executor(), clock::time_point::max());
-            std::error_code ec;
-            co_await drain_signal_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+            co_await wait_session_signal();
         }
     }
 
@@ -756,7 +804,9 @@ private:
     clock::duration quiet_window_{};  // open: silence after which the watchdog acts (ping or idle close); 0: never
     bool awaiting_pong_ = false;      // a heartbeat ping went out and nothing has arrived since
     typename detail::EventLoop<UserData>::Deadlines::Hook deadline_hook_;
-    std::unique_ptr<asio::steady_timer> drain_signal_;  // made by the first `wait_drained` that has to wait
+    std::unique_ptr<asio::steady_timer> session_signal_;  // wakes the session waiting for drain or resume
+    std::atomic<bool> paused_{false};       // pause_reading(): the session reads nothing until resume_reading()
+    std::atomic<bool> drain_armed_{false};  // the socket pushed back or a push was refused: on_drain is owed
     bool opened_ = false;  ///< on_open ran: on_close will run too
     bool finished_ = false;
 };

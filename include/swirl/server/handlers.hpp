@@ -33,6 +33,7 @@ struct Handlers {
     using PlainMessageHandler = std::function<void(Connection&, Frame&)>;
     using CloseHandler = std::function<asio::awaitable<void>(Connection&, const CloseInfo&)>;
     using RequestHandler = std::function<asio::awaitable<void>(Connection&, const Request&, Response&)>;
+    using DrainHandler = std::function<void(Connection&)>;
 
     HandshakeHandler handshake;
     OpenHandler open;
@@ -40,6 +41,7 @@ struct Handlers {
     PlainMessageHandler plain_message;  ///< one that never waits (called in place, no coroutine frame per message)
     CloseHandler close;
     RequestHandler request;
+    DrainHandler drain;  ///< called on the connection's thread (a coroutine handler is spawned from it)
 
     bool has_message() const noexcept { return message || plain_message; }
 };

@@ -23,6 +23,7 @@
 
 #include <swirl/detail/asio.hpp>
 
+#include <csignal>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -62,6 +63,7 @@ public:
     using PlainMessageHandler = typename detail::Handlers<UserData>::PlainMessageHandler;
     using CloseHandler = typename detail::Handlers<UserData>::CloseHandler;
     using RequestHandler = typename detail::Handlers<UserData>::RequestHandler;
+    using DrainHandler = typename detail::Handlers<UserData>::DrainHandler;
 
     explicit Server(Settings settings = {})
         : settings_(std::move(settings)), tasks_(settings_.task_threads, settings_.task_queue_size) {
@@ -84,7 +86,20 @@ public:
 
     /// Custom handshake: return true to accept (after filling `res` via `accept_handshake`), false to reject with
     /// whatever status, headers and body `res` holds. `on_open` still fires after an accepted custom handshake.
+    ///
+    /// Each handler is either a coroutine (returns `asio::awaitable`, and then must contain a `co_await` or a
+    /// `co_return`: without one, a lambda declared `-> asio::awaitable<void>` is an ordinary function that returns
+    /// nothing, which crashes) or a plain function returning what the coroutine would (`bool` here, `void` for the
+    /// others): write a handler that never waits as a plain one.
     void on_handshake(HandshakeHandler h) { handlers_.handshake = std::move(h); }
+    /// A handshake handler that never waits (returns bool).
+    template <class F>
+        requires std::same_as<std::invoke_result_t<F&, Connection&, const Request&, Response&>, bool>
+    void on_handshake(F h) {
+        handlers_.handshake = [h = std::move(h)](Connection& c, const Request& q, Response& r) mutable -> asio::awaitable<bool> {
+            co_return h(c, q, r);
+        };
+    }
     void on_open(OpenHandler h) { handlers_.open = std::move(h); }
     /// An open handler that never waits (returns void).
     template <class F>
@@ -116,8 +131,40 @@ public:
             co_return;
         };
     }
+    /// Called once on the first event loop when `stop()` begins (a call, or a signal: `Settings::stop_on_signals`),
+    /// before connections are closed (Swoole's `onShutdown`). Cancel the application's own pending waits there
+    /// (a signal set, a timer): `run()` returns once nothing is left to wait for.
+    void on_stop(std::function<void()> f) { on_stop_ = std::move(f); }
+
     /// Plain HTTP requests on the same port. Without it, non-upgrade requests get 400.
     void on_request(RequestHandler h) { handlers_.request = std::move(h); }
+    /// A request handler that never waits (returns void).
+    template <class F>
+        requires std::is_void_v<std::invoke_result_t<F&, Connection&, const Request&, Response&>>
+    void on_request(F h) {
+        handlers_.request = [h = std::move(h)](Connection& c, const Request& q, Response& r) mutable -> asio::awaitable<void> {
+            h(c, q, r);
+            co_return;
+        };
+    }
+    /// Output drained (uWebSockets' `drain`): called on the connection's thread once its unsent output has fallen
+    /// to `Settings::drain_below` bytes after the socket pushed back or a push was refused, so that a producer that
+    /// checks `Connection::buffered()` knows when to send again. Plain (`void(Connection&)`) or a coroutine.
+    template <class F>
+        requires std::is_invocable_v<F&, Connection&>
+    void on_drain(F h) {
+        if constexpr (std::is_void_v<std::invoke_result_t<F&, Connection&>>) {
+            handlers_.drain = std::move(h);
+        } else {
+            static_assert(std::is_same_v<std::invoke_result_t<F&, Connection&>, asio::awaitable<void>>,
+                          "a drain handler returns void or asio::awaitable<void>");
+            handlers_.drain = [h = std::move(h)](Connection& c) mutable {
+                asio::co_spawn(c.executor(), [&h, self = c.shared_from_this()]() -> asio::awaitable<void> {
+                    co_await h(*self);
+                }, asio::detached);
+            };
+        }
+    }
 
     /// Handler-class style: registers each of `on_handshake`, `on_open`, `on_message`, `on_close`, `on_request`
     /// that `handler` has. `handler` must outlive the server.
@@ -133,6 +180,8 @@ public:
             on_close([&handler](Connection& c, const CloseInfo& i) { return handler.on_close(c, i); });
         if constexpr (requires(Connection& c, const Request& q, Response& r) { handler.on_request(c, q, r); })
             on_request([&handler](Connection& c, const Request& q, Response& r) { return handler.on_request(c, q, r); });
+        if constexpr (requires(Connection& c) { handler.on_drain(c); })
+            on_drain([&handler](Connection& c) { return handler.on_drain(c); });
     }
 
     const Settings& settings() const noexcept { return settings_; }
@@ -144,10 +193,14 @@ public:
     static std::optional<Frame> unpack(std::string_view bytes) { return swirl::unpack(bytes); }
 
     /// Binds the listener `Settings` names, and starts accepting on it and on every listener added before; throws
-    /// `std::system_error` on failure. Called by `start`/`run` when needed.
+    /// `std::system_error` on failure, and `std::logic_error` when no message handler was registered (messages
+    /// would vanish). Called by `start`/`run` when needed.
     void listen() {
         std::lock_guard lock(listeners_mutex_);
         if (listening_) return;
+        if (!handlers_.has_message())
+            throw std::logic_error("swirl::Server::listen: no message handler; register one with on_message() first");
+        catch_signals();
         listeners_.push_front(bind({settings_.host, settings_.port, settings_.backlog, settings_.reuse_port, settings_.tls}));
         listening_ = true;
         fit_connection_limit();
@@ -262,6 +315,19 @@ public:
     bool disconnect(ConnectionId id, std::uint16_t code = close_code::normal, std::string_view reason = {}) {
         const auto c = find(id);
         return c && c->close(code, reason);
+    }
+
+    /// Swoole's `pause($fd)` / `resume($fd)`: `Connection::pause_reading` / `resume_reading` by id; false when
+    /// there is no such connection.
+    bool pause(ConnectionId id) {
+        const auto c = find(id);
+        if (c) c->pause_reading();
+        return c != nullptr;
+    }
+    bool resume(ConnectionId id) {
+        const auto c = find(id);
+        if (c) c->resume_reading();
+        return c != nullptr;
     }
 
     bool exist(ConnectionId id) const {
@@ -718,8 +784,28 @@ private:
         timers_.clear();
     }
 
+    /// `Settings::stop_on_signals`: from `listen()` on, SIGINT and SIGTERM stop the server. The signal set stays
+    /// until the server is destroyed, so that later signals are caught (and ignored) while the shutdown runs.
+    void catch_signals() {
+        if (!settings_.stop_on_signals || signals_) return;
+        signals_.emplace(first_context(), SIGINT, SIGTERM);
+        signals_->async_wait([this](std::error_code ec, int signal) {
+            if (ec) return;
+            log(LogLevel::info, "signal {}: stopping gracefully", signal);
+            stop();
+        });
+    }
+
     asio::awaitable<void> shutdown() {
         std::error_code ec;
+        if (signals_) signals_->cancel(ec);  // its wait would keep the first loop running
+        if (on_stop_) {
+            try {
+                on_stop_();
+            } catch (const std::exception& e) {
+                log(LogLevel::error, "stop handler threw: {}", e.what());
+            }
+        }
         {
             std::lock_guard lock(listeners_mutex_);
             for (auto& l : listeners_) l.acceptor->close(ec);
@@ -748,6 +834,8 @@ private:
     Settings settings_;
     detail::TaskPool tasks_;  // before the loops: its workers are joined after the loops are gone
     std::vector<std::unique_ptr<detail::EventLoop<UserData>>> loops_;
+    std::optional<asio::signal_set> signals_;  // after the loops: destroyed before them
+    std::function<void()> on_stop_;
     mutable std::mutex listeners_mutex_;
     std::deque<Listener> listeners_;  // the one `Settings` names first, once listening; accept loops hold references
     std::size_t next_loop_ = 0;  // the event loop the next accepted connection goes to (first loop only)
@@ -777,6 +865,23 @@ private:
 template <class UserData>
 const Settings& Connection<UserData>::settings() const noexcept {
     return server_.settings();
+}
+
+template <class UserData>
+void Connection<UserData>::post_drain() {
+    if (!server_.handlers_.drain) return;
+    asio::post(executor(), [self = this->shared_from_this()] {
+        if (self->status() != ConnectionStatus::active) return;
+        try {
+            self->server_.handlers_.drain(*self);
+        } catch (const std::exception& e) {
+            self->server_.log(LogLevel::error, "connection {}: drain handler threw: {}", self->id(), e.what());
+            self->close(close_code::internal_error, "internal error");
+        } catch (...) {
+            self->server_.log(LogLevel::error, "connection {}: drain handler threw a non-exception", self->id());
+            self->close(close_code::internal_error, "internal error");
+        }
+    });
 }
 
 template <class UserData>

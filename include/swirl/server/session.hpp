@@ -176,6 +176,9 @@ private:
                                      "call swirl::accept_handshake(req, res)", c_.id());
                 accepted = false;
                 res = Response(500, "internal error\n");
+            } else if (accepted && !agree_subprotocol(req, res)) {
+                accepted = false;
+                res = Response(500, "internal error\n");
             }
         } else {
             accepted = accept_handshake(req, res, settings_.subprotocols);
@@ -190,6 +193,21 @@ private:
         }
         if (const auto protocol = res.header("Sec-WebSocket-Protocol")) c_.set_subprotocol(*protocol);
         co_return co_await write_response(t, res, true);
+    }
+
+    /// After a hook accepted: a hook that chose no subprotocol (`accept_handshake(req, res)`) gets the one
+    /// `Settings::subprotocols` selects, as the default handshake would; one that chose a subprotocol the client did
+    /// not offer is refused (RFC 6455 §4.1: the client would fail the connection). False: refused.
+    bool agree_subprotocol(const Request& req, Response& res) {
+        if (const auto chosen = res.header("Sec-WebSocket-Protocol")) {
+            const std::string name(*chosen);
+            if (select_subprotocol(req, std::span<const std::string>(&name, 1))) return true;
+            log(LogLevel::error, "connection {}: handshake hook chose subprotocol \"{}\", which the client did not offer",
+                c_.id(), name);
+            return false;
+        }
+        if (const auto protocol = select_subprotocol(req, settings_.subprotocols)) res.set_header("Sec-WebSocket-Protocol", *protocol);
+        return true;
     }
 
     /// Writes a whole HTTP response; without `keep_open`, then half-closes and lingers so it is not lost to a reset.
@@ -238,6 +256,7 @@ private:
             if (held_) held_->busy = false;
             held_ = nullptr;
         }
+        bool held() const noexcept { return held_ != nullptr; }
 
     private:
         LoopBuffers* held_ = nullptr;
@@ -253,7 +272,7 @@ private:
 
         const Handlers<UserData>& on = handlers();
         std::span<const std::uint8_t> input(c_.own_read_buffer().data(), have);
-        bool upgrade_leftover = true;  // `input` starts with what followed the upgrade request in its read
+        bool own_input = true;  // `input` is in the connection's own buffer, grown for it: shrink it after
         BulkLease lease;               // holds the bulk buffer while `input` points into it
         // The yield posts through the loop's own executor: ~260 fewer instructions a read than the type-erased one.
         const asio::any_io_executor transport_executor = t.get_executor();
@@ -261,6 +280,7 @@ private:
         while (true) {
             if (on.plain_message) c_.begin_batch();
             while (!input.empty()) {
+                if (c_.reading_paused()) co_await paused(input, lease, own_input);
                 MessageReader& reader = c_.reader();  // lent back between reads, while the connection is idle
                 const ReadResult r = reader.read(input);
                 input = input.subspan(r.consumed);
@@ -295,7 +315,7 @@ private:
                 }
             }
             lease.release();
-            if (std::exchange(upgrade_leftover, false)) c_.drop_own_read_buffer();
+            if (std::exchange(own_input, false)) c_.drop_own_read_buffer();
             // Replies leave before the next read. A transport that knows it is drained is waited on at once (the
             // wait completes through the loop's queue, behind the other ready connections); otherwise the loop's
             // other ready connections run first, which also gives the peer time to answer, so that the read
@@ -303,6 +323,7 @@ private:
             c_.end_batch();
             c_.lend_message_buffer();
             if (settings_.pause_reading_above != 0 && c_.unsent() > settings_.pause_reading_above) co_await c_.wait_drained();
+            if (c_.reading_paused()) co_await c_.wait_resumed();
             if (may_have_input(t)) {  // more may be there: let the loop's other ready connections run first
                 if (loop_executor) co_await asio::post(*loop_executor, asio::use_awaitable);
                 else co_await asio::post(transport_executor, asio::use_awaitable);
@@ -322,6 +343,23 @@ private:
             }
             c_.note_activity(n);
         }
+    }
+
+    /// The application paused reading (`Connection::pause_reading`) with `input` left: the replies so far leave, the
+    /// rest of `input` moves out of the loop's bulk buffer into the connection's own (other connections need the
+    /// bulk buffer meanwhile), and the session waits until reading may go on.
+    asio::awaitable<void> paused(std::span<const std::uint8_t>& input, BulkLease& lease, bool& own_input) {
+        if (lease.held()) {
+            std::vector<std::uint8_t>& own = c_.own_read_buffer();
+            if (own.size() < input.size()) own.resize(input.size());
+            std::memmove(own.data(), input.data(), input.size());
+            input = std::span<const std::uint8_t>(own.data(), input.size());
+            own_input = true;
+            lease.release();
+        }
+        c_.end_batch();
+        co_await c_.wait_resumed();
+        if (handlers().plain_message) c_.begin_batch();
     }
 
     /// Reads what the transport holds without waiting: into the event loop's bulk buffer (leased to `input`), or
@@ -433,6 +471,12 @@ public:
             log("connection {}: handshake timeout");
             break;
         case ConnectionStatus::active: {
+            if (c->reading_paused()) {  // the peer's bytes (pongs included) wait unread: silence means nothing
+                c->set_awaiting_pong(false);
+                c->move_deadline(c->quiet_window() == c->quiet_window().zero() ? clock::time_point::max()
+                                                                              : now + c->quiet_window());
+                return c->watch();
+            }
             const auto silence = now - c->last_heard();
             if (settings.idle_timeout.count() > 0 && silence >= settings.idle_timeout) {
                 log("connection {}: idle timeout");

@@ -63,6 +63,9 @@ struct Settings {
     /// that sends faster than it reads then waits in TCP, and replies are neither refused nor piled up in memory.
     /// 0 (the default, as Swoole): reading never pauses and `backpressure` decides at `max_output_buffer`.
     std::size_t pause_reading_above = 0;
+    /// `on_drain` fires once a connection's unsent output has fallen to this many bytes or fewer after the socket
+    /// pushed back (the peer reads slower than the server writes) or a push to it was refused (`buffer_full`).
+    std::size_t drain_below = 64u << 10;
 
     /// Worker threads of the offload pool (`Server::offload`, Swoole's task workers); started on first use.
     unsigned task_threads = 4;
@@ -77,6 +80,11 @@ struct Settings {
     bool auto_pong = true;       ///< answer every ping with a pong carrying its payload
 
     LogLevel log_level = LogLevel::info;
+
+    /// `run()` and `start()` stop the server gracefully (`stop()`) on SIGINT or SIGTERM, as Swoole does on SIGTERM;
+    /// further such signals are ignored until the server is destroyed, so that the shutdown is not cut short.
+    /// False: the application handles signals itself (an `asio::signal_set` on `Server::context()`, say).
+    bool stop_on_signals = true;
 };
 
 } // namespace swirl

@@ -1,0 +1,159 @@
+// Flow control as uWebSockets and Swoole users expect it: `Connection::buffered()`, the drain event after
+// backpressure, and pausing and resuming reads by hand.
+#include "test_support.hpp"
+
+#include <atomic>
+
+namespace {
+
+using namespace std::chrono_literals;
+using swirl::Client;
+using swirl::Opcode;
+using Server = swirl::Server<>;
+using Conn = Server::Connection;
+using clock_type = std::chrono::steady_clock;
+
+/// The next data frame, skipping the heartbeat's pings (which `receive` also returns).
+asio::awaitable<swirl::Frame> next_data(Client& client) {
+    while (true) {
+        auto frame = co_await client.receive();
+        REQUIRE(frame);
+        if (frame->opcode != Opcode::ping && frame->opcode != Opcode::pong) co_return std::move(*frame);
+    }
+}
+
+} // namespace
+
+TEST_CASE("buffered() grows while the peer does not read; on_drain fires once it has read, and sending resumes") {
+    auto settings = test::local_settings();
+    settings.max_output_buffer = 1u << 20;
+    settings.drain_below = 64u << 10;
+    Server server(settings);
+    std::atomic<std::size_t> peak{0}, sent{0}, at_drain{~std::size_t{0}};
+    std::atomic<int> drains{0};
+    const std::string chunk(48u << 10, 'x');
+    server.on_message([&](Conn& c, swirl::Frame&) {
+        // Floods a peer that has stopped reading until the server refuses (bounded: 256 MiB at most).
+        for (int i = 0; i < 256 * 1024 / 48; ++i) {
+            const auto r = c.send(chunk, Opcode::binary);
+            if (r.status == swirl::PushStatus::buffer_full) break;
+            REQUIRE(r);
+            sent += chunk.size();
+            peak = std::max(peak.load(), c.buffered());
+        }
+    });
+    server.on_drain([&](Conn& c) {
+        at_drain = c.buffered();
+        ++drains;
+        c.send("drained");
+    });
+    test::RunningServer running(server);
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await Client::connect("127.0.0.1", running.port());
+        co_await client.send("flood me");
+        asio::steady_timer pause(co_await asio::this_coro::executor, 200ms);  // not reading meanwhile
+        co_await pause.async_wait(asio::use_awaitable);
+        CHECK(drains == 0);  // nothing has been read: the queue is still over the low-water mark
+        std::size_t got = 0;
+        while (true) {
+            const swirl::Frame f = co_await next_data(client);
+            if (f.opcode == Opcode::text) {
+                CHECK(f.payload == "drained");
+                break;
+            }
+            got += f.payload.size();
+        }
+        CHECK(got == sent);  // everything queued arrived before the drain handler's message
+        co_await client.close();
+    }, 30s);
+    CHECK(peak > settings.drain_below);
+    CHECK(peak <= settings.max_output_buffer + chunk.size() + 16);
+    CHECK(drains == 1);
+    CHECK(at_drain <= settings.drain_below);
+}
+
+TEST_CASE("on_drain may be a coroutine") {
+    auto settings = test::local_settings();
+    settings.max_output_buffer = 256u << 10;
+    Server server(settings);
+    const std::string chunk(32u << 10, 'y');
+    server.on_message([&](Conn& c, swirl::Frame&) {
+        for (int i = 0; i < 64 * 1024 / 32 && c.send(chunk, Opcode::binary); ++i) {}
+    });
+    server.on_drain([](Conn& c) -> asio::awaitable<void> {
+        asio::steady_timer t(co_await asio::this_coro::executor, 10ms);
+        co_await t.async_wait(asio::use_awaitable);
+        c.send("drained later");
+    });
+    test::RunningServer running(server);
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await Client::connect("127.0.0.1", running.port());
+        co_await client.send("go");
+        while (true) {
+            const swirl::Frame f = co_await next_data(client);
+            if (f.opcode == Opcode::text) {
+                CHECK(f.payload == "drained later");
+                break;
+            }
+        }
+        co_await client.close();
+    }, 30s);
+}
+
+TEST_CASE("pause_reading holds back the rest of a read, heartbeats included, until resume_reading") {
+    auto settings = test::local_settings();
+    settings.ping_interval = 100ms;  // a paused connection is not dropped for the pongs it cannot read
+    settings.pong_timeout = 100ms;
+    Server server(settings);
+    std::mutex mutex;
+    std::vector<std::pair<std::string, clock_type::time_point>> seen;
+    server.on_message([&](Conn& c, swirl::Frame& f) {
+        {
+            std::lock_guard lock(mutex);
+            seen.emplace_back(f.payload, clock_type::now());
+        }
+        if (f.payload == "pause") {
+            c.pause_reading();
+            CHECK(c.reading_paused());
+            c.server().after(600ms, [&server, id = c.id()] { CHECK(server.resume(id)); });
+        }
+        c.send(f.payload, f.opcode);
+    });
+    test::RunningServer running(server);
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await Client::connect("127.0.0.1", running.port());
+        // Three messages in one write: the server reads them at once, and must still hold back the last two.
+        co_await client.send_raw(test::client_frame("pause") + test::client_frame("a") + test::client_frame("b"));
+        CHECK((co_await next_data(client)).payload == "pause");
+        CHECK((co_await next_data(client)).payload == "a");  // only after the resume
+        CHECK((co_await next_data(client)).payload == "b");
+        co_await client.send("after");
+        CHECK((co_await next_data(client)).payload == "after");
+        co_await client.close();
+    });
+    std::lock_guard lock(mutex);
+    REQUIRE(seen.size() == 4);
+    CHECK(seen[1].first == "a");
+    CHECK(seen[1].second - seen[0].second >= 550ms);
+    CHECK(seen[2].first == "b");
+}
+
+TEST_CASE("a close while reading is paused still completes the close handshake") {
+    Server server(test::local_settings());
+    test::Events events;
+    server.on_message([&](Conn& c, swirl::Frame&) {
+        c.pause_reading();
+        c.server().after(50ms, [&server, id = c.id()] { CHECK(server.disconnect(id, swirl::close_code::normal, "bye")); });
+    });
+    server.on_close([&](Conn&, const swirl::CloseInfo& info) { events.add(fmt::format("close {} clean {}", info.code, info.clean)); });
+    test::RunningServer running(server);
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await Client::connect("127.0.0.1", running.port());
+        co_await client.send("pause me");
+        const auto close = co_await client.receive();  // the server's close; the client answers it
+        REQUIRE(close);
+        CHECK(close->opcode == Opcode::close);
+        CHECK(close->code == swirl::close_code::normal);
+    });
+    CHECK(events.wait_for("close 1000 clean true"));
+}

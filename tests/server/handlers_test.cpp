@@ -1,0 +1,183 @@
+// The server's events as a newcomer writes them: plain (non-coroutine) handlers for every event, a server that
+// refuses to listen without a message handler, a custom handshake that gets the configured subprotocols, and
+// SIGINT/SIGTERM stopping the server.
+#include "test_support.hpp"
+
+#include <csignal>
+
+namespace {
+
+using namespace std::chrono_literals;
+using swirl::Client;
+using Server = swirl::Server<>;
+using Conn = Server::Connection;
+
+void echo_plain(Conn& c, swirl::Frame& f) { c.send(f.payload, f.opcode); }
+
+} // namespace
+
+TEST_CASE("every event takes a plain handler that never waits (no coroutine, no co_return needed)") {
+    test::Events events;
+    Server server(test::local_settings());
+    server.on_handshake([&](Conn&, const swirl::Request& req, swirl::Response& res) {
+        if (req.query_param("token") != "ok") {
+            res.status = 403;
+            return false;
+        }
+        events.add("handshake");
+        return swirl::accept_handshake(req, res);
+    });
+    server.on_open([&](Conn&, const swirl::Request&) { events.add("open"); });
+    server.on_message(echo_plain);
+    server.on_close([&](Conn&, const swirl::CloseInfo& info) { events.add(fmt::format("close {}", info.code)); });
+    server.on_request([&](Conn&, const swirl::Request& req, swirl::Response& res) {
+        events.add("request " + req.target);
+        res.body = "plain answer\n";
+    });
+    test::RunningServer running(server);
+
+    const auto response = test::http_exchange(running.port(), "GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    CHECK(response.starts_with("HTTP/1.1 200 "));
+    CHECK(response.ends_with("plain answer\n"));
+    CHECK(test::http_exchange(running.port(), test::upgrade_request()).starts_with("HTTP/1.1 403 "));
+    test::run([&]() -> asio::awaitable<void> {
+        swirl::ClientOptions options;
+        options.target = "/?token=ok";
+        auto client = co_await Client::connect("127.0.0.1", running.port(), options);
+        co_await client.send("plain");
+        CHECK(co_await test::next_payload(client) == "plain");
+        co_await client.close();
+    });
+    CHECK(events.wait_for("close 1000"));
+    CHECK(events.contains("request /status"));
+    CHECK(events.contains("handshake"));
+    CHECK(events.contains("open"));
+}
+
+TEST_CASE("a handler class may mix plain and coroutine members") {
+    struct App {
+        test::Events& events;
+        bool on_handshake(Conn&, const swirl::Request& req, swirl::Response& res) {
+            events.add("handshake");
+            return swirl::accept_handshake(req, res);
+        }
+        void on_message(Conn& c, swirl::Frame& f) { c.send(f.payload, f.opcode); }
+        asio::awaitable<void> on_close(Conn&, const swirl::CloseInfo&) {
+            events.add("close");
+            co_return;
+        }
+    };
+    test::Events events;
+    App app{events};
+    Server server(test::local_settings());
+    server.use(app);
+    test::RunningServer running(server);
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await Client::connect("127.0.0.1", running.port());
+        co_await client.send("mixed");
+        CHECK(co_await test::next_payload(client) == "mixed");
+        co_await client.close();
+    });
+    CHECK(events.wait_for("close"));
+    CHECK(events.contains("handshake"));
+}
+
+TEST_CASE("listen() without a message handler fails loudly instead of dropping every message") {
+    Server server(test::local_settings());
+    server.on_open([](Conn&, const swirl::Request&) {});
+    CHECK_THROWS_AS(server.listen(), std::logic_error);
+    CHECK_THROWS_AS(server.start(), std::logic_error);
+    server.on_message(echo_plain);
+    test::RunningServer running(server);  // and once one is registered, it listens
+    CHECK(running.port() != 0);
+}
+
+TEST_CASE("a custom handshake calling accept_handshake(req, res) answers with a subprotocol from Settings") {
+    auto settings = test::local_settings();
+    settings.subprotocols = {"v2.chat", "v1.chat"};
+    Server server(settings);
+    server.on_handshake([](Conn&, const swirl::Request& req, swirl::Response& res) { return swirl::accept_handshake(req, res); });
+    std::string seen;
+    std::mutex seen_mutex;
+    server.on_open([&](Conn& c, const swirl::Request&) {
+        std::lock_guard lock(seen_mutex);
+        seen = c.subprotocol();
+    });
+    server.on_message(echo_plain);
+    test::RunningServer running(server);
+    swirl::ClientOptions options;  // out of the coroutine: g++ 12 miscompiles a braced list of strings inside one
+    options.subprotocols = {"v1.chat", "v2.chat"};
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await Client::connect("127.0.0.1", running.port(), options);
+        CHECK(client.handshake_response().header("Sec-WebSocket-Protocol") == "v2.chat");  // the server's preference
+        co_await client.close();
+        auto plain = co_await Client::connect("127.0.0.1", running.port());  // offered none: none is answered
+        CHECK(plain.handshake_response().header("Sec-WebSocket-Protocol") == std::nullopt);
+        co_await plain.close();
+    });
+    std::lock_guard lock(seen_mutex);
+    CHECK(seen.empty());  // the last connection agreed none
+}
+
+TEST_CASE("a handshake hook that picks a subprotocol the client did not offer gets a 500, not a broken upgrade") {
+    Server server(test::local_settings());
+    server.on_handshake([](Conn&, const swirl::Request& req, swirl::Response& res) {
+        swirl::accept_handshake(req, res);
+        res.set_header("Sec-WebSocket-Protocol", "mqtt");
+        return true;
+    });
+    server.on_message(echo_plain);
+    test::RunningServer running(server);
+    CHECK(test::http_exchange(running.port(), test::upgrade_request("Sec-WebSocket-Protocol: chat\r\n")).starts_with("HTTP/1.1 500 "));
+    CHECK(test::http_exchange(running.port(), test::upgrade_request()).starts_with("HTTP/1.1 500 "));
+    swirl::ClientOptions options;
+    options.subprotocols = {"chat", "mqtt"};
+    test::run([&]() -> asio::awaitable<void> {  // offered: accepted with the hook's choice
+        auto client = co_await Client::connect("127.0.0.1", running.port(), options);
+        CHECK(client.handshake_response().header("Sec-WebSocket-Protocol") == "mqtt");
+        co_await client.close();
+    });
+}
+
+TEST_CASE("SIGTERM and SIGINT stop a running server gracefully; stop_on_signals = false leaves them alone") {
+    for (const int sig : {SIGTERM, SIGINT}) {
+        test::Events events;
+        Server server(test::local_settings());
+        server.on_message(echo_plain);
+        server.on_close([&](Conn&, const swirl::CloseInfo& info) { events.add(fmt::format("close {}", info.code)); });
+        server.on_stop([&] { events.add("stop"); });
+        server.start();
+        test::run([&]() -> asio::awaitable<void> {
+            auto client = co_await Client::connect("127.0.0.1", server.local_endpoint().port());
+            co_await client.send("before");
+            CHECK(co_await test::next_payload(client) == "before");
+            std::raise(sig);
+            const auto close = co_await client.receive();  // the server's close frame: 1001 going away
+            REQUIRE(close);
+            CHECK(close->opcode == swirl::Opcode::close);
+            CHECK(close->code == swirl::close_code::going_away);
+        });
+        server.wait();  // returns: the signal stopped the server
+        CHECK(server.stopping());
+        CHECK(events.contains("stop"));
+        CHECK(events.contains("close 1001"));
+    }
+
+    auto settings = test::local_settings();
+    settings.stop_on_signals = false;
+    Server server(settings);
+    server.on_message(echo_plain);
+    test::RunningServer running(server);
+    {
+        // Someone else handles SIGTERM here; the server must not have taken it.
+        asio::io_context ctx;
+        asio::signal_set mine(ctx, SIGTERM);
+        bool caught = false;
+        mine.async_wait([&](std::error_code ec, int) { caught = !ec; });
+        std::raise(SIGTERM);
+        ctx.run_for(2s);
+        CHECK(caught);
+    }
+    CHECK_FALSE(server.stopping());
+    test::run([&]() -> asio::awaitable<void> { co_await test::check_still_serving(running.port()); });
+}
