@@ -6,17 +6,42 @@
 #include <swirl/dispatch/json_parser.hpp>
 
 #include <cstdint>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 using Server = swirl::Server<>;
 using Ctx = swirl::Context<swirl::JsonParser, Server::Connection>;
 using swirl::JsonReply;
 
+/// What the controllers share, handed to them by the dispatcher instead of living in globals: here a message of
+/// the day (a database pool or a cache would go here too). Every thread's controllers use it, hence the mutex.
+class Services {
+public:
+    const std::string admin_token = "letmein";  // a demo's secret: take yours from your configuration
+
+    std::string motd() {
+        std::lock_guard lock(mutex_);
+        return motd_;
+    }
+    void set_motd(std::string text) {
+        std::lock_guard lock(mutex_);
+        motd_ = std::move(text);
+    }
+
+private:
+    std::mutex mutex_;
+    std::string motd_ = "welcome";
+};
+
 class Index {
 public:
+    /// The dispatcher constructs a controller from its services when the controller takes them.
+    explicit Index(Services& services) : services_(services) {}
+
     asio::awaitable<JsonReply> index(Ctx&) {
-        co_return JsonReply::ok("actions: hello, echo, broadcast, whoami, add, close, fail");
+        co_return JsonReply::ok("actions: hello, echo, broadcast, whoami, add, motd, close, fail");
     }
 
     /// The message's "content" as it came: a scalar or array content arrives as {"content": value}.
@@ -41,6 +66,9 @@ public:
     }
 
     asio::awaitable<JsonReply> whoami(Ctx& ctx) { co_return JsonReply::ok(ctx.id()); }
+
+    /// The message of the day, which Admin.motd sets. An action that needs no coroutine returns a plain reply.
+    JsonReply motd(Ctx&) { return JsonReply::ok(services_.motd()); }
 
     /// {"action":"add","content":{"a":1,"b":2}} → 3; arguments that are not numbers throw std::invalid_argument,
     /// which `on_exception` turns into an error reply. Two integers add exactly or not at all: a sum (or an operand)
@@ -81,22 +109,56 @@ public:
             return JsonReply::failure(std::string("bad arguments: ") + bad.what());
         }
     }
+
+private:
+    Services& services_;
 };
 
-using Dispatcher = swirl::Dispatcher<Ctx, swirl::Controller<Index, "Index",
-    swirl::Action<"index", &Index::index>,
-    swirl::Action<"hello", &Index::hello>,
-    swirl::Action<"echo", &Index::echo>,
-    swirl::Action<"broadcast", &Index::broadcast>,
-    swirl::Action<"whoami", &Index::whoami>,
-    swirl::Action<"add", &Index::add>,
-    swirl::Action<"close", &Index::close>,
-    swirl::Action<"fail", &Index::fail>>>;
+/// Actions for whoever has the admin token:
+/// {"class":"Admin","action":"motd","content":{"token":"letmein","text":"hello all"}} → "motd set"
+class Admin {
+public:
+    explicit Admin(Services& services) : services_(services) {}
+
+    /// Runs before each of Admin's actions; false vetoes the action (EasySwoole's onRequest).
+    bool before_action(Ctx& ctx) {
+        const auto& args = ctx.args();
+        const auto token = args.find("token");
+        if (token != args.end() && *token == services_.admin_token) return true;
+        ctx.reply() = JsonReply::failure("admin actions need the admin token");
+        return false;
+    }
+
+    JsonReply motd(Ctx& ctx) {
+        const auto text = ctx.args().find("text");
+        if (text == ctx.args().end() || !text->is_string()) return JsonReply::failure("motd needs a text");
+        services_.set_motd(text->get<std::string>());
+        return JsonReply::ok("motd set");
+    }
+
+private:
+    Services& services_;
+};
+
+using Dispatcher = swirl::Dispatcher<Ctx,
+    swirl::Controller<Index, "Index",
+        swirl::Action<"index", &Index::index>,
+        swirl::Action<"hello", &Index::hello>,
+        swirl::Action<"echo", &Index::echo>,
+        swirl::Action<"broadcast", &Index::broadcast>,
+        swirl::Action<"whoami", &Index::whoami>,
+        swirl::Action<"add", &Index::add>,
+        swirl::Action<"motd", &Index::motd>,
+        swirl::Action<"close", &Index::close>,
+        swirl::Action<"fail", &Index::fail>>,
+    swirl::Controller<Admin, "Admin",
+        swirl::Action<"motd", &Admin::motd>>>;
 
 int main(int argc, char** argv) {
     const examples::Cli cli(argc, argv, {});
     Server server(cli.settings());
-    Dispatcher dispatcher;
+    Services services;
+    Dispatcher dispatcher(services);  // each controller is constructed from `services`
     server.on_message([&dispatcher](Server::Connection& connection, swirl::Frame& frame) -> asio::awaitable<void> {
         if (frame.is_text()) co_await dispatcher.on_message(connection, frame);
         else connection.send(frame.payload, frame.opcode);

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Compiles a file that must not compile and checks that the compiler's complaint stays readable: it fails,
-names the unmet concept and the missing requirement, and fits on one screen.
+names what is wrong (the unmet concept and requirement; the controller and action), fits on one screen and,
+with --max-errors, nothing cascades after the first error.
 
-usage: compile_fail_test.py --expect TEXT [--expect TEXT ...] --max-lines N -- COMPILER ARGS... FILE
+usage: compile_fail_test.py --expect TEXT [--expect TEXT ...] --max-lines N [--max-errors N] -- COMPILER ARGS... FILE
 """
 import argparse
 import subprocess
@@ -13,6 +14,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--expect", action="append", default=[])
     parser.add_argument("--max-lines", type=int, default=40)
+    parser.add_argument("--max-errors", type=int, default=None)
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -27,6 +29,9 @@ def main():
             failures.append(f"the diagnostic does not mention {text!r}")
     if len(lines) > args.max_lines:
         failures.append(f"the diagnostic has {len(lines)} lines (limit {args.max_lines})")
+    errors = [line for line in lines if "error:" in line]
+    if args.max_errors is not None and len(errors) > args.max_errors:
+        failures.append(f"the diagnostic has {len(errors)} errors (limit {args.max_errors}): the first one cascades")
     print(output)
     for failure in failures:
         print("FAIL:", failure)

@@ -5,6 +5,7 @@
 #include <swirl/dispatch/dispatcher.hpp>
 #include <swirl/dispatch/text_parser.hpp>
 
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -77,8 +78,8 @@ using PlainRoutes = swirl::Controller<Plain, "Index",
 
 /// Every hook, in the `Ctx&` form, recording what runs.
 struct Hooked {
-    bool on_request(Ctx& ctx) {
-        trace.push_back("on_request " + ctx.action());
+    bool before_action(Ctx& ctx) {
+        trace.push_back("before_action " + ctx.action());
         if (ctx.action() == "secret") {
             ctx.reply() = TextReply::failure("denied");
             return false;
@@ -123,8 +124,8 @@ using HookedRoutes = swirl::Controller<Hooked, "Index",
 
 /// Hooks in the action-name form, as coroutines.
 struct AsyncHooked {
-    asio::awaitable<bool> on_request(std::string_view action) {
-        trace.push_back("on_request " + std::string(action));
+    asio::awaitable<bool> before_action(std::string_view action) {
+        trace.push_back("before_action " + std::string(action));
         co_return action != "no";
     }
     asio::awaitable<TextReply> action_not_found(std::string_view action) {
@@ -142,6 +143,60 @@ struct AsyncHooked {
 struct Counter {
     int count = 0;
     asio::awaitable<TextReply> next(Ctx&) { co_return TextReply::ok(std::to_string(++count)); }
+};
+
+/// What an application hands its controllers: here a stand-in for a database pool.
+struct Services {
+    std::vector<std::string> rows;
+    int controllers_made = 0;
+};
+
+/// Needs the services: it has no default constructor, and it cannot be moved (built in place, never copied).
+struct Store {
+    explicit Store(Services& s) : services(s) { ++services.controllers_made; }
+    Store(const Store&) = delete;
+    Store& operator=(const Store&) = delete;
+
+    asio::awaitable<TextReply> put(Ctx& ctx) {
+        for (auto arg : ctx.args()) services.rows.emplace_back(arg);
+        co_return TextReply::ok(std::to_string(services.rows.size()) + " rows");
+    }
+    asio::awaitable<TextReply> made(Ctx&) { co_return TextReply::ok(std::to_string(services.controllers_made)); }
+
+    Services& services;
+    std::mutex busy;  // not movable either
+};
+
+/// Reads the services through a const reference.
+struct Reader {
+    explicit Reader(const Services& s) : services(s) {}
+    TextReply count(Ctx&) { return TextReply::ok(std::to_string(services.rows.size())); }
+    const Services& services;
+};
+
+/// An aggregate holding the services needs no constructor: `Tally(services)` initialises its first member.
+struct Tally {
+    Services& services;
+    TextReply rows(Ctx&) { return TextReply::ok(std::to_string(services.rows.size())); }
+};
+
+/// Hooks and actions the dispatcher cannot call (used only by compile-time checks: a dispatcher refuses them).
+struct WrongHooks {
+    bool before_action() { return true; }                           // takes nothing
+    int after_action(Ctx&) { return 0; }                            // returns what no hook may
+    bool on_request(Ctx&) { return true; }                          // the hook's old name
+    void action_not_found(std::string_view) {}                      // fine
+    asio::awaitable<TextReply> act(int) { co_return TextReply{}; }  // an action without Ctx&
+    asio::awaitable<std::string> text(Ctx&) { co_return ""; }       // an action returning no reply
+};
+
+/// Actions that need no coroutine: a plain reply, or void.
+struct Sync {
+    TextReply ping(Ctx&) { return TextReply::ok("pong"); }
+    void quiet(Ctx&) { trace.push_back("quiet"); }
+    void set_reply(Ctx& ctx) { ctx.reply() = TextReply::ok("set"); }
+    TextReply fail(Ctx&) { throw std::invalid_argument("sync failure"); }
+    TextReply on_exception(std::exception_ptr) { return TextReply::failure("handled"); }
 };
 
 } // namespace
@@ -212,16 +267,16 @@ TEST_CASE("dispatcher: hooks run in EasySwoole's order") {
     FakeConnection c;
     trace.clear();
     dispatch(dispatcher, c, "work");
-    CHECK(trace == std::vector<std::string>{"on_request work", "work", "after_action work"});
+    CHECK(trace == std::vector<std::string>{"before_action work", "work", "after_action work"});
     CHECK(c.payloads() == std::vector<std::string>{"worked"});
 }
 
-TEST_CASE("dispatcher: on_request vetoes the action; after_action still runs") {
+TEST_CASE("dispatcher: before_action vetoes the action; after_action still runs") {
     swirl::Dispatcher<Ctx, HookedRoutes> dispatcher;
     FakeConnection c;
     trace.clear();
     dispatch(dispatcher, c, "secret");
-    CHECK(trace == std::vector<std::string>{"on_request secret", "after_action secret"});
+    CHECK(trace == std::vector<std::string>{"before_action secret", "after_action secret"});
     CHECK(c.payloads() == std::vector<std::string>{"error: denied"});
 }
 
@@ -230,7 +285,7 @@ TEST_CASE("dispatcher: the controller's action_not_found answers unknown actions
     FakeConnection c;
     trace.clear();
     dispatch(dispatcher, c, "missing");
-    CHECK(trace == std::vector<std::string>{"on_request missing", "action_not_found missing", "after_action missing"});
+    CHECK(trace == std::vector<std::string>{"before_action missing", "action_not_found missing", "after_action missing"});
     CHECK(c.payloads() == std::vector<std::string>{"no such thing: missing"});
 }
 
@@ -239,7 +294,7 @@ TEST_CASE("dispatcher: on_exception handles what it knows, after_action runs, th
     FakeConnection c;
     trace.clear();
     dispatch(dispatcher, c, "bad_args");
-    CHECK(trace == std::vector<std::string>{"on_request bad_args", "bad_args", "on_exception bad_args: bad arguments",
+    CHECK(trace == std::vector<std::string>{"before_action bad_args", "bad_args", "on_exception bad_args: bad arguments",
                                             "after_action bad_args"});
     CHECK(c.payloads() == std::vector<std::string>{"error: bad arguments"});
     CHECK_FALSE(c.closed);
@@ -251,7 +306,7 @@ TEST_CASE("dispatcher: an exception nobody handles closes with 1011 after after_
     FakeConnection c;
     trace.clear();
     dispatch(dispatcher, c, "crash");  // on_exception rethrows runtime_error
-    CHECK(trace == std::vector<std::string>{"on_request crash", "crash", "after_action crash"});
+    CHECK(trace == std::vector<std::string>{"before_action crash", "crash", "after_action crash"});
     CHECK(c.sent.empty());
     REQUIRE(c.closed);
     CHECK(c.closed->first == swirl::close_code::internal_error);
@@ -299,8 +354,8 @@ TEST_CASE("dispatcher: coroutine hooks taking the action name") {
     dispatch(dispatcher, c, "yes");
     dispatch(dispatcher, c, "no");
     dispatch(dispatcher, c, "maybe");
-    CHECK(trace == std::vector<std::string>{"on_request yes", "after_action yes", "on_request no", "after_action no",
-                                            "on_request maybe", "after_action maybe"});
+    CHECK(trace == std::vector<std::string>{"before_action yes", "after_action yes", "before_action no", "after_action no",
+                                            "before_action maybe", "after_action maybe"});
     CHECK(c.payloads() == std::vector<std::string>{"yes", "missing maybe"});
 }
 
@@ -347,4 +402,108 @@ TEST_CASE("dispatcher: a message the parser does not decode dispatches nothing")
     CHECK(trace.empty());
     CHECK(c.sent.empty());
     CHECK_FALSE(c.closed);
+}
+
+TEST_CASE("dispatcher: a controller constructible from the services gets them; the others are default-constructed") {
+    Services services;
+    swirl::Dispatcher<Ctx, swirl::Controller<Store, "Index", swirl::Action<"put", &Store::put>, swirl::Action<"made", &Store::made>>,
+                      swirl::Controller<Plain, "Plain", swirl::Action<"hello", &Plain::hello>>>
+        dispatcher(services);
+    FakeConnection c;
+    dispatch(dispatcher, c, "put a b");
+    dispatch(dispatcher, c, "put c");
+    CHECK(services.rows == std::vector<std::string>{"a", "b", "c"});
+    CHECK(c.payloads() == std::vector<std::string>{"2 rows", "3 rows"});
+    dispatch(dispatcher, c, "made");
+    CHECK(c.payloads().back() == "3");  // per message: a fresh Store each time, each from the same services
+    CHECK(services.controllers_made == 3);
+}
+
+TEST_CASE("dispatcher: an aggregate controller holding the services is made from them") {
+    Services services;
+    services.rows = {"only"};
+    swirl::Dispatcher<Ctx, swirl::Controller<Tally, "Index", swirl::Action<"rows", &Tally::rows>>> dispatcher(services);
+    FakeConnection c;
+    dispatch(dispatcher, c, "rows");
+    CHECK(c.payloads() == std::vector<std::string>{"1"});
+}
+
+TEST_CASE("dispatcher: services and a parser together; a const services object reaches const-taking controllers") {
+    Services services;
+    services.rows = {"x", "y"};
+    const Services& view = services;
+    swirl::Dispatcher<Ctx, swirl::Controller<Reader, "Reader", swirl::Action<"count", &Reader::count>>> dispatcher(
+        view, swirl::TextParser{.controller = "Reader"});
+    FakeConnection c;
+    dispatch(dispatcher, c, "count");
+    services.rows.emplace_back("z");  // held by reference, not copied
+    dispatch(dispatcher, c, "count");
+    CHECK(c.payloads() == std::vector<std::string>{"2", "3"});
+}
+
+TEST_CASE("dispatcher: a per-connection controller is made from the services once per connection") {
+    Services services;
+    swirl::Dispatcher<Ctx, swirl::ConnectionController<Store, "Index", swirl::Action<"put", &Store::put>,
+                                                       swirl::Action<"made", &Store::made>>>
+        dispatcher(services);
+    FakeConnection a;
+    FakeConnection b;
+    b.id_value = 2;
+    dispatch(dispatcher, a, "put 1");
+    dispatch(dispatcher, a, "put 2");
+    dispatch(dispatcher, b, "made");
+    CHECK(services.controllers_made == 2);
+    CHECK(b.payloads() == std::vector<std::string>{"2"});
+    dispatcher.forget(a);
+    dispatch(dispatcher, a, "made");
+    CHECK(a.payloads().back() == "3");
+}
+
+TEST_CASE("dispatcher: an lvalue parser is still the parser, not the services") {
+    swirl::TextParser parser{.controller = "Counter"};
+    swirl::Dispatcher<Ctx, PlainRoutes, swirl::Controller<Counter, "Counter", swirl::Action<"next", &Counter::next>>>
+        dispatcher(parser);
+    FakeConnection c;
+    dispatch(dispatcher, c, "next");
+    CHECK(c.payloads() == std::vector<std::string>{"1"});
+}
+
+TEST_CASE("dispatcher: actions may return a plain reply or void") {
+    swirl::Dispatcher<Ctx, swirl::Controller<Sync, "Index", swirl::Action<"ping", &Sync::ping>, swirl::Action<"quiet", &Sync::quiet>,
+                                             swirl::Action<"set_reply", &Sync::set_reply>, swirl::Action<"fail", &Sync::fail>>>
+        dispatcher;
+    FakeConnection c;
+    trace.clear();
+    dispatch(dispatcher, c, "ping");
+    dispatch(dispatcher, c, "quiet");
+    dispatch(dispatcher, c, "set_reply");
+    dispatch(dispatcher, c, "fail");
+    CHECK(trace == std::vector<std::string>{"quiet"});
+    CHECK(c.payloads() == std::vector<std::string>{"pong", "set", "error: handled"});
+    CHECK_FALSE(c.closed);
+}
+
+TEST_CASE("dispatcher: hooks and actions it cannot call are told apart from absent ones") {
+    // tests/compile_fail/ checks that each of these is one short error naming the controller and the hook or action.
+    using Before = swirl::detail::BeforeAction<WrongHooks, Ctx>;
+    static_assert(Before::declared && !Before::takes_ctx_or_name && !Before::valid);
+    using After = swirl::detail::AfterAction<WrongHooks, Ctx>;
+    static_assert(After::declared && After::takes_ctx_or_name && !After::returns_reply && !After::valid);
+    using NotFound = swirl::detail::ActionNotFound<WrongHooks, Ctx>;
+    static_assert(NotFound::valid && NotFound::with_name && !NotFound::with_ctx);
+    static_assert(swirl::detail::declares_on_request<WrongHooks, Ctx>);
+    static_assert(!swirl::detail::declares_on_request<Hooked, Ctx>);
+    static_assert(!swirl::detail::OnException<WrongHooks, Ctx>::declared);
+    static_assert(!swirl::detail::BeforeAction<Plain, Ctx>::declared);
+    static_assert(swirl::detail::BeforeAction<AsyncHooked, Ctx>::valid);
+    using Act = swirl::detail::ActionSignature<Ctx, WrongHooks, swirl::Action<"act", &WrongHooks::act>>;
+    static_assert(!Act::takes_ctx && !Act::valid);
+    using Text = swirl::detail::ActionSignature<Ctx, WrongHooks, swirl::Action<"text", &WrongHooks::text>>;
+    static_assert(Text::takes_ctx && !Text::returns_reply);
+    using Ping = swirl::detail::ActionSignature<Ctx, Sync, swirl::Action<"ping", &Sync::ping>>;
+    static_assert(Ping::valid);
+    CHECK(swirl::detail::made_from_services<Store, Services>);
+    CHECK(swirl::detail::made_from_services<Reader, const Services>);
+    CHECK_FALSE(swirl::detail::made_from_services<Store, void>);
+    CHECK_FALSE(swirl::detail::made_from_services<Plain, Services>);
 }

@@ -29,7 +29,8 @@ from websockets.exceptions import ConnectionClosed
 import harness
 from harness import IO_TIMEOUT, within
 
-INDEX_ACTIONS = ["hello", "echo", "broadcast", "whoami", "add", "close", "fail"]
+INDEX_ACTIONS = ["hello", "echo", "broadcast", "whoami", "add", "motd", "close", "fail"]
+ADMIN_TOKEN = "letmein"  # the example's demo token
 MAX_DEPTH = 64  # JsonParser::max_depth
 
 ARGS = None  # parsed command line, set by harness.run()
@@ -339,6 +340,53 @@ class MalformedRequests(DispatchTestCase):
                                     ok("echo", json.loads(nested(MAX_DEPTH - 1))))
             # Brackets inside strings do not count as nesting.
             await self.assert_reply(ws, request("echo", "[{" * 200), ok("echo", "[{" * 200))
+
+
+# --------------------------------------------------------------------------
+# Services and hooks: controllers made from the application's services, Admin's before_action veto
+# --------------------------------------------------------------------------
+
+
+class ServicesAndHooks(DispatchTestCase):
+
+    async def motd(self, ws):
+        reply = await self.call(ws, request("motd"))
+        self.assertEqual((reply.get("class"), reply.get("action")), ("Index", "motd"), reply)
+        self.assertIsInstance(reply.get("content"), str, reply)
+        return reply["content"]
+
+    async def test_admin_actions_without_the_token_are_vetoed_by_before_action(self):
+        async with ws_connect(server_port()) as ws:
+            before = await self.motd(ws)
+            denied = "admin actions need the admin token"
+            for content in [None, {"text": "hacked"}, {"token": "wrong", "text": "hacked"},
+                            {"token": 1, "text": "hacked"}, ADMIN_TOKEN, [ADMIN_TOKEN]]:
+                with self.subTest(content=content):
+                    await self.assert_reply(ws, request("motd", content, cls="Admin"),
+                                            failure("motd", denied, cls="Admin"))
+            # The veto comes before "action not found" too.
+            await self.assert_reply(ws, request("nope", cls="Admin"), failure("nope", denied, cls="Admin"))
+            await self.assert_reply(ws, request("nope", {"token": ADMIN_TOKEN}, cls="Admin"),
+                                    failure("nope", "unknown action: Admin.nope", cls="Admin"))
+            self.assertEqual(await self.motd(ws), before, "a vetoed action ran")
+            await self.assert_still_open(ws)
+
+    async def test_motd_set_by_admin_is_shared_by_every_connection_through_the_services(self):
+        port = server_port()
+        async with ws_connect(port) as a, ws_connect(port) as b:
+            before = await self.motd(b)
+            try:
+                await self.assert_reply(a, request("motd", {"token": ADMIN_TOKEN, "text": "maintenance at noon"},
+                                                   cls="Admin"), ok("motd", "motd set", cls="Admin"))
+                self.assertEqual(await self.motd(b), "maintenance at noon")
+                self.assertEqual(await self.motd(a), "maintenance at noon")
+                await self.assert_reply(a, request("motd", {"token": ADMIN_TOKEN, "text": 5}, cls="Admin"),
+                                        failure("motd", "motd needs a text", cls="Admin"))
+                self.assertEqual(await self.motd(b), "maintenance at noon")
+            finally:
+                await self.assert_reply(a, request("motd", {"token": ADMIN_TOKEN, "text": before}, cls="Admin"),
+                                        ok("motd", "motd set", cls="Admin"))
+            self.assertEqual(await self.motd(b), before)
 
 
 # --------------------------------------------------------------------------

@@ -7,8 +7,12 @@
 ///     struct Index { asio::awaitable<swirl::JsonReply> hello(Ctx& ctx); };
 ///     swirl::Dispatcher<Ctx, swirl::Controller<Index, "Index", swirl::Action<"hello", &Index::hello>>> dispatcher;
 ///     server.use(dispatcher);
+///
+/// A mistake in a route (an action not taking `Ctx&`, a hook the dispatcher cannot call, a controller it cannot
+/// construct) is one compile error that names the controller and the action or hook (see detail/controller_check.hpp).
 
 #include <swirl/dispatch/context.hpp>
+#include <swirl/dispatch/detail/controller_check.hpp>
 #include <swirl/dispatch/detail/fixed_string.hpp>
 #include <swirl/server/detail/log.hpp>
 #include <swirl/protocol/frame.hpp>
@@ -39,11 +43,13 @@ enum class ControllerLifetime {
     per_connection,  ///< one controller per connection, created at its first message: keeps state across messages
 };
 
-/// One action: its wire name and the member function that runs it, `asio::awaitable<Reply>(Ctx&)` or
-/// `asio::awaitable<void>(Ctx&)` (the latter sets `ctx.reply()` or pushes by itself).
+/// One action: its wire name and the member function of the controller that runs it, taking `Ctx&` and returning
+/// `asio::awaitable<Reply>` or `asio::awaitable<void>` (then it sets `ctx.reply()` or pushes by itself), or, when
+/// it needs no coroutine, a plain `Reply` or void.
 template <detail::FixedString Name, auto Method>
 struct Action {
     static constexpr std::string_view name = Name.view();
+    static constexpr auto wire_name = Name;
     static constexpr auto method = Method;
 };
 
@@ -55,6 +61,7 @@ struct Route {
     using actions = std::tuple<Actions...>;
     static constexpr ControllerLifetime lifetime = Lifetime;
     static constexpr std::string_view name = Name.view();
+    static constexpr auto wire_name = Name;
 };
 
 /// A controller created afresh for every message.
@@ -65,24 +72,27 @@ using Controller = Route<ControllerLifetime::per_message, C, Name, Actions...>;
 template <class C, detail::FixedString Name, class... Actions>
 using ConnectionController = Route<ControllerLifetime::per_connection, C, Name, Actions...>;
 
-namespace detail {
-template <class T>
-struct is_awaitable : std::false_type {};
-template <class T, class E>
-struct is_awaitable<asio::awaitable<T, E>> : std::true_type {};
-template <class T>
-inline constexpr bool is_awaitable_v = is_awaitable<std::remove_cvref_t<T>>::value;
-} // namespace detail
-
 /// Routes messages of connections of `Ctx::connection_type` through `Ctx::parser_type` to `Routes`.
-/// Controller hooks, each optional, each either plain or a coroutine, each taking `Ctx&` or the action name:
-///   `bool on_request(ctx|action)`      before the action; false vetoes it (nothing runs but `after_action`)
+/// Controller hooks, each optional, each either plain or a coroutine, each taking `Ctx&` or the action name
+/// (EasySwoole's onRequest, actionNotFound, afterAction, onException):
+///   `bool before_action(ctx|action)`    before the action; false vetoes it (nothing runs but `after_action`)
 ///   `void action_not_found(ctx|action)` the controller exists, the action does not (default: an error reply)
 ///   `void after_action(ctx|action)`     always last, also after a veto or an exception
 ///   `on_exception(ctx, std::exception_ptr)` or `on_exception(std::exception_ptr)`: handle (set or return a reply)
 ///                                       or rethrow to the dispatcher's handler
 /// Hooks and actions may return a reply instead of setting `ctx.reply()`. An exception nobody handles closes the
-/// connection with 1011 and is logged; the server keeps running.
+/// connection with 1011 and is logged; the server keeps running. A hook the dispatcher cannot call, and a hook
+/// still named `on_request` (its old name, which the server's HTTP event shares), do not compile.
+///
+/// Controllers are constructed by the dispatcher: from the application's services when it was given some and
+/// the controller takes them (`Index(Services&)`), else by default. `Services` is any type of yours, e.g. a struct
+/// of references to a database pool and a cache; it must outlive the dispatcher, and with several server threads
+/// their controllers use it at once.
+///
+///     struct Services { Pool& db; };
+///     struct Index { explicit Index(Services& s) : db(s.db) {} Pool& db; /* actions */ };
+///     Services services{pool};
+///     Dispatcher dispatcher(services);
 template <class Ctx, class... Routes>
 class Dispatcher {
 public:
@@ -96,7 +106,25 @@ public:
     static constexpr bool has_connection_controllers =
         ((Routes::lifetime == ControllerLifetime::per_connection) || ... || false);
 
-    explicit Dispatcher(parser_type parser = {}) : parser_(std::move(parser)) {}
+    /// Every controller is default-constructed.
+    explicit Dispatcher(parser_type parser = {}) : parser_(std::move(parser)) {
+        static_assert((detail::check_construction<Routes, void>() && ...));
+        (set_maker<Routes, void>(), ...);
+    }
+
+    /// Controllers constructible from `Services&` are constructed from `services` (kept by reference: it must
+    /// outlive the dispatcher); the others by default. Services no controller takes do not compile.
+    template <class Services>
+        requires(!std::is_same_v<std::remove_cv_t<Services>, Dispatcher> &&
+                 !std::is_same_v<std::remove_cv_t<Services>, parser_type>)
+    explicit Dispatcher(Services& services, parser_type parser = {})
+        : parser_(std::move(parser)), services_(const_cast<std::remove_cv_t<Services>*>(std::addressof(services))) {
+        static_assert((detail::check_construction<Routes, Services>() && ...) &&
+                      detail::report_unused_services<Services,
+                                                     (detail::made_from_services<typename Routes::type, Services> || ...)>());
+        (set_maker<Routes, Services>(), ...);
+    }
+
     Dispatcher(const Dispatcher&) = delete;
     Dispatcher& operator=(const Dispatcher&) = delete;
 
@@ -136,6 +164,10 @@ public:
     }
 
 private:
+    // Every mistake in the routes is reported here, once, naming its controller and action; the calls below are
+    // guarded by the same checks, so a refused action or hook is never instantiated and nothing follows the report.
+    static_assert((detail::check_route<Ctx, Routes>(static_cast<typename Routes::actions*>(nullptr)) && ...));
+
     using caller_type = typename Ctx::caller_type;
     /// Runs one call from start to delivered reply: its coroutine frame is the only one the dispatcher adds.
     using Runner = asio::awaitable<void> (*)(Dispatcher&, connection_type&, caller_type);
@@ -145,31 +177,42 @@ private:
         Runner run = nullptr;
     };
 
-    /// The type an action's member function returns, checked against what the dispatcher can run.
-    template <class A, class C>
-    struct ActionResult {
-        static_assert(std::is_invocable_v<decltype(A::method), C&, Ctx&>,
-                      "an action is a member function of its controller taking the Context&");
-        using type = std::invoke_result_t<decltype(A::method), C&, Ctx&>;
-        static_assert(std::is_same_v<type, asio::awaitable<void>> || std::is_same_v<type, asio::awaitable<reply_type>>,
-                      "an action returns asio::awaitable<void> or asio::awaitable<Ctx::reply_type>");
-    };
-    template <class A, class C>
-    using action_result_t = typename ActionResult<A, C>::type;
+    /// Makes a route's controller, from the dispatcher's services or by default. Called through a pointer set by
+    /// the constructor, which alone knows the services' type; returns by value, so a per-message controller is
+    /// built in place in the call's coroutine frame, never on the heap.
+    template <class Route>
+    using Maker = typename Route::type (*)(void* services);
 
-    /// Per-connection controllers of one route; empty for per-message routes.
+    template <class Route, class Services>
+    static typename Route::type make(void* services) {
+        using C = typename Route::type;
+        if constexpr (detail::made_from_services<C, Services>)
+            return C(*static_cast<Services*>(services));
+        else
+            return C{};
+    }
+
+    template <class Route, class Services>
+    void set_maker() {
+        using C = typename Route::type;
+        if constexpr (detail::made_from_services<C, Services> || std::is_default_constructible_v<C>)
+            std::get<Store<Route>>(stores_).make = &make<Route, Services>;
+    }
+
+    /// How to make one route's controllers, and for per-connection routes the controllers themselves.
     template <class Route, bool = Route::lifetime == ControllerLifetime::per_connection>
     struct Store {
+        Maker<Route> make = nullptr;
         void erase(auto) {}
     };
     template <class Route>
     struct Store<Route, true> {
         using Controller = typename Route::type;
         template <class Id>
-        Controller& get(Id id) {
+        Controller& get(Id id, void* services) {
             std::lock_guard lock(mutex);
             auto& slot = controllers[id];
-            if (!slot) slot = std::make_unique<Controller>();
+            if (!slot) slot.reset(new Controller(make(services)));  // not make_unique: C need not be movable
             return *slot;
         }
         template <class Id>
@@ -177,6 +220,7 @@ private:
             std::lock_guard lock(mutex);
             controllers.erase(id);
         }
+        Maker<Route> make = nullptr;
         std::mutex mutex;
         std::unordered_map<decltype(std::declval<connection_type&>().id()), std::unique_ptr<Controller>> controllers;
     };
@@ -219,42 +263,59 @@ private:
     struct NoController {};
 
     /// Runs action `A` (or, with `A = void`, "action not found") of `Route` inside the controller's hooks, then
-    /// delivers the reply. The action and `on_request` are awaited right here: one coroutine frame per message.
+    /// delivers the reply. The action and `before_action` are awaited right here: one coroutine frame per message.
     template <class Route, class A>
     static asio::awaitable<void> run(Dispatcher& self, connection_type& connection, caller_type caller) {
         using C = typename Route::type;
+        using Before = detail::BeforeAction<C, Ctx>;
+        using After = detail::AfterAction<C, Ctx>;
         constexpr bool per_connection = Route::lifetime == ControllerLifetime::per_connection;
         Ctx ctx(self.parser_, connection, caller);
         try {
-            std::conditional_t<per_connection, NoController, C> fresh{};
+            auto& store = std::get<Store<Route>>(self.stores_);
+            auto fresh = [&] {
+                if constexpr (per_connection) return NoController{};
+                else return store.make(self.services_);
+            }();
             C& controller = [&]() -> C& {
-                if constexpr (per_connection) return std::get<Store<Route>>(self.stores_).get(connection.id());
+                if constexpr (per_connection) return store.get(connection.id(), self.services_);
                 else return fresh;
             }();
             std::exception_ptr failure;
             try {
                 bool proceed = true;
-                if constexpr (requires { controller.on_request(ctx); }) {
-                    auto result = controller.on_request(ctx);
+                if constexpr (Before::valid && Before::with_ctx) {
+                    auto result = controller.before_action(ctx);
                     if constexpr (detail::is_awaitable_v<decltype(result)>) proceed = co_await std::move(result);
                     else proceed = result;
-                } else if constexpr (requires { controller.on_request(std::string_view{}); }) {
-                    auto result = controller.on_request(std::string_view(ctx.action()));
+                } else if constexpr (Before::valid) {
+                    auto result = controller.before_action(std::string_view(ctx.action()));
                     if constexpr (detail::is_awaitable_v<decltype(result)>) proceed = co_await std::move(result);
                     else proceed = result;
                 }
                 if (proceed) {
-                    if constexpr (std::is_void_v<A>) co_await act_not_found(controller, ctx);
-                    else if constexpr (std::is_same_v<action_result_t<A, C>, asio::awaitable<void>>) co_await (controller.*A::method)(ctx);
-                    else ctx.reply() = co_await (controller.*A::method)(ctx);
+                    if constexpr (std::is_void_v<A>) {
+                        co_await act_not_found(controller, ctx);
+                    } else if constexpr (detail::ActionSignature<Ctx, C, A>::valid) {
+                        using Result = typename detail::ActionSignature<Ctx, C, A>::result;
+                        if constexpr (detail::is_awaitable_v<Result> && std::is_void_v<detail::awaited_t<Result>>) {
+                            co_await (controller.*A::method)(ctx);
+                        } else if constexpr (detail::is_awaitable_v<Result>) {
+                            ctx.reply() = co_await (controller.*A::method)(ctx);
+                        } else if constexpr (std::is_void_v<Result>) {
+                            (controller.*A::method)(ctx);
+                        } else {
+                            ctx.reply() = (controller.*A::method)(ctx);
+                        }
+                    }
                 }
             } catch (...) {
                 failure = std::current_exception();
             }
             if (failure) failure = co_await handle<C>(controller, ctx, failure);
-            if constexpr (requires { controller.after_action(ctx); }) {
+            if constexpr (After::valid && After::with_ctx) {
                 co_await settle(ctx, [&] { return controller.after_action(ctx); });
-            } else if constexpr (requires { controller.after_action(std::string_view{}); }) {
+            } else if constexpr (After::valid) {
                 co_await settle(ctx, [&] { return controller.after_action(std::string_view(ctx.action())); });
             }
             if (failure) std::rethrow_exception(failure);
@@ -267,9 +328,10 @@ private:
     /// The controller's `action_not_found`, or the default not-found reply.
     template <class C>
     static asio::awaitable<void> act_not_found(C& controller, Ctx& ctx) {
-        if constexpr (requires { controller.action_not_found(ctx); }) {
+        using NotFound = detail::ActionNotFound<C, Ctx>;
+        if constexpr (NotFound::valid && NotFound::with_ctx) {
             co_await settle(ctx, [&] { return controller.action_not_found(ctx); });
-        } else if constexpr (requires { controller.action_not_found(std::string_view{}); }) {
+        } else if constexpr (NotFound::valid) {
             co_await settle(ctx, [&] { return controller.action_not_found(std::string_view(ctx.action())); });
         } else {
             ctx.reply() = reply_type::failure(fmt::format("unknown action: {}.{}", ctx.controller(), ctx.action()));
@@ -279,10 +341,11 @@ private:
     /// The controller's `on_exception`: returns null when it handled `failure`, else the exception to pass on.
     template <class C>
     static asio::awaitable<std::exception_ptr> handle(C& controller, Ctx& ctx, std::exception_ptr failure) {
-        if constexpr (requires { controller.on_exception(ctx, failure); } || requires { controller.on_exception(failure); }) {
+        using Exception = detail::OnException<C, Ctx>;
+        if constexpr (Exception::valid) {
             std::exception_ptr passed_on;
             try {
-                if constexpr (requires { controller.on_exception(ctx, failure); })
+                if constexpr (Exception::with_ctx)
                     co_await settle(ctx, [&] { return controller.on_exception(ctx, failure); });
                 else
                     co_await settle(ctx, [&] { return controller.on_exception(failure); });
@@ -348,6 +411,7 @@ private:
     }
 
     parser_type parser_;
+    void* services_ = nullptr;  ///< the constructor's `Services&`, erased: only the makers it set know its type
     ExceptionHandler on_exception_;
     LogLevel log_level_ = LogLevel::info;
     std::tuple<Store<Routes>...> stores_;
