@@ -31,10 +31,14 @@ public:
         known.insert(known.end(), {"--host", "--port", "--threads", "--max-connections", "--max-output-buffer",
                                    "--pause-reading-above", "--backpressure", "--idle-timeout", "--ping-interval", "--pong-timeout",
                                    "--close-timeout", "--task-threads", "--task-queue-size", "--log-level", "--tls-cert", "--tls-key", "--tls-port", "--tls-ca",
-                                   "--tls-verify"});
+                                   "--tls-verify", "--deflate-window"});
         for (int i = 1; i < argc; ++i) {
             const std::string_view flag = argv[i];
             if (flag == "--help" || flag == "-h") usage(argv[0], known, 0);
+            if (flag == "--deflate" || flag.starts_with("--deflate=")) {  // the one flag whose value is optional
+                values_.emplace("--deflate", flag == "--deflate" ? std::string("shared") : std::string(flag.substr(10)));
+                continue;
+            }
             if (std::find(known.begin(), known.end(), flag) == known.end() || i + 1 == argc) usage(argv[0], known, 2);
             values_.emplace(std::string(flag), argv[++i]);
             if (flag != "--subprotocol") continue;
@@ -79,7 +83,30 @@ public:
             {"error", swirl::LogLevel::error}, {"off", swirl::LogLevel::off}};
         for (const auto& [name, value] : levels)
             if (level == name) s.log_level = value;
+        apply_deflate(s);
         return s;
+    }
+
+    /// --deflate[=shared|dedicated] [--deflate-window BITS]: permessage-deflate with shared codecs per event loop, or
+    /// dedicated ones per connection (compressor and decompressor); BITS (8..15, default 15) is the compressor's
+    /// window and the one asked of clients, with memLevel BITS - 7 (uWebSockets' DEDICATED_COMPRESSOR sizes: 9 is
+    /// 4 KB, 12 is 32 KB, 15 is 256 KB). Without --deflate the extension is declined.
+    void apply_deflate(swirl::Settings& s) const {
+        const std::string mode = get("--deflate", "");
+        if (mode.empty()) return;
+        const auto fail = [](std::string_view why) {
+            fmt::print(stderr, "{}\n", why);
+            std::exit(2);
+        };
+        if (mode != "shared" && mode != "dedicated") fail("--deflate: shared or dedicated");
+        if (!swirl::deflate_available) fail("--deflate: this build has no zlib (Meson option deflate, zlib1g-dev)");
+        const double bits = number("--deflate-window", 15);
+        if (bits < 8 || bits > 15) fail("--deflate-window: 8..15");
+        s.compression.enabled = true;
+        const swirl::CodecMode codec = mode == "shared" ? swirl::CodecMode::shared : swirl::CodecMode::dedicated;
+        s.compression.compressor = s.compression.decompressor = codec;
+        s.compression.window_bits = s.compression.client_window_bits = static_cast<std::uint8_t>(bits);
+        s.compression.mem_level = std::max(1, static_cast<int>(bits) - 7);
     }
 
     /// --tls-cert FILE --tls-key FILE [--tls-port PORT (9502)] [--tls-ca FILE [--tls-verify optional|required]]:
@@ -109,7 +136,7 @@ public:
 
 private:
     [[noreturn]] static void usage(const char* program, const std::vector<std::string_view>& known, int status) {
-        fmt::print(status == 0 ? stdout : stderr, "usage: {}", program);
+        fmt::print(status == 0 ? stdout : stderr, "usage: {} [--deflate[=shared|dedicated]]", program);
         for (const auto flag : known) fmt::print(status == 0 ? stdout : stderr, " [{} VALUE]", flag);
         fmt::print(status == 0 ? stdout : stderr, "\n");
         std::exit(status);
@@ -158,11 +185,7 @@ int serve(Server& server, const Cli& cli) {
         fmt::print(stderr, "cannot listen on {}:{}: {}\n", server.settings().host, server.settings().port, e.what());
         return 1;
     }
-    serve_until_stopped(server);
-    // The server catches SIGINT and SIGTERM until it is destroyed: a second one sent while the process exits (the
-    // first one stopped the server) must not kill it with that signal instead of exiting with 0.
-    std::signal(SIGINT, SIG_IGN);
-    std::signal(SIGTERM, SIG_IGN);
+    serve_until_stopped(server);  // a second SIGINT or SIGTERM meanwhile is caught by the server, and ignored
     return 0;
 }
 

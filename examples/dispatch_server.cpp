@@ -1,5 +1,6 @@
 // Routes JSON text messages to controller actions, EasySwoole-style, and echoes binary messages as they are.
 //   dispatch_server [--host 127.0.0.1] [--port 9501] [--threads N] ...
+//                   [--deflate[=shared|dedicated] [--deflate-window BITS]]   (permessage-deflate; declined without)
 // Send {"class":"Index","action":"hello","content":{"name":"Ada"}} (class defaults to Index, action to index).
 #include "cli.hpp"
 

@@ -1,6 +1,7 @@
 // Echoes every text and binary message back with its opcode.
 //   echo_server [--host 127.0.0.1] [--port 9501] [--max-message BYTES] [--handshake-timeout SECONDS]
 //               [--subprotocol NAME ...] [--tls-cert FILE --tls-key FILE [--tls-port 9502]]   (wss beside ws)
+//               [--deflate[=shared|dedicated] [--deflate-window BITS]]   (permessage-deflate; declined without)
 #include "cli.hpp"
 
 int main(int argc, char** argv) {

@@ -195,3 +195,14 @@ TEST_CASE("malformed() names what would corrupt the response; serialize refuses 
     refused(reason);
     refused(swirl::Response(42));
 }
+
+TEST_CASE("remove_header drops every field of that name, whatever its case") {
+    swirl::Response res(101);
+    res.add_header("Sec-WebSocket-Extensions", "permessage-deflate");
+    res.add_header("sec-websocket-extensions", "x-other");
+    res.add_header("Set-Cookie", "a=1");
+    res.remove_header("SEC-WEBSOCKET-EXTENSIONS");
+    CHECK_FALSE(res.header("Sec-WebSocket-Extensions").has_value());
+    CHECK(res.headers.size() == 1);
+    CHECK(res.header("Set-Cookie") == "a=1");
+}

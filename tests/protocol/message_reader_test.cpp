@@ -61,12 +61,14 @@ struct Event {
     std::string payload;
     std::uint16_t code = 0;
     std::string reason;
+    std::uint8_t rsv = 0;
     bool operator==(const Event&) const = default;
 };
 
 std::ostream& operator<<(std::ostream& os, const Event& e) {
     os << "{event=" << static_cast<int>(e.event) << " opcode=" << static_cast<int>(e.opcode)
-       << " payload_size=" << e.payload.size() << " code=" << e.code << " reason=\"" << e.reason << "\"}";
+       << " payload_size=" << e.payload.size() << " code=" << e.code << " reason=\"" << e.reason << "\" rsv="
+       << static_cast<int>(e.rsv) << "}";
     return os;
 }
 
@@ -111,6 +113,7 @@ bool feed_chunk(MessageReader& reader, std::string_view chunk, std::vector<Event
             e.payload = f.payload;
             e.code = f.code;
             e.reason = f.reason;
+            e.rsv = f.rsv;
             out.push_back(std::move(e));
         }
         chunk.remove_prefix(r.consumed);
@@ -118,8 +121,10 @@ bool feed_chunk(MessageReader& reader, std::string_view chunk, std::vector<Event
     return true;
 }
 
-std::vector<Event> run(std::string_view bytes, Chunking chunking, Role role = Role::server, ReaderLimits limits = {}) {
+std::vector<Event> run(std::string_view bytes, Chunking chunking, Role role = Role::server, ReaderLimits limits = {},
+                       bool compression = false) {
     MessageReader reader(role, limits);
+    reader.set_compression(compression);
     std::vector<Event> out;
     std::mt19937 rng(20240607u);
     std::uniform_int_distribution<std::size_t> size(1, 97);
@@ -135,21 +140,27 @@ std::vector<Event> run(std::string_view bytes, Chunking chunking, Role role = Ro
 }
 
 /// Runs `bytes` in all three chunkings, checks they agree, and returns the events.
-std::vector<Event> read_all(std::string_view bytes, Role role = Role::server, ReaderLimits limits = {}) {
-    const auto whole = run(bytes, Chunking::whole, role, limits);
+std::vector<Event> read_all(std::string_view bytes, Role role = Role::server, ReaderLimits limits = {},
+                            bool compression = false) {
+    const auto whole = run(bytes, Chunking::whole, role, limits, compression);
     for (const auto c : {Chunking::bytewise, Chunking::random}) {
         INFO("chunking: ", name(c));
-        CHECK(run(bytes, c, role, limits) == whole);
+        CHECK(run(bytes, c, role, limits, compression) == whole);
     }
     return whole;
 }
 
-Event message(Opcode op, std::string payload) { return {ReadEvent::message, op, std::move(payload), 0, {}}; }
-Event control(ReadEvent ev, Opcode op, std::string payload) { return {ev, op, std::move(payload), 0, {}}; }
+Event message(Opcode op, std::string payload) { return {ReadEvent::message, op, std::move(payload), 0, {}, 0}; }
+/// A message delivered compressed (RSV1), as received.
+Event compressed(Opcode op, std::string payload) {
+    return {ReadEvent::message, op, std::move(payload), 0, {}, swirl::rsv::rsv1};
+}
+Event control(ReadEvent ev, Opcode op, std::string payload) { return {ev, op, std::move(payload), 0, {}, 0}; }
 
 /// The single error event expected from `bytes`, with its code.
-void check_error(std::string_view bytes, std::uint16_t code, Role role = Role::server, ReaderLimits limits = {}) {
-    const auto events = read_all(bytes, role, limits);
+void check_error(std::string_view bytes, std::uint16_t code, Role role = Role::server, ReaderLimits limits = {},
+                 bool compression = false) {
+    const auto events = read_all(bytes, role, limits, compression);
     REQUIRE(!events.empty());
     CHECK(events.back().event == ReadEvent::error);
     CHECK(events.back().code == code);
@@ -303,6 +314,67 @@ TEST_CASE("reader rejects frames with RSV bits set with 1002") {
         check_error(with_first_byte_or(cf("hello"), bit), 1002);
         check_error(with_first_byte_or(cf("", Opcode::ping), bit), 1002);
     }
+}
+
+TEST_CASE("with compression, RSV1 on a first data frame marks the message compressed and delivers it as received") {
+    using swirl::rsv::rsv1;
+    // Not UTF-8 (compressed bytes never are, in general): checked only after inflating, by the caller.
+    const std::string raw("\xF2\x48\xCD\xC9\xC9\x07\x00", 7);
+    CHECK(read_all(with_first_byte_or(cf(raw), rsv1), Role::server, {}, true) ==
+          std::vector<Event>{compressed(Opcode::text, raw)});
+    CHECK(read_all(with_first_byte_or(cf(raw, Opcode::binary), rsv1), Role::server, {}, true) ==
+          std::vector<Event>{compressed(Opcode::binary, raw)});
+    CHECK(read_all(with_first_byte_or(sf(raw), rsv1), Role::client, {}, true) ==
+          std::vector<Event>{compressed(Opcode::text, raw)});
+    // Fragmented: RSV1 on the first frame only, a ping between the fragments; then an uncompressed message, still
+    // UTF-8 checked, and a compressed one again on the fast path.
+    const std::string stream = with_first_byte_or(cf(raw.substr(0, 3), Opcode::text, false), rsv1) + cf("p", Opcode::ping) +
+                               cf(raw.substr(3), Opcode::continuation, true) + cf("plain") +
+                               with_first_byte_or(cf(raw), rsv1);
+    CHECK(read_all(stream, Role::server, {}, true) ==
+          std::vector<Event>{control(ReadEvent::ping, Opcode::ping, "p"), compressed(Opcode::text, raw),
+                             message(Opcode::text, "plain"), compressed(Opcode::text, raw)});
+    check_error(cf("\xFF") + with_first_byte_or(cf(raw), rsv1), 1007, Role::server, {}, true);
+}
+
+TEST_CASE("with compression, RSV1 on a continuation or control frame and RSV2/RSV3 anywhere are 1002") {
+    using namespace swirl::rsv;
+    check_error(cf("a", Opcode::text, false) + with_first_byte_or(cf("b", Opcode::continuation), rsv1), 1002, Role::server, {}, true);
+    check_error(with_first_byte_or(cf("a", Opcode::text, false), rsv1) + with_first_byte_or(cf("b", Opcode::continuation), rsv1), 1002,
+                Role::server, {}, true);
+    for (const Opcode op : {Opcode::ping, Opcode::pong, Opcode::close})
+        check_error(with_first_byte_or(cf("", op), rsv1), 1002, Role::server, {}, true);
+    for (const std::uint8_t bit : {rsv2, rsv3, static_cast<std::uint8_t>(rsv1 | rsv2)}) {
+        INFO("rsv bits ", static_cast<int>(bit));
+        check_error(with_first_byte_or(cf("hello"), bit), 1002, Role::server, {}, true);
+    }
+    MessageReader reader;
+    CHECK_FALSE(reader.compression());
+    reader.set_compression(true);
+    CHECK(reader.compression());
+    const std::string bad = with_first_byte_or(cf("x", Opcode::ping), rsv1);
+    CHECK(reader.read(bytes_of(bad)).event == ReadEvent::error);
+    CHECK(reader.error_reason() == "RSV1 set on a control frame");
+}
+
+TEST_CASE("a compressed message may take compressed_wire_limit wire bytes; more is 1009") {
+    using swirl::rsv::rsv1;
+    CHECK(swirl::compressed_wire_limit(800) == 800 + 100 + 1024);
+    CHECK(swirl::compressed_wire_limit(~std::uint64_t{0} - 5) == ~std::uint64_t{0});
+    const ReaderLimits limits{800, 800};
+    const std::size_t wire = 800 + 100 + 1024;
+    CHECK(read_all(with_first_byte_or(cf(binary_of(wire), Opcode::binary), rsv1), Role::server, limits, true) ==
+          std::vector<Event>{compressed(Opcode::binary, binary_of(wire))});
+    check_error(with_first_byte_or(cf(binary_of(wire + 1), Opcode::binary), rsv1), 1009, Role::server, limits, true);
+    // Across fragments, and the continuation frames get the slack too.
+    const auto data = binary_of(wire + 1);
+    check_error(with_first_byte_or(cf(data.substr(0, 900), Opcode::binary, false), rsv1) +
+                    cf(data.substr(900), Opcode::continuation, true), 1009, Role::server, limits, true);
+    CHECK(read_all(with_first_byte_or(cf(data.substr(0, 900), Opcode::binary, false), rsv1) +
+                       cf(data.substr(900, 1024), Opcode::continuation, true), Role::server, limits, true) ==
+          std::vector<Event>{compressed(Opcode::binary, data.substr(0, wire))});
+    // Uncompressed messages keep the plain limits.
+    check_error(cf(binary_of(801), Opcode::binary), 1009, Role::server, limits, true);
 }
 
 TEST_CASE("reader rejects reserved opcodes with 1002") {

@@ -400,3 +400,25 @@ TEST_CASE("deflate_available matches the build") {
     CHECK_FALSE(swirl::deflate_available);
 #endif
 }
+
+TEST_CASE("a client's offer value reads back as the same offer") {
+    swirl::DeflateOffer offer;
+    CHECK(swirl::deflate_offer_value(offer) == "permessage-deflate");
+    offer.accepts_client_max_window_bits = true;
+    CHECK(swirl::deflate_offer_value(offer) == "permessage-deflate; client_max_window_bits");
+    for (const bool server_nct : {false, true})
+        for (const bool client_nct : {false, true})
+            for (const std::uint8_t server_bits : {0, 8, 12, 15})
+                for (const std::uint8_t client_bits : {0, 9, 15})
+                    for (const bool accepts : {false, true}) {
+                        swirl::DeflateOffer o;
+                        o.server_no_context_takeover = server_nct;
+                        o.client_no_context_takeover = client_nct;
+                        o.server_max_window_bits = server_bits;
+                        o.client_max_window_bits = client_bits;
+                        o.accepts_client_max_window_bits = accepts || client_bits != 0;
+                        const auto back = swirl::deflate_offers(swirl::deflate_offer_value(o));
+                        REQUIRE(back.size() == 1);
+                        CHECK(back[0] == o);
+                    }
+}

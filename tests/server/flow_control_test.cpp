@@ -157,3 +157,89 @@ TEST_CASE("a close while reading is paused still completes the close handshake")
     });
     CHECK(events.wait_for("close 1000 clean true"));
 }
+
+TEST_CASE("resume_reading restarts the idle clock, also after a pause taken while the connection waited for input") {
+    for (const bool from_handler : {true, false}) {
+        auto settings = test::local_settings();
+        settings.ping_interval = 0ms;
+        settings.idle_timeout = 400ms;
+        Server server(settings);
+        std::atomic<swirl::ConnectionId> id{0};
+        std::atomic<clock_type::rep> closed_at{0};
+        server.on_message([&](Conn& c, swirl::Frame& f) {
+            id = c.id();
+            if (from_handler) c.pause_reading();
+            c.send(f.payload, f.opcode);
+        });
+        server.on_close([&](Conn&, const swirl::CloseInfo&) { closed_at = clock_type::now().time_since_epoch().count(); });
+        test::RunningServer running(server);
+        clock_type::time_point resumed;
+        test::run([&]() -> asio::awaitable<void> {
+            auto client = co_await Client::connect("127.0.0.1", running.port());
+            co_await client.send("hi");
+            CHECK(co_await test::next_payload(client) == "hi");
+            if (!from_handler) CHECK(server.pause(id));  // from this thread, while the session waits for input
+            asio::steady_timer t(co_await asio::this_coro::executor, 1s);  // 2.5 idle timeouts, paused
+            co_await t.async_wait(asio::use_awaitable);
+            CHECK(server.exist(id));
+            resumed = clock_type::now();
+            CHECK(server.resume(id));
+            const auto close = co_await client.receive();  // then the idle close, a whole idle_timeout later
+            REQUIRE(close);
+            CHECK(close->code == swirl::close_code::going_away);
+        });
+        REQUIRE(test::eventually([&] { return closed_at != 0; }));
+        CHECK(clock_type::time_point(clock_type::duration(closed_at.load())) - resumed >= 350ms);
+    }
+}
+
+TEST_CASE("a paused connection whose peer went away is still ended: the heartbeat's pings find it") {
+    auto settings = test::local_settings();
+    settings.ping_interval = 100ms;
+    settings.pong_timeout = 100ms;
+    Server server(settings);
+    std::atomic<swirl::ConnectionId> id{0};
+    test::Events events;
+    server.on_message([&](Conn& c, swirl::Frame&) {
+        id = c.id();
+        c.pause_reading();
+    });
+    server.on_close([&](Conn&, const swirl::CloseInfo& info) { events.add(fmt::format("close {}", info.code)); });
+    test::RunningServer running(server);
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await Client::connect("127.0.0.1", running.port());
+        co_await client.send("pause me");
+        asio::steady_timer t(co_await asio::this_coro::executor, 100ms);
+        co_await t.async_wait(asio::use_awaitable);
+        co_await client.send_raw(test::client_frame(swirl::close_payload(1000, "bye"), Opcode::close));
+        client.socket().close();  // and gone, without waiting for the server's answer
+    });
+    CHECK(events.wait_for("close 1006", 3s));  // the reset a ping drew fails a later write
+    CHECK_FALSE(server.exist(id));
+}
+
+TEST_CASE("a coroutine drain handler that throws closes its connection with 1011, as every handler") {
+    auto settings = test::local_settings();
+    settings.max_output_buffer = 256u << 10;
+    Server server(settings);
+    const std::string chunk(32u << 10, 'z');
+    server.on_message([&](Conn& c, swirl::Frame&) {
+        for (int i = 0; i < 64 * 1024 / 32 && c.send(chunk, Opcode::binary); ++i) {}
+    });
+    server.on_drain([](Conn&) -> asio::awaitable<void> {
+        co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+        throw std::runtime_error("drain failed");
+    });
+    test::RunningServer running(server);
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await Client::connect("127.0.0.1", running.port());
+        co_await client.send("go");
+        while (true) {
+            const swirl::Frame f = co_await next_data(client);
+            if (f.opcode == Opcode::close) {
+                CHECK(f.code == swirl::close_code::internal_error);
+                break;
+            }
+        }
+    }, 30s);
+}

@@ -4,6 +4,7 @@
 #include "test_support.hpp"
 
 #include <csignal>
+#include <thread>
 
 namespace {
 
@@ -97,11 +98,11 @@ TEST_CASE("a custom handshake calling accept_handshake(req, res) answers with a 
     settings.subprotocols = {"v2.chat", "v1.chat"};
     Server server(settings);
     server.on_handshake([](Conn&, const swirl::Request& req, swirl::Response& res) { return swirl::accept_handshake(req, res); });
-    std::string seen;
+    std::vector<std::string> seen;
     std::mutex seen_mutex;
     server.on_open([&](Conn& c, const swirl::Request&) {
         std::lock_guard lock(seen_mutex);
-        seen = c.subprotocol();
+        seen.push_back(c.subprotocol());
     });
     server.on_message(echo_plain);
     test::RunningServer running(server);
@@ -115,8 +116,35 @@ TEST_CASE("a custom handshake calling accept_handshake(req, res) answers with a 
         CHECK(plain.handshake_response().header("Sec-WebSocket-Protocol") == std::nullopt);
         co_await plain.close();
     });
+    REQUIRE(test::eventually([&] {
+        std::lock_guard lock(seen_mutex);
+        return seen.size() == 2;
+    }));
     std::lock_guard lock(seen_mutex);
-    CHECK(seen.empty());  // the last connection agreed none
+    CHECK(seen[0] == "v2.chat");
+    CHECK(seen[1].empty());
+}
+
+TEST_CASE("a handshake hook declines every subprotocol with an empty Sec-WebSocket-Protocol, which is not sent") {
+    auto settings = test::local_settings();
+    settings.subprotocols = {"chat"};
+    Server server(settings);
+    server.on_handshake([](Conn&, const swirl::Request& req, swirl::Response& res) {
+        res.set_header("Sec-WebSocket-Protocol", "");  // none, although the client offered one we support
+        return swirl::accept_handshake(req, res);
+    });
+    std::atomic<bool> agreed_none{false};
+    server.on_open([&](Conn& c, const swirl::Request&) { agreed_none = c.subprotocol().empty(); });
+    server.on_message(echo_plain);
+    test::RunningServer running(server);
+    swirl::ClientOptions options;
+    options.subprotocols = {"chat"};
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await Client::connect("127.0.0.1", running.port(), options);
+        CHECK(client.handshake_response().header("Sec-WebSocket-Protocol") == std::nullopt);
+        co_await client.close();
+    });
+    CHECK(test::eventually([&] { return agreed_none.load(); }));
 }
 
 TEST_CASE("a handshake hook that picks a subprotocol the client did not offer gets a 500, not a broken upgrade") {
@@ -137,6 +165,41 @@ TEST_CASE("a handshake hook that picks a subprotocol the client did not offer ge
         CHECK(client.handshake_response().header("Sec-WebSocket-Protocol") == "mqtt");
         co_await client.close();
     });
+}
+
+TEST_CASE("a stop handler that throws, even a non-exception, does not keep the server from stopping") {
+    Server server(test::local_settings());
+    server.on_message(echo_plain);
+    server.on_stop([] { throw 42; });
+    server.start();
+    server.stop();
+    std::atomic<bool> stopped{false};
+    std::thread waiter([&] {
+        server.wait();
+        stopped = true;
+    });
+    CHECK(test::eventually([&] { return stopped.load(); }));
+    waiter.join();
+}
+
+TEST_CASE("a listen() that cannot bind leaves SIGINT and SIGTERM as they were") {
+    auto quiet = test::local_settings();
+    quiet.stop_on_signals = false;
+    Server first(quiet);
+    first.on_message(echo_plain);
+    test::RunningServer running(first);
+    auto settings = test::local_settings();
+    settings.port = running.port();  // taken (and `second` does not set SO_REUSEPORT)
+    Server second(settings);
+    second.on_message(echo_plain);
+    struct sigaction before {}, after {};
+    ::sigaction(SIGTERM, nullptr, &before);
+    // A registration taken by a failed listen() would stay until `second` is destroyed: Ctrl-C would no longer
+    // end a program that goes on after the failure.
+    CHECK_THROWS_AS(second.listen(), std::system_error);
+    ::sigaction(SIGTERM, nullptr, &after);
+    CHECK((before.sa_handler == after.sa_handler));  // not on the server's handler now
+    CHECK_FALSE(second.stopping());
 }
 
 TEST_CASE("SIGTERM and SIGINT stop a running server gracefully; stop_on_signals = false leaves them alone") {

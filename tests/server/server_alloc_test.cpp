@@ -25,6 +25,7 @@
 #include <new>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace {
 std::atomic<std::size_t> allocations{0};
@@ -41,7 +42,7 @@ namespace {
 /// A blocking client on a plain socket: nothing it does is counted (it runs on the test's thread).
 class RawClient {
 public:
-    explicit RawClient(std::uint16_t port) {
+    explicit RawClient(std::uint16_t port, std::string_view extra_headers = {}) {
         fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
         REQUIRE(fd_ >= 0);
         sockaddr_in addr{};
@@ -52,14 +53,23 @@ public:
         int one = 1;
         ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         write_all("GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
-        std::string head;
-        while (head.find("\r\n\r\n") == std::string::npos) {
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
+                  std::string(extra_headers) + "\r\n");
+        while (head_.find("\r\n\r\n") == std::string::npos) {
             char c;
             REQUIRE(::read(fd_, &c, 1) == 1);
-            head += c;
+            head_ += c;
         }
-        REQUIRE(head.rfind("HTTP/1.1 101", 0) == 0);
+        REQUIRE(head_.rfind("HTTP/1.1 101", 0) == 0);
+    }
+
+    /// The Sec-WebSocket-Extensions value of the 101 response (empty when none).
+    std::string extensions() const {
+        const std::string name = "\r\nSec-WebSocket-Extensions: ";
+        const auto at = head_.find(name);
+        if (at == std::string::npos) return {};
+        const auto from = at + name.size();
+        return head_.substr(from, head_.find("\r\n", from) - from);
     }
     ~RawClient() { ::close(fd_); }
 
@@ -83,6 +93,7 @@ public:
 
 private:
     int fd_ = -1;
+    std::string head_;
 };
 
 /// A masked client frame carrying `payload`.
@@ -214,3 +225,115 @@ TEST_CASE("dispatcher path: the only allocation per message is the parser's argu
     pipelined.use(dispatcher);
     CHECK(allocations_per_thousand(pipelined, request, reply, 16, 10000, "dispatcher, depth 16") <= 1001.0);
 }
+
+#if defined(SWIRL_HAS_DEFLATE) && SWIRL_HAS_DEFLATE
+namespace {
+
+/// Echoes a compressed `size`-byte text message `messages` times, `depth` in flight, on a connection that agreed
+/// permessage-deflate under `compression`; every reply must arrive compressed (RSV1) and inflate to the message.
+/// Returns the allocations per 1,000 messages made on the server's thread after a warm-up.
+double compressed_allocations_per_thousand(const swirl::CompressOptions& compression, std::size_t size, std::size_t depth,
+                                           Handler handler, int messages = 10000) {
+    swirl::Settings settings = quiet_settings();
+    settings.compression = compression;
+    swirl::Server<> server(settings);
+    if (handler == Handler::plain) {
+        server.on_message([](auto& connection, swirl::Frame& frame) { connection.send(frame.payload, frame.opcode); });
+    } else {
+        server.on_message([](auto& connection, swirl::Frame& frame) -> asio::awaitable<void> {
+            connection.send(frame.payload, frame.opcode);
+            co_return;
+        });
+    }
+    std::string payload;
+    for (std::uint32_t x = 7; payload.size() < size;) {
+        x = x * 1103515245u + 12345u;
+        payload += (x >> 28) == 0 ? ' ' : static_cast<char>('a' + (x >> 16) % 26);
+    }
+    server.start();
+    std::promise<void> armed;
+    asio::post(server.context(), [&armed] {
+        counting = true;
+        armed.set_value();
+    });
+    armed.get_future().wait();
+    std::optional<RawClient> connected(std::in_place, server.local_endpoint().port(),
+                                       "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n");
+    RawClient& client = *connected;
+    // The client's side of the agreed parameters (its reads are not counted: they run on this thread).
+    swirl::DeflateParams params = *swirl::parse_deflate_response(client.extensions());
+    swirl::Inflater inflater = swirl::Inflater::for_client(params);
+    // Each message from a fresh stream with the window the client agreed to: valid in every mode.
+    swirl::Deflater client_deflater(params.client_window_bits(), true);
+    std::string compressed;
+    client_deflater.compress(payload, compressed);
+    swirl::FrameHeader h;
+    h.opcode = swirl::Opcode::text;
+    h.rsv = swirl::rsv::rsv1;
+    h.masked = true;
+    h.mask = {0x12, 0x34, 0x56, 0x78};
+    h.payload_length = compressed.size();
+    std::uint8_t header[swirl::max_frame_header_size];
+    const std::size_t n = swirl::encode_frame_header(header, h);
+    std::string request(reinterpret_cast<const char*>(header), n);
+    std::string masked = compressed;
+    swirl::apply_mask(masked.data(), masked.size(), h.mask);
+    request += masked;
+
+    std::string batch;
+    for (std::size_t i = 0; i < depth; ++i) batch += request;
+    std::string out;
+    const auto echo = [&](int count) {
+        for (int sent = 0; sent < count; sent += static_cast<int>(depth)) {
+            client.write_all(batch);
+            for (std::size_t i = 0; i < depth; ++i) {
+                const std::string head = client.read_exactly(2);
+                REQUIRE(static_cast<std::uint8_t>(head[0]) == 0xC1);  // FIN, RSV1, text
+                std::size_t length = static_cast<std::uint8_t>(head[1]);
+                const std::size_t extended = length == 126 ? 2 : length == 127 ? 8 : 0;
+                if (extended != 0) {
+                    const std::string bytes = client.read_exactly(extended);
+                    length = 0;
+                    for (const char b : bytes) length = length * 256 + static_cast<std::uint8_t>(b);
+                }
+                const std::string body = client.read_exactly(length);
+                out.clear();
+                REQUIRE(inflater.inflate(body, true, out, 1u << 24) == swirl::InflateResult::ok);
+                REQUIRE(out == payload);
+            }
+        }
+    };
+    echo(std::min(messages, 2000));
+    const std::size_t before = allocations.load();
+    echo(messages);
+    const std::size_t during = allocations.load() - before;
+    connected.reset();
+    server.stop();
+    server.wait();
+    const std::string label = "compressed " + std::to_string(size) + " B echo, depth " + std::to_string(depth) + ", " +
+                              (compression.compressor == swirl::CodecMode::shared ? "shared codecs"
+                                                                                  : "dedicated codecs, window " +
+                                                                                        std::to_string(compression.window_bits)) +
+                              (handler == Handler::plain ? ", plain handler" : "");
+    MESSAGE(label, ": ", during, " allocations in ", messages, " messages");
+    return 1000.0 * static_cast<double>(during) / messages;
+}
+
+} // namespace
+
+TEST_CASE("compressed echo path: at most 1 allocation per 1,000 messages after warm-up, in every memory mode") {
+    swirl::CompressOptions shared;
+    shared.enabled = true;
+    swirl::CompressOptions dedicated = swirl::CompressOptions::dedicated(15, 8);
+    dedicated.decompressor = swirl::CodecMode::dedicated;
+    swirl::CompressOptions small = swirl::CompressOptions::dedicated(9, 1);
+    small.decompressor = swirl::CodecMode::dedicated;
+    small.client_window_bits = 9;
+    CHECK(compressed_allocations_per_thousand(shared, 2048, 1, Handler::coroutine) <= 1.0);
+    CHECK(compressed_allocations_per_thousand(shared, 2048, 16, Handler::plain) <= 1.0);
+    CHECK(compressed_allocations_per_thousand(shared, 64 * 1024, 1, Handler::plain, 1000) <= 1.0);
+    CHECK(compressed_allocations_per_thousand(dedicated, 2048, 1, Handler::coroutine) <= 1.0);
+    CHECK(compressed_allocations_per_thousand(dedicated, 2048, 16, Handler::plain) <= 1.0);
+    CHECK(compressed_allocations_per_thousand(small, 2048, 16, Handler::plain) <= 1.0);
+}
+#endif

@@ -1,14 +1,19 @@
 #pragma once
 /// A small coroutine WebSocket client: swirl's own peer for tests and tools. It speaks strict RFC 6455 through the
 /// same sans-I/O reader as the server, and can also write raw bytes to probe a server's error handling. With
-/// `ClientOptions::tls` set it speaks wss through `asio::ssl::stream` (needs SWIRL_TLS and OpenSSL 3).
+/// `ClientOptions::tls` set it speaks wss through `asio::ssl::stream` (needs SWIRL_TLS and OpenSSL 3). With
+/// `ClientOptions::deflate` set it offers permessage-deflate (RFC 7692) and, when the server agrees, compresses what
+/// it sends and inflates what it receives (needs SWIRL_HAS_DEFLATE, zlib).
 
 #include <swirl/protocol/close_code.hpp>
+#include <swirl/protocol/deflate.hpp>
 #include <swirl/protocol/detail/base64.hpp>
 #include <swirl/protocol/frame.hpp>
 #include <swirl/protocol/handshake.hpp>
 #include <swirl/protocol/http_response.hpp>
 #include <swirl/protocol/message_reader.hpp>
+#include <swirl/protocol/permessage_deflate.hpp>
+#include <swirl/protocol/utf8.hpp>
 
 #include <swirl/detail/asio.hpp>
 
@@ -16,6 +21,7 @@
 #include <asio/ssl.hpp>
 #endif
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstring>
@@ -54,6 +60,21 @@ struct ClientTls {
     bool verify = true;       ///< false: any server certificate is accepted (no CA or name check)
 };
 
+/// permessage-deflate from the client's side (`ClientOptions::deflate`).
+struct ClientDeflate {
+    /// What is offered (`client_max_window_bits` accepted by default, so the server may limit the client's window).
+    DeflateOffer offer = default_offer();
+    int level = 6;                    ///< zlib level of the client's compressor
+    int mem_level = 8;                ///< zlib memLevel of the client's compressor
+    std::size_t threshold = 0;        ///< messages shorter than this are sent uncompressed
+
+    static DeflateOffer default_offer() noexcept {
+        DeflateOffer o;
+        o.accepts_client_max_window_bits = true;
+        return o;
+    }
+};
+
 struct ClientOptions {
     std::string target = "/";
     std::vector<Header> headers;            ///< extra request headers
@@ -62,6 +83,9 @@ struct ClientOptions {
     bool auto_pong = true;  ///< answer pings (they are still returned by `receive`)
     std::optional<ClientTls> tls{};  ///< set: wss (TLS handshake after the TCP connect; without SWIRL_TLS,
                                      ///< `connect` throws std::logic_error); unset: plain ws
+    /// set: offer permessage-deflate (without SWIRL_HAS_DEFLATE, `connect` throws std::logic_error); whether the
+    /// server agreed is `Client::deflate()`. `limits.max_message_size` then bounds inflated messages.
+    std::optional<ClientDeflate> deflate{};
 };
 
 /// One coroutine at a time may use a client: `receive` may write (pong, close reply), so concurrent `send` and
@@ -95,8 +119,20 @@ public:
         co_return client;
     }
 
-    /// Sends one masked frame.
-    asio::awaitable<void> send(std::string_view data, Opcode opcode = Opcode::text, bool fin = true) {
+    /// Sends one masked frame. With permessage-deflate agreed, a whole data message (`fin`, not a continuation)
+    /// of at least the threshold is compressed (RSV1), unless `compress` is false.
+    asio::awaitable<void> send(std::string_view data, Opcode opcode = Opcode::text, bool fin = true,
+                               [[maybe_unused]] bool compress = true) {
+#if defined(SWIRL_HAS_DEFLATE) && SWIRL_HAS_DEFLATE
+        if (deflater_ && compress && fin && (opcode == Opcode::text || opcode == Opcode::binary) &&
+            data.size() >= options_.deflate->threshold) {
+            compressed_.clear();
+            deflater_->compress(data, compressed_);
+            const std::string frame = pack(compressed_, opcode, true, next_mask(), rsv::rsv1);  // named: see connect()
+            co_await send_raw(frame);
+            co_return;
+        }
+#endif
         const std::string frame = pack(data, opcode, fin, next_mask());  // named: see connect()
         co_await send_raw(frame);
     }
@@ -120,6 +156,9 @@ public:
                 case ReadEvent::error: throw std::runtime_error("server protocol violation: " + std::string(reader_.error_reason()));
                 case ReadEvent::ping:
                     if (options_.auto_pong && !close_sent_) co_await send(reader_.frame().payload, Opcode::pong);
+                    co_return reader_.frame();
+                case ReadEvent::message:
+                    if (reader_.frame().rsv != 0) inflate_message();
                     co_return reader_.frame();
                 case ReadEvent::close:
                     if (!close_sent_) {
@@ -154,6 +193,10 @@ public:
     }
 
     const Response& handshake_response() const noexcept { return response_; }
+    /// The permessage-deflate parameters the server agreed to; nullopt when it declined (or none was offered).
+    const std::optional<DeflateParams>& deflate() const noexcept { return deflate_params_; }
+    /// How many of the messages received so far arrived compressed (RSV1); `receive` hands them over inflated.
+    std::size_t compressed_messages() const noexcept { return compressed_messages_; }
     /// The TCP socket (under TLS, the one the TLS stream runs on).
     asio::ip::tcp::socket& socket() noexcept {
         return std::visit([](auto& s) -> asio::ip::tcp::socket& {
@@ -176,6 +219,43 @@ private:
     Client(Stream stream, const Options& options)
         : stream_(std::move(stream)), options_(options), reader_(Role::client, options.limits), buffer_(65536),
           random_(std::random_device{}()) {}
+
+    /// A compressed message from the server, in the reader's frame: inflated in place (bounded by the message
+    /// limit), text checked as UTF-8. Throws as for any other server violation.
+    void inflate_message() {
+#if defined(SWIRL_HAS_DEFLATE) && SWIRL_HAS_DEFLATE
+        Frame& f = reader_.frame();
+        inflated_.clear();
+        const auto limit = static_cast<std::size_t>(std::min<std::uint64_t>(options_.limits.max_message_size, SIZE_MAX));
+        const InflateResult r = inflater_->inflate(f.payload, true, inflated_, limit);
+        if (r != InflateResult::ok)
+            throw std::runtime_error("server protocol violation: " + std::string(inflater_->error_reason()) + " (close " +
+                                     std::to_string(close_code_for(r)) + ")");
+        if (f.opcode == Opcode::text && !is_valid_utf8(inflated_))
+            throw std::runtime_error("server protocol violation: invalid UTF-8 in a compressed text message");
+        f.payload.swap(inflated_);
+        f.rsv = 0;
+        ++compressed_messages_;
+#endif
+    }
+
+    /// The server's `Sec-WebSocket-Extensions`: nothing, or a valid answer to our offer (else the handshake fails).
+    void accept_extensions() {
+        const auto value = response_.header("Sec-WebSocket-Extensions");
+        if (!value) return;
+        const auto params = options_.deflate ? parse_deflate_response(*value) : std::nullopt;
+        if (!params || !is_valid_deflate_response(options_.deflate->offer, *params))
+            throw std::runtime_error("server answered with an extension that was not offered: " + std::string(*value));
+#if defined(SWIRL_HAS_DEFLATE) && SWIRL_HAS_DEFLATE
+        deflate_params_ = *params;
+        DeflateOptions codec;
+        codec.level = options_.deflate->level;
+        codec.mem_level = options_.deflate->mem_level;
+        deflater_.emplace(Deflater::for_client(*params, codec));
+        inflater_.emplace(Inflater::for_client(*params));
+        reader_.set_compression(true);
+#endif
+    }
 
     /// The plain socket, or a TLS stream over it (not yet handshaken) set up from `options.tls`.
     static Stream make_stream(asio::ip::tcp::socket socket, const Options& options) {
@@ -255,6 +335,10 @@ private:
                 request += (i ? ", " : "") + options.subprotocols[i];
             request += "\r\n";
         }
+        if (options.deflate) {
+            if (!deflate_available) throw std::logic_error("a deflate client needs swirl built with zlib (SWIRL_HAS_DEFLATE)");
+            request += "Sec-WebSocket-Extensions: " + deflate_offer_value(options.deflate->offer) + "\r\n";
+        }
         for (const auto& h : options.headers) request += h.name + ": " + h.value + "\r\n";
         request += "\r\n";
         co_await send_raw(request);
@@ -276,6 +360,7 @@ private:
         }
         if (response_.header("Sec-WebSocket-Accept") != std::optional<std::string_view>(accept_key(key)))
             throw HandshakeRejected(response_);
+        accept_extensions();
         have_ = rest.size();
         std::memcpy(buffer_.data(), rest.data(), rest.size());
     }
@@ -288,6 +373,14 @@ private:
     std::mt19937_64 random_;
     Response response_;
     bool close_sent_ = false;
+    std::optional<DeflateParams> deflate_params_;
+    std::size_t compressed_messages_ = 0;
+#if defined(SWIRL_HAS_DEFLATE) && SWIRL_HAS_DEFLATE
+    std::optional<Deflater> deflater_;
+    std::optional<Inflater> inflater_;
+    std::string compressed_;  // the last compressed message sent: its capacity is reused
+    std::string inflated_;    // the last message inflated: swapped with the reader's buffer
+#endif
 };
 
 } // namespace swirl

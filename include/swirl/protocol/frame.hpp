@@ -108,9 +108,12 @@ inline std::size_t encode_frame_header(std::uint8_t* out, const FrameHeader& h) 
 }
 
 /// Encodes the header of an unmasked (server-to-client) frame; `out` holds at least `max_frame_header_size` bytes.
-inline std::size_t encode_unmasked_header(std::uint8_t* out, Opcode opcode, bool fin, std::uint64_t payload_length) noexcept {
+/// `rsv_bits`: RSV bits in place (`rsv::rsv1` on the first frame of a compressed message).
+inline std::size_t encode_unmasked_header(std::uint8_t* out, Opcode opcode, bool fin, std::uint64_t payload_length,
+                                          std::uint8_t rsv_bits = 0) noexcept {
     FrameHeader h;
     h.fin = fin;
+    h.rsv = rsv_bits;
     h.opcode = opcode;
     h.payload_length = payload_length;
     return encode_frame_header(out, h);
@@ -143,11 +146,12 @@ inline std::string close_payload(std::uint16_t code, std::string_view reason) {
 }
 
 /// Serialises one frame, as Swoole's `WebSocket\Server::pack`. Server frames are unmasked; pass a key to mask
-/// (clients must).
+/// (clients must). `rsv_bits`: RSV bits in place (`rsv::rsv1` for a compressed message's first frame).
 inline std::string pack(std::string_view data, Opcode opcode = Opcode::text, bool fin = true,
-                        std::optional<MaskKey> mask = std::nullopt) {
+                        std::optional<MaskKey> mask = std::nullopt, std::uint8_t rsv_bits = 0) {
     FrameHeader h;
     h.fin = fin;
+    h.rsv = rsv_bits;
     h.opcode = opcode;
     h.payload_length = data.size();
     h.masked = mask.has_value();

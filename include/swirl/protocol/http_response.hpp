@@ -65,6 +65,12 @@ struct Response {
         return *this;
     }
 
+    /// Removes every header named `name` (a handshake hook refusing the extension the server proposed, say).
+    Response& remove_header(std::string_view name) {
+        std::erase_if(headers, [&](const Header& h) { return detail::iequals(h.name, name); });
+        return *this;
+    }
+
     /// Adds a field even if one with that name exists (`Set-Cookie`).
     Response& add_header(std::string_view name, std::string_view value) {
         headers.push_back({std::string(name), std::string(value)});

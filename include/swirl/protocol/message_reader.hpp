@@ -1,6 +1,11 @@
 #pragma once
 /// Sans-I/O reader: turns a byte stream into messages and control frames, enforcing RFC 6455 as it goes.
 /// Every violation is reported with the close code the endpoint must send, as soon as the offending byte arrives.
+///
+/// With permessage-deflate negotiated (`set_compression(true)`, RFC 7692 §6), the first frame of a data message may
+/// carry RSV1: the message is then reassembled as received and delivered compressed, `frame().rsv == rsv::rsv1`, for
+/// the caller to inflate (swirl/protocol/deflate.hpp) and, for text, to check as UTF-8 afterwards. RSV1 on a
+/// continuation or control frame, or on any frame without the extension, is 1002.
 
 #include <swirl/protocol/close_code.hpp>
 #include <swirl/protocol/frame.hpp>
@@ -25,6 +30,14 @@ struct ReaderLimits {
     std::uint64_t max_frame_size = 64ull << 20;    ///< payload bytes in one frame
     std::uint64_t max_message_size = 64ull << 20;  ///< payload bytes in one (reassembled) message
 };
+
+/// The wire bytes a compressed frame or message may take under `limit`, which bounds its inflated size (enforced
+/// while inflating): an eighth more, plus 1 KiB, since DEFLATE may code data in more bytes than it had (9-bit
+/// fixed-Huffman literals, 5 bytes per stored block, empty blocks). Saturates.
+constexpr std::uint64_t compressed_wire_limit(std::uint64_t limit) noexcept {
+    const std::uint64_t slack = limit / 8 + 1024;
+    return limit > ~std::uint64_t{0} - slack ? ~std::uint64_t{0} : limit + slack;
+}
 
 enum class ReadEvent {
     need_more,  ///< all input consumed, nothing complete yet
@@ -96,7 +109,7 @@ public:
                     remaining_ -= take;
                     if (!control) {
                         message_size_ += take;
-                        if (message_.opcode == Opcode::text && !utf8_.feed(std::string_view(dst).substr(old, take)))
+                        if (check_utf8_ && !utf8_.feed(std::string_view(dst).substr(old, take)))
                             return fail(close_code::invalid_payload, "invalid UTF-8 in text message", used);
                     }
                 }
@@ -134,6 +147,12 @@ public:
         return true;
     }
 
+    /// permessage-deflate negotiated (or not): whether a first data frame may carry RSV1, marking its message as
+    /// compressed. Such a message is delivered as received (`frame().rsv == rsv::rsv1`, text not yet UTF-8 checked),
+    /// under `compressed_wire_limit` of the limits. Takes effect from the next frame header.
+    void set_compression(bool enabled) noexcept { allowed_rsv_ = enabled ? rsv::rsv1 : 0; }
+    bool compression() const noexcept { return allowed_rsv_ != 0; }
+
     /// The capacity of the buffer the next message is received into.
     std::size_t buffer_capacity() const noexcept { return message_.payload.capacity(); }
 
@@ -157,7 +176,7 @@ private:
     /// to the general path (nullopt), which decodes the header again.
     std::optional<ReadResult> read_whole_message(std::span<const std::uint8_t> input) {
         const HeaderDecode head = decode_frame_header(input, header_);
-        if (head.status != HeaderStatus::ok || !header_.fin || header_.rsv != 0 ||
+        if (head.status != HeaderStatus::ok || !header_.fin || (header_.rsv & ~allowed_rsv_) != 0 ||
             (header_.opcode != Opcode::binary && header_.opcode != Opcode::text) ||
             header_.masked != (role_ == Role::server) || header_.payload_length > input.size() - head.size ||
             header_.payload_length > limits_.max_frame_size || header_.payload_length > limits_.max_message_size)
@@ -170,10 +189,10 @@ private:
         dst.resize(n);  // never grows here: drops what an earlier, longer message left
         const std::size_t used = head.size + n;
         message_.opcode = header_.opcode;
-        message_.rsv = 0;
+        message_.rsv = header_.rsv;
         message_.fin = true;
         message_size_ = n;
-        if (header_.opcode == Opcode::text) {
+        if (header_.opcode == Opcode::text && header_.rsv == 0) {
             utf8_.reset();
             if (!utf8_.feed(std::string_view(dst))) return fail(close_code::invalid_payload, "invalid UTF-8 in text message", used);
             if (!utf8_.complete()) return fail(close_code::invalid_payload, "text message ends inside a UTF-8 sequence", used);
@@ -185,11 +204,12 @@ private:
 
     ReadResult begin_frame() {
         const auto op = static_cast<std::uint8_t>(header_.opcode);
-        if (header_.rsv != 0) return fail(close_code::protocol_error, "reserved bits set without a negotiated extension", 0);
+        if ((header_.rsv & ~allowed_rsv_) != 0) return fail(close_code::protocol_error, "reserved bits set without a negotiated extension", 0);
         if (!is_known_opcode(op)) return fail(close_code::protocol_error, "reserved opcode", 0);
         if (role_ == Role::server && !header_.masked) return fail(close_code::protocol_error, "client frame is not masked", 0);
         if (role_ == Role::client && header_.masked) return fail(close_code::protocol_error, "server frame is masked", 0);
         if (is_control(header_.opcode)) {
+            if (header_.rsv != 0) return fail(close_code::protocol_error, "RSV1 set on a control frame", 0);
             if (!header_.fin) return fail(close_code::protocol_error, "fragmented control frame", 0);
             if (header_.payload_length > 125) return fail(close_code::protocol_error, "control frame payload over 125 bytes", 0);
             control_.opcode = header_.opcode;
@@ -199,15 +219,21 @@ private:
         } else {
             if (header_.opcode == Opcode::continuation && !in_message_) return fail(close_code::protocol_error, "continuation frame without a message to continue", 0);
             if (header_.opcode != Opcode::continuation && in_message_) return fail(close_code::protocol_error, "new data frame inside a fragmented message", 0);
-            if (header_.payload_length > limits_.max_frame_size) return fail(close_code::message_too_big, "frame exceeds the size limit", 0);
+            if (header_.opcode == Opcode::continuation && header_.rsv != 0) return fail(close_code::protocol_error, "RSV1 set on a continuation frame", 0);
+            // A compressed message's limits bound its inflated size; its wire bytes get compressed_wire_limit.
+            const bool compressed = header_.opcode == Opcode::continuation ? message_.rsv != 0 : header_.rsv != 0;
+            const std::uint64_t max_frame = compressed ? compressed_wire_limit(limits_.max_frame_size) : limits_.max_frame_size;
+            const std::uint64_t max_message = compressed ? compressed_wire_limit(limits_.max_message_size) : limits_.max_message_size;
+            if (header_.payload_length > max_frame) return fail(close_code::message_too_big, "frame exceeds the size limit", 0);
             if (header_.opcode != Opcode::continuation) {
                 message_.opcode = header_.opcode;
                 message_.rsv = header_.rsv;
                 message_size_ = 0;
                 utf8_.reset();
+                check_utf8_ = header_.opcode == Opcode::text && !compressed;
                 in_message_ = true;
             }
-            if (header_.payload_length > limits_.max_message_size - std::min<std::uint64_t>(message_size_, limits_.max_message_size))
+            if (header_.payload_length > max_message - std::min<std::uint64_t>(message_size_, max_message))
                 return fail(close_code::message_too_big, "message exceeds the size limit", 0);
             // Grow ahead for the announced frame, but never trust a huge length before its bytes arrive.
             message_.payload.reserve(message_size_ + static_cast<std::size_t>(std::min<std::uint64_t>(header_.payload_length, 1u << 16)));
@@ -243,7 +269,7 @@ private:
         }
         if (!header_.fin) return ReadEvent::need_more;
         in_message_ = false;
-        if (message_.opcode == Opcode::text && !utf8_.complete())
+        if (check_utf8_ && !utf8_.complete())
             return fail(close_code::invalid_payload, "text message ends inside a UTF-8 sequence", 0).event;
         message_.payload.resize(message_size_);  // never grows here: drops what an earlier, longer message left
         message_.fin = true;
@@ -269,6 +295,8 @@ private:
     std::uint64_t remaining_ = 0;
     std::size_t mask_phase_ = 0;
     bool in_message_ = false;
+    bool check_utf8_ = false;      ///< the message being received is uncompressed text
+    std::uint8_t allowed_rsv_ = 0;  ///< rsv::rsv1 with permessage-deflate (`set_compression`)
     std::size_t message_size_ = 0;  ///< payload bytes of the current message so far; `message_.payload` may be longer
     Utf8Validator utf8_;
     Frame message_;

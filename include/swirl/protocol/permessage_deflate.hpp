@@ -253,6 +253,18 @@ inline std::string deflate_response(const DeflateParams& p) {
     return out;
 }
 
+/// The `Sec-WebSocket-Extensions` request value a client sends to make `offer` (the client side of negotiation):
+/// `permessage-deflate` and the parameters it carries; `deflate_offers` reads it back as `offer`.
+inline std::string deflate_offer_value(const DeflateOffer& offer) {
+    std::string out(permessage_deflate);
+    if (offer.server_no_context_takeover) out += "; server_no_context_takeover";
+    if (offer.client_no_context_takeover) out += "; client_no_context_takeover";
+    if (offer.server_max_window_bits != 0) out += "; server_max_window_bits=" + std::to_string(offer.server_max_window_bits);
+    if (offer.client_max_window_bits != 0) out += "; client_max_window_bits=" + std::to_string(offer.client_max_window_bits);
+    else if (offer.accepts_client_max_window_bits) out += "; client_max_window_bits";
+    return out;
+}
+
 /// Parses a response value: exactly one `permessage-deflate` element with parameters allowed in a response
 /// (`client_max_window_bits` needs a value there). Nullopt otherwise, including for any other extension.
 inline std::optional<DeflateParams> parse_deflate_response(std::string_view field_value) noexcept {

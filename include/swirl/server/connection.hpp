@@ -8,6 +8,7 @@
 #include <swirl/protocol/frame.hpp>
 #include <swirl/protocol/message_reader.hpp>
 #include <swirl/server/any_transport.hpp>
+#include <swirl/server/detail/compression.hpp>
 #include <swirl/server/detail/event_loop.hpp>
 #include <swirl/server/detail/loop_buffers.hpp>
 #include <swirl/server/detail/output_queue.hpp>
@@ -159,6 +160,13 @@ public:
     ConnectionStatus status() const noexcept { return status_.load(std::memory_order_acquire); }
     bool is_established() const noexcept { return status() == ConnectionStatus::active; }
     const asio::ip::tcp::endpoint& remote_endpoint() const noexcept { return remote_; }
+    /// The permessage-deflate parameters agreed in the handshake (RFC 7692); null when the connection is uncompressed.
+    const DeflateParams* deflate() const noexcept {
+#if defined(SWIRL_HAS_DEFLATE) && SWIRL_HAS_DEFLATE
+        if (deflate_) return &deflate_->params();
+#endif
+        return nullptr;
+    }
     /// The subprotocol agreed in the handshake, empty when none.
     const std::string& subprotocol() const noexcept { return subprotocol_ ? *subprotocol_ : no_subprotocol(); }
     /// For a connection on a TLS listener (wss), what its TLS handshake established (SNI, client certificate);
@@ -173,14 +181,20 @@ public:
 
     /// Stops reading from the peer (Swoole's `pause`): once called on the connection's own thread (in a handler),
     /// no further message reaches the handler until `resume_reading()`; from another thread, within the current
-    /// read. What the peer sends meanwhile waits in TCP, which holds the peer's sends back once the windows fill.
-    /// While paused the heartbeat and the idle timeout are suspended (the peer's pongs cannot be read); a close,
-    /// from either side, resumes reading to complete the close handshake. Any thread.
+    /// read. What the peer sends meanwhile, its close frame included, waits in TCP, which holds the peer's sends
+    /// back once the windows fill. While paused, pongs are not awaited and the idle timeout does not apply (the peer
+    /// cannot be heard), but heartbeat pings still go out, so a peer that vanished is found by a failing write; a
+    /// close from the server (`close`, `disconnect`, `stop`) resumes reading to complete the close handshake.
+    /// Any thread; a connection not yet open pauses once it opens.
     void pause_reading() noexcept { paused_.store(true, std::memory_order_release); }
-    /// Reads again after `pause_reading()` (Swoole's `resume`). Any thread.
+    /// Reads again after `pause_reading()` (Swoole's `resume`); the heartbeat and idle clocks start afresh.
+    /// Any thread.
     void resume_reading() {
         if (!paused_.exchange(false, std::memory_order_acq_rel)) return;
-        asio::post(executor(), [self = this->shared_from_this()] { self->wake_session(); });
+        asio::post(executor(), [self = this->shared_from_this()] {
+            if (self->status() == ConnectionStatus::active) self->note_activity(0);
+            self->wake_session();
+        });
     }
     bool reading_paused() const noexcept { return paused_.load(std::memory_order_acquire); }
 
@@ -200,10 +214,13 @@ public:
 
     /// Queues one frame. Writes are coalesced: frames queued while handling one read leave in one write. A large
     /// frame sent on the connection's own thread, with nothing queued and no more input to answer in this read, is
-    /// written at once, without a copy.
-    PushResult send(std::string_view payload, Opcode opcode = Opcode::text, bool fin = true) {
+    /// written at once, without a copy. With permessage-deflate agreed, a whole text or binary message (`fin`, not a
+    /// continuation) of at least `CompressOptions::threshold` bytes is sent compressed, unless `compress` is false.
+    PushResult send(std::string_view payload, Opcode opcode = Opcode::text, bool fin = true, bool compress = true) {
         if (is_control(opcode) && (!fin || payload.size() > 125)) return {PushStatus::invalid_frame};
         if (opcode == Opcode::close) return close(close_code::normal) ? PushResult{PushStatus::queued} : PushResult{PushStatus::not_open};
+        if (compresses(opcode, fin, payload.size(), compress))
+            return counted(enqueue([&](detail::OutputQueue& q) { append_compressed(q, opcode, payload); }), opcode);
         if (payload.size() >= write_through_size && on_own_thread() && !more_input_ && write_through(opcode, fin, payload))
             return counted({PushStatus::queued}, opcode);
         return counted(enqueue([&](detail::OutputQueue& q) { q.append_frame(opcode, fin, payload); }), opcode);
@@ -214,8 +231,9 @@ public:
     /// message on the same event loop.
     template <class Payload>
         requires std::same_as<Payload, std::string>
-    PushResult send(Payload&& payload, Opcode opcode = Opcode::text, bool fin = true) {
-        if (payload.size() < write_through_size || is_control(opcode)) return send(std::string_view(payload), opcode, fin);
+    PushResult send(Payload&& payload, Opcode opcode = Opcode::text, bool fin = true, bool compress = true) {
+        if (payload.size() < write_through_size || is_control(opcode) || compresses(opcode, fin, payload.size(), compress))
+            return send(std::string_view(payload), opcode, fin, compress);
         if (on_own_thread() && !more_input_ && write_through(opcode, fin, payload, &payload))
             return counted({PushStatus::queued}, opcode);
         return counted(enqueue([&](detail::OutputQueue& q) { q.append_owned(opcode, fin, std::move(payload)); }), opcode);
@@ -308,6 +326,14 @@ private:
         return none;
     }
     void set_tls(TlsInfo info) { tls_ = std::make_unique<TlsInfo>(std::move(info)); }
+#if defined(SWIRL_HAS_DEFLATE) && SWIRL_HAS_DEFLATE
+    /// The handshake agreed on permessage-deflate with `params` (before the connection opens).
+    void enable_deflate(const DeflateParams& params, const CompressOptions& options) {
+        deflate_ = std::make_unique<detail::ConnectionDeflate>(params, options);
+    }
+#endif
+    /// The connection's permessage-deflate state; null without the extension.
+    detail::ConnectionDeflate* deflate_state() noexcept { return deflate_.get(); }
     void count_in(std::size_t n) noexcept {
         bytes_in_.fetch_add(n, std::memory_order_relaxed);
         loop_->counters.bytes_in.add(n);
@@ -372,12 +398,7 @@ private:
 
     /// Conn thread: completes once reading may go on (see `pause_reading`): resumed, or the connection is closing.
     asio::awaitable<void> wait_resumed() {
-        bool waited = false;
-        while (reading_paused() && status() == ConnectionStatus::active && !ending()) {
-            co_await wait_session_signal();
-            waited = true;
-        }
-        if (waited) note_activity(0);  // the heartbeat and idle clocks start afresh
+        while (reading_paused() && status() == ConnectionStatus::active && !ending()) co_await wait_session_signal();
     }
     /// A reason to end was settled (an abort, a failed write, a timeout).
     bool ending() const {
@@ -418,9 +439,43 @@ private:
         loop_->topics.unsubscribe_all(*this);
     }
 
-    /// Queues a pre-encoded data frame shared with other connections (see `Server::broadcast`).
-    PushResult send_encoded(std::shared_ptr<const std::string> frame, Opcode opcode) {
-        return counted(enqueue([&](detail::OutputQueue& q) { q.append_shared(std::move(frame)); }), opcode);
+    /// Queues a message framed once for many connections (`Server::broadcast`, `publish`): its plain frame, or
+    /// its compressed one for this connection's window (compressed once per window, whoever asks first).
+    PushResult send_shared(const std::shared_ptr<detail::SharedMessage>& message) {
+        return counted(enqueue([&](detail::OutputQueue& q) {
+            bool compressed = false;
+            q.append_shared(detail::SharedMessage::frame_for(message, deflate_.get(), compressed));
+#if defined(SWIRL_HAS_DEFLATE) && SWIRL_HAS_DEFLATE
+            if (compressed) deflate_->took_shared_bytes();  // under the write lock: in step with the queue
+#endif
+        }), message->opcode());
+    }
+
+    /// Whether a message is sent compressed: the connection is open with the extension (the status is read first:
+    /// `deflate_` is set before the connection opens, maybe while another thread pushes), and it is a whole data
+    /// message the sender did not exempt, from the threshold up.
+    bool compresses([[maybe_unused]] Opcode opcode, [[maybe_unused]] bool fin, [[maybe_unused]] std::size_t size,
+                    [[maybe_unused]] bool compress) const noexcept {
+#if defined(SWIRL_HAS_DEFLATE) && SWIRL_HAS_DEFLATE
+        return compress && fin && (opcode == Opcode::text || opcode == Opcode::binary) && is_established() && deflate_ &&
+               deflate_->compresses(size, compress);
+#else
+        return false;
+#endif
+    }
+
+    /// Under the write lock (a dedicated compressor's context must follow the order of the queue): compresses
+    /// `payload` into the thread's scratch buffer and queues it as one frame with RSV1.
+    void append_compressed([[maybe_unused]] detail::OutputQueue& q, [[maybe_unused]] Opcode opcode,
+                           [[maybe_unused]] std::string_view payload) {
+#if defined(SWIRL_HAS_DEFLATE) && SWIRL_HAS_DEFLATE
+        detail::SharedCodecs& codecs = detail::SharedCodecs::this_thread();
+        std::string& out = codecs.scratch();
+        out.clear();
+        deflate_->compress(payload, out);
+        q.append_frame(opcode, true, out, rsv::rsv1);
+        codecs.trim(1u << 20);  // a burst's large buffer is not kept
+#endif
     }
 
     template <class Append>
@@ -557,7 +612,10 @@ private:
     /// that has none), given the pool's next buffer when that is larger than its own (none, after a handler moved
     /// the payload away or the buffer was lent) and no message is partly received. Valid until `lend_message_buffer`.
     MessageReader& reader() {
-        if (!reader_) reader_ = bulk_->readers.take(ReaderLimits{settings().max_frame_size, settings().max_message_size});
+        if (!reader_) {
+            reader_ = bulk_->readers.take(ReaderLimits{settings().max_frame_size, settings().max_message_size});
+            reader_->set_compression(deflate_ != nullptr);  // pooled readers serve connections with and without
+        }
         if (reader_->in_message() || bulk_->messages.next_capacity() <= reader_->buffer_capacity()) return *reader_;
         std::string buffer = bulk_->messages.take();
         reader_->adopt_buffer(buffer);
@@ -768,6 +826,7 @@ private:
     asio::ip::tcp::endpoint remote_;
     std::unique_ptr<const std::string> subprotocol_;  // null: none agreed (most connections)
     std::unique_ptr<const TlsInfo> tls_;  // null on plain TCP: 8 bytes there
+    std::unique_ptr<detail::ConnectionDeflate> deflate_;  // null without permessage-deflate (set before opening)
     UserData data_{};
 
     std::atomic<ConnectionStatus> status_{ConnectionStatus::connection};

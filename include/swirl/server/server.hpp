@@ -158,16 +158,18 @@ public:
         } else {
             static_assert(std::is_same_v<std::invoke_result_t<F&, Connection&>, asio::awaitable<void>>,
                           "a drain handler returns void or asio::awaitable<void>");
-            handlers_.drain = [h = std::move(h)](Connection& c) mutable {
-                asio::co_spawn(c.executor(), [&h, self = c.shared_from_this()]() -> asio::awaitable<void> {
+            handlers_.drain = [this, h = std::move(h)](Connection& c) {
+                asio::co_spawn(c.executor(), [h, self = c.shared_from_this()]() mutable -> asio::awaitable<void> {
                     co_await h(*self);
-                }, asio::detached);
+                }, [this, self = c.shared_from_this()](std::exception_ptr failure) {
+                    if (failure) drain_threw(*self, failure);
+                });
             };
         }
     }
 
-    /// Handler-class style: registers each of `on_handshake`, `on_open`, `on_message`, `on_close`, `on_request`
-    /// that `handler` has. `handler` must outlive the server.
+    /// Handler-class style: registers each of `on_handshake`, `on_open`, `on_message`, `on_close`, `on_request`,
+    /// `on_drain` that `handler` has. `handler` must outlive the server.
     template <class Handler>
     void use(Handler& handler) {
         if constexpr (requires(Connection& c, const Request& q, Response& r) { handler.on_handshake(c, q, r); })
@@ -200,8 +202,8 @@ public:
         if (listening_) return;
         if (!handlers_.has_message())
             throw std::logic_error("swirl::Server::listen: no message handler; register one with on_message() first");
-        catch_signals();
         listeners_.push_front(bind({settings_.host, settings_.port, settings_.backlog, settings_.reuse_port, settings_.tls}));
+        catch_signals();  // after the bind: a listen() that fails leaves the signals alone
         listening_ = true;
         fit_connection_limit();
         for (auto& listener : listeners_) asio::co_spawn(first_context(), accept_loop(listener), asio::detached);
@@ -298,13 +300,14 @@ public:
 
     bool stopping() const noexcept { return stopping_.load(); }
 
-    /// Pushes one frame to connection `id`; the result says whether it was queued and why not.
-    PushResult push(ConnectionId id, std::string_view data, Opcode opcode = Opcode::text, bool fin = true) {
+    /// Pushes one frame to connection `id`; the result says whether it was queued and why not. `compress`: as in
+    /// `Connection::send` (permessage-deflate, when the connection agreed to it and the message reaches the threshold).
+    PushResult push(ConnectionId id, std::string_view data, Opcode opcode = Opcode::text, bool fin = true, bool compress = true) {
         detail::EventLoop<UserData>& loop = loop_of(id);
         std::lock_guard lock(loop.registry_mutex);
         const auto it = loop.connections.find(id);
         if (it == loop.connections.end()) return {PushStatus::no_such_connection};
-        return it->second->send(data, opcode, fin);
+        return it->second->send(data, opcode, fin, compress);
     }
 
     bool ping(ConnectionId id, std::string_view payload = {}) {
@@ -374,16 +377,18 @@ public:
         for (const auto& c : snapshot()) f(*c);
     }
 
-    /// Sends one message to every established connection, encoding the frame once and sharing it. Returns how many
-    /// connections queued it. Only data frames and pings of at most 125 bytes are broadcast; anything else returns 0.
+    /// Sends one message to every established connection, encoding the frame once and sharing it (with
+    /// permessage-deflate: compressed once per window size among the recipients, never once per recipient). Returns
+    /// how many connections queued it. Only data frames and pings of at most 125 bytes are broadcast; anything else
+    /// returns 0.
     std::size_t broadcast(std::string_view data, Opcode opcode = Opcode::text) {
         if (!publishable(data, opcode)) return 0;
-        const auto frame = std::make_shared<const std::string>(pack(data, opcode));
+        const auto message = detail::SharedMessage::make(data, opcode);
         std::size_t queued = 0;
         for (const auto& loop : loops_) {  // one shard at a time; its lock is not taken by any connection's own lock
             std::lock_guard lock(loop->registry_mutex);
             for (const auto& [id, c] : loop->connections)
-                if (c->is_established() && c->send_encoded(frame, opcode)) ++queued;
+                if (c->is_established() && c->send_shared(message)) ++queued;
         }
         return queued;
     }
@@ -562,12 +567,12 @@ private:
     PublishResult publish_except(std::string_view topic, std::string_view data, Opcode opcode, const Connection* sender) {
         PublishResult result;
         if (!publishable(data, opcode)) return result;
-        std::shared_ptr<const std::string> frame;
+        std::shared_ptr<detail::SharedMessage> frame;  // framed once; compressed once per window, when first needed
         for (const auto& loop : loops_) {
             if (loop->running_in_this_thread()) {  // no lock: only this thread changes this loop's topics
                 if (loop->topics.subscribers(topic) == 0) continue;
-                if (!frame) frame = std::make_shared<const std::string>(pack(data, opcode));
-                result.queued += deliver(*loop, topic, frame, opcode, sender ? sender->id() : 0);
+                if (!frame) frame = detail::SharedMessage::make(data, opcode);
+                result.queued += deliver(*loop, topic, frame, sender ? sender->id() : 0);
                 continue;
             }
             std::size_t n = 0;
@@ -577,10 +582,10 @@ private:
                 if (sender && loop->topics.is_subscribed(*sender, topic)) --n;
             }
             if (n == 0 && loop->pending_changes.load(std::memory_order_relaxed) == 0) continue;
-            if (!frame) frame = std::make_shared<const std::string>(pack(data, opcode));
+            if (!frame) frame = detail::SharedMessage::make(data, opcode);
             result.forwarded += n;
-            asio::post(loop->context, [&loop = *loop, frame, topic = std::string(topic), opcode, except = sender ? sender->id() : 0] {
-                deliver(loop, topic, frame, opcode, except);
+            asio::post(loop->context, [&loop = *loop, frame, topic = std::string(topic), except = sender ? sender->id() : 0] {
+                deliver(loop, topic, frame, except);
             });
         }
         return result;
@@ -589,10 +594,10 @@ private:
     /// On `loop`'s thread: queues `frame` to each of its subscribers of `topic` but connection `except` (0: none);
     /// returns how many took it.
     static std::size_t deliver(detail::EventLoop<UserData>& loop, std::string_view topic,
-                               const std::shared_ptr<const std::string>& frame, Opcode opcode, ConnectionId except) {
+                               const std::shared_ptr<detail::SharedMessage>& frame, ConnectionId except) {
         std::size_t queued = 0;
         loop.topics.for_each_subscriber(topic, [&](Connection& c) {
-            if (c.id() != except && c.send_encoded(frame, opcode)) ++queued;
+            if (c.id() != except && c.send_shared(frame)) ++queued;
         });
         return queued;
     }
@@ -784,6 +789,18 @@ private:
         timers_.clear();
     }
 
+    /// A drain handler threw: logged, and its connection closed with 1011 (as for the session's handlers).
+    void drain_threw(Connection& c, std::exception_ptr failure) {
+        try {
+            std::rethrow_exception(failure);
+        } catch (const std::exception& e) {
+            log(LogLevel::error, "connection {}: drain handler threw: {}", c.id(), e.what());
+        } catch (...) {
+            log(LogLevel::error, "connection {}: drain handler threw a non-exception", c.id());
+        }
+        c.close(close_code::internal_error, "internal error");
+    }
+
     /// `Settings::stop_on_signals`: from `listen()` on, SIGINT and SIGTERM stop the server. The signal set stays
     /// until the server is destroyed, so that later signals are caught (and ignored) while the shutdown runs.
     void catch_signals() {
@@ -804,6 +821,8 @@ private:
                 on_stop_();
             } catch (const std::exception& e) {
                 log(LogLevel::error, "stop handler threw: {}", e.what());
+            } catch (...) {
+                log(LogLevel::error, "stop handler threw a non-exception");
             }
         }
         {
@@ -874,12 +893,8 @@ void Connection<UserData>::post_drain() {
         if (self->status() != ConnectionStatus::active) return;
         try {
             self->server_.handlers_.drain(*self);
-        } catch (const std::exception& e) {
-            self->server_.log(LogLevel::error, "connection {}: drain handler threw: {}", self->id(), e.what());
-            self->close(close_code::internal_error, "internal error");
         } catch (...) {
-            self->server_.log(LogLevel::error, "connection {}: drain handler threw a non-exception", self->id());
-            self->close(close_code::internal_error, "internal error");
+            self->server_.drain_threw(*self, std::current_exception());
         }
     });
 }

@@ -11,6 +11,9 @@
 #include <swirl/protocol/http_request.hpp>
 #include <swirl/protocol/http_response.hpp>
 #include <swirl/protocol/message_reader.hpp>
+#include <swirl/protocol/deflate.hpp>
+#include <swirl/protocol/permessage_deflate.hpp>
+#include <swirl/protocol/utf8.hpp>
 #include <swirl/server/connection.hpp>
 #include <swirl/server/detail/log.hpp>
 #include <swirl/server/detail/loop_buffers.hpp>
@@ -163,6 +166,9 @@ private:
     asio::awaitable<bool> handshake(T& t, const Request& req) {
         c_.set_status(ConnectionStatus::handshake);
         Response res;
+        // permessage-deflate: the answer under Settings::compression is in `res` before the hook runs, which may
+        // keep, change or remove it (see agree_extensions).
+        accept_deflate(req, res, settings_.compression.negotiation());
         bool accepted = false;
         if (handlers().handshake) {
             const bool ok = co_await call_handler("handshake", [&]() -> asio::awaitable<void> {
@@ -183,7 +189,12 @@ private:
         } else {
             accepted = accept_handshake(req, res, settings_.subprotocols);
         }
+        if (accepted && !agree_extensions(req, res)) {
+            accepted = false;
+            res = Response(500, "internal error\n");
+        }
         if (!accepted) {
+            res.remove_header("Sec-WebSocket-Extensions");
             if (res.status == 101 || res.status < 200) res = Response(400);
             c_.counters().reject(res.status);
             res.set_header("Connection", "close");
@@ -196,10 +207,21 @@ private:
     }
 
     /// After a hook accepted: a hook that chose no subprotocol (`accept_handshake(req, res)`) gets the one
-    /// `Settings::subprotocols` selects, as the default handshake would; one that chose a subprotocol the client did
-    /// not offer is refused (RFC 6455 §4.1: the client would fail the connection). False: refused.
+    /// `Settings::subprotocols` selects, as the default handshake would; an empty `Sec-WebSocket-Protocol` is the
+    /// hook declining every subprotocol (the field is not sent); one the client did not offer, or more than one
+    /// field, is refused (RFC 6455 §4.1: the client would fail the connection). False: refused.
     bool agree_subprotocol(const Request& req, Response& res) {
+        const auto fields = std::count_if(res.headers.begin(), res.headers.end(),
+                                          [](const Header& h) { return detail::iequals(h.name, "Sec-WebSocket-Protocol"); });
+        if (fields > 1) {
+            log(LogLevel::error, "connection {}: handshake hook set Sec-WebSocket-Protocol more than once", c_.id());
+            return false;
+        }
         if (const auto chosen = res.header("Sec-WebSocket-Protocol")) {
+            if (chosen->empty()) {
+                res.remove_header("Sec-WebSocket-Protocol");
+                return true;
+            }
             const std::string name(*chosen);
             if (select_subprotocol(req, std::span<const std::string>(&name, 1))) return true;
             log(LogLevel::error, "connection {}: handshake hook chose subprotocol \"{}\", which the client did not offer",
@@ -208,6 +230,43 @@ private:
         }
         if (const auto protocol = select_subprotocol(req, settings_.subprotocols)) res.set_header("Sec-WebSocket-Protocol", *protocol);
         return true;
+    }
+
+    /// After the upgrade was accepted: takes up the extension the response agrees to (the server's proposal, or
+    /// what the hook made of it). An answer that is not a valid acceptance of one of the client's offers (RFC 7692
+    /// §7.1), or any extension in a build without zlib, is refused (false): the client would fail the connection.
+    bool agree_extensions(const Request& req, const Response& res) {
+        const auto value = res.header("Sec-WebSocket-Extensions");
+        if (!value) return true;
+        const auto params = parse_deflate_response(*value);
+        if (!deflate_available || !params || !is_valid_deflate_response(req, *params)) {
+            log(LogLevel::error, "connection {}: Sec-WebSocket-Extensions \"{}\" is not a valid answer to the client's offers{}",
+                c_.id(), *value, deflate_available ? "" : " (this build has no zlib)");
+            return false;
+        }
+#if defined(SWIRL_HAS_DEFLATE) && SWIRL_HAS_DEFLATE
+        c_.enable_deflate(*params, settings_.compression);
+#endif
+        return true;
+    }
+
+    /// A compressed message (RSV1) in `frame`, complete: inflated in place within `max_message_size`, text checked
+    /// as UTF-8. Returns the close code to fail the connection with (0: none) and why.
+    std::pair<std::uint16_t, std::string_view> inflate_message([[maybe_unused]] Frame& frame) {
+#if defined(SWIRL_HAS_DEFLATE) && SWIRL_HAS_DEFLATE
+        detail::ConnectionDeflate& deflate = *c_.deflate_state();  // the reader allows RSV1 only with the extension
+        detail::SharedCodecs& codecs = detail::SharedCodecs::this_thread();
+        std::string& inflated = codecs.inflated();
+        const InflateResult r = deflate.inflate(frame.payload, inflated, settings_.max_message_size);
+        if (r != InflateResult::ok) return {close_code_for(r), deflate.error_reason()};
+        if (frame.opcode == Opcode::text && !is_valid_utf8(inflated)) return {close_code::invalid_payload, "invalid UTF-8 in text message"};
+        frame.payload.swap(inflated);  // the received bytes' buffer receives the next message inflated
+        frame.rsv = 0;
+        codecs.trim(1u << 20);
+        return {0, {}};
+#else
+        return {close_code::protocol_error, "compressed message without zlib"};
+#endif
     }
 
     /// Writes a whole HTTP response; without `keep_open`, then half-closes and lingers so it is not lost to a reset.
@@ -285,11 +344,14 @@ private:
                 const ReadResult r = reader.read(input);
                 input = input.subspan(r.consumed);
                 if (r.event == ReadEvent::need_more) break;
-                if (r.event == ReadEvent::error) {
+                std::pair<std::uint16_t, std::string_view> failure{};
+                if (r.event == ReadEvent::error) failure = {reader.error_code(), reader.error_reason()};
+                else if (r.event == ReadEvent::message && reader.frame().rsv != 0) failure = inflate_message(reader.frame());
+                if (failure.first != 0) {
                     lease.release();
-                    log(LogLevel::debug, "connection {}: protocol error {}: {}", c_.id(), reader.error_code(), reader.error_reason());
-                    c_.counters().protocol_error(reader.error_code());
-                    c_.close_from_reader(reader.error_code(), reader.error_reason(), true);
+                    log(LogLevel::debug, "connection {}: protocol error {}: {}", c_.id(), failure.first, failure.second);
+                    c_.counters().protocol_error(failure.first);
+                    c_.close_from_reader(failure.first, failure.second, true);
                     co_await c_.wait_drained();
                     co_await linger(t);
                     co_return;
@@ -471,7 +533,10 @@ public:
             log("connection {}: handshake timeout");
             break;
         case ConnectionStatus::active: {
-            if (c->reading_paused()) {  // the peer's bytes (pongs included) wait unread: silence means nothing
+            if (c->reading_paused()) {
+                // The peer's bytes (pongs included) wait unread: silence means nothing. Pings still go out: a peer
+                // that vanished answers one with a reset, which fails a later write and so ends the connection.
+                if (settings.ping_interval.count() > 0) c->ping();
                 c->set_awaiting_pong(false);
                 c->move_deadline(c->quiet_window() == c->quiet_window().zero() ? clock::time_point::max()
                                                                               : now + c->quiet_window());

@@ -2,6 +2,7 @@
 /// Server configuration. Every limit has a safe default; zero timeouts mean "none".
 
 #include <swirl/protocol/http_request.hpp>
+#include <swirl/server/compression.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -73,6 +74,9 @@ struct Settings {
     std::size_t task_queue_size = 1024;
 
     std::vector<std::string> subprotocols;  ///< supported, in order of preference
+    /// permessage-deflate (RFC 7692): off by default (the extension is declined); memory modes, windows and the
+    /// size threshold in swirl/server/compression.hpp.
+    CompressOptions compression{};
 
     bool deliver_close = false;  ///< also hand close frames to the message handler (Swoole's open_websocket_close_frame)
     bool deliver_ping = false;   ///< also hand ping frames to the message handler
@@ -81,8 +85,10 @@ struct Settings {
 
     LogLevel log_level = LogLevel::info;
 
-    /// `run()` and `start()` stop the server gracefully (`stop()`) on SIGINT or SIGTERM, as Swoole does on SIGTERM;
-    /// further such signals are ignored until the server is destroyed, so that the shutdown is not cut short.
+    /// From `listen()` on (and so `run()` and `start()`), SIGINT or SIGTERM stop the server gracefully (`stop()`), as
+    /// Swoole does on SIGTERM; further such signals are ignored until the server is destroyed, so that the shutdown
+    /// is not cut short. The server's handler replaces any other the program installed for these two signals (one
+    /// through asio's `signal_set` still runs too), and the default action is back once the server is destroyed.
     /// False: the application handles signals itself (an `asio::signal_set` on `Server::context()`, say).
     bool stop_on_signals = true;
 };

@@ -4,9 +4,11 @@
 #include <swirl/protocol/frame.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -265,4 +267,17 @@ TEST_CASE("output queue swap moves owned payloads along") {
     a.swap(b);
     CHECK(a.empty());
     CHECK(flatten(b) == bytes);
+}
+
+TEST_CASE("output queue sets RSV1 on a compressed message's frame, as pack does") {
+    swirl::detail::OutputQueue q;
+    q.append_frame(swirl::Opcode::text, true, "\xF2\x48\x05\x01", swirl::rsv::rsv1);
+    q.append_frame(swirl::Opcode::text, true, "plain");
+    const std::string expected = swirl::pack("\xF2\x48\x05\x01", swirl::Opcode::text, true, std::nullopt, swirl::rsv::rsv1) +
+                                 swirl::pack("plain", swirl::Opcode::text);
+    CHECK(flatten(q) == expected);
+    CHECK(static_cast<std::uint8_t>(expected[0]) == 0xC1);  // FIN, RSV1, text
+    const auto f = swirl::unpack(std::string_view(expected).substr(0, 6));
+    REQUIRE(f.has_value());
+    CHECK(f->rsv == swirl::rsv::rsv1);
 }

@@ -20,10 +20,11 @@ public:
     /// The flat buffer `clear` keeps by default: a burst's larger buffer is freed.
     static constexpr std::size_t default_kept_capacity = 64 * 1024;
 
-    /// Appends one frame: header then payload, unmasked (server to client).
-    void append_frame(Opcode opcode, bool fin, std::string_view payload) {
+    /// Appends one frame: header then payload, unmasked (server to client). `rsv_bits`: `rsv::rsv1` for a
+    /// compressed message.
+    void append_frame(Opcode opcode, bool fin, std::string_view payload, std::uint8_t rsv_bits = 0) {
         std::uint8_t header[max_frame_header_size];
-        const std::size_t n = encode_unmasked_header(header, opcode, fin, payload.size());
+        const std::size_t n = encode_unmasked_header(header, opcode, fin, payload.size(), rsv_bits);
         flat_.append(reinterpret_cast<const char*>(header), n);
         flat_.append(payload);
         size_ += n + payload.size();
