@@ -6,12 +6,12 @@ using namespace std::chrono_literals;
 namespace {
 
 /// Accepts one connection, reads the upgrade request, answers with `respond(request)`, then writes `after`;
-/// keeps what the client sends after its request in `received` (read it after the destructor's join).
+/// keeps what the client sends after its request, which `all_received()` returns once the client has closed.
 struct ScriptedServer {
     asio::io_context ctx;
     asio::ip::tcp::acceptor acceptor{ctx, {asio::ip::make_address("127.0.0.1"), 0}};
     std::thread thread;
-    std::string received;
+    std::string received;  // the server thread's: read through all_received()
 
     template <class Respond>
     ScriptedServer(Respond respond, std::string after = {}) {
@@ -34,7 +34,14 @@ struct ScriptedServer {
             while (!ec) received.append(buf, socket.read_some(asio::buffer(buf), ec));
         });
     }
-    ~ScriptedServer() { thread.join(); }
+    ~ScriptedServer() {
+        if (thread.joinable()) thread.join();
+    }
+    /// Everything the client sent after its request, once it has closed (joins the server thread).
+    const std::string& all_received() {
+        if (thread.joinable()) thread.join();
+        return received;
+    }
     std::uint16_t port() const { return acceptor.local_endpoint().port(); }
 };
 
@@ -479,7 +486,8 @@ TEST_CASE("deflate client: compresses what it sends, with RSV1 on the first fram
     std::vector<std::string> messages;
     std::vector<std::uint8_t> rsvs;
     std::size_t first_size = 0;
-    std::span<const std::uint8_t> input(reinterpret_cast<const std::uint8_t*>(server.received.data()), server.received.size());
+    const std::string& sent = server.all_received();
+    std::span<const std::uint8_t> input(reinterpret_cast<const std::uint8_t*>(sent.data()), sent.size());
     while (!input.empty()) {
         const auto r = reader.read(input);
         input = input.subspan(r.consumed);
