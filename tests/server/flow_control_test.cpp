@@ -22,6 +22,12 @@ asio::awaitable<swirl::Frame> next_data(Client& client) {
     }
 }
 
+/// Sends 32 KiB chunks until the server refuses one (64 MiB at most), so that on_drain follows once the peer reads.
+void flood(Conn& c, swirl::Frame&) {
+    static const std::string chunk(32u << 10, 'y');
+    for (int i = 0; i < 2048 && c.send(chunk, Opcode::binary); ++i) {}
+}
+
 } // namespace
 
 TEST_CASE("buffered() grows while the peer does not read; on_drain fires once it has read, and sending resumes") {
@@ -76,10 +82,7 @@ TEST_CASE("on_drain may be a coroutine") {
     auto settings = test::local_settings();
     settings.max_output_buffer = 256u << 10;
     Server server(settings);
-    const std::string chunk(32u << 10, 'y');
-    server.on_message([&](Conn& c, swirl::Frame&) {
-        for (int i = 0; i < 64 * 1024 / 32 && c.send(chunk, Opcode::binary); ++i) {}
-    });
+    server.on_message(flood);
     server.on_drain([](Conn& c) -> asio::awaitable<void> {
         asio::steady_timer t(co_await asio::this_coro::executor, 10ms);
         co_await t.async_wait(asio::use_awaitable);
@@ -222,10 +225,7 @@ TEST_CASE("a coroutine drain handler that throws closes its connection with 1011
     auto settings = test::local_settings();
     settings.max_output_buffer = 256u << 10;
     Server server(settings);
-    const std::string chunk(32u << 10, 'z');
-    server.on_message([&](Conn& c, swirl::Frame&) {
-        for (int i = 0; i < 64 * 1024 / 32 && c.send(chunk, Opcode::binary); ++i) {}
-    });
+    server.on_message(flood);
     server.on_drain([](Conn&) -> asio::awaitable<void> {
         co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
         throw std::runtime_error("drain failed");

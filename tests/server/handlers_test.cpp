@@ -3,6 +3,7 @@
 // SIGINT/SIGTERM stopping the server.
 #include "test_support.hpp"
 
+#include <atomic>
 #include <csignal>
 #include <thread>
 
@@ -53,6 +54,29 @@ TEST_CASE("every event takes a plain handler that never waits (no coroutine, no 
     CHECK(events.contains("request /status"));
     CHECK(events.contains("handshake"));
     CHECK(events.contains("open"));
+}
+
+TEST_CASE("after abort() the handler hears nothing more, not even the rest of the same read, and sends are refused") {
+    Server server(test::local_settings());
+    std::atomic<int> heard{0};
+    std::atomic<bool> refused{false};
+    test::Events events;
+    server.on_message([&](Conn& c, swirl::Frame&) {
+        ++heard;
+        c.abort();
+        refused = c.send("too late").status == swirl::PushStatus::not_open;
+    });
+    server.on_close([&](Conn&, const swirl::CloseInfo& info) { events.add(fmt::format("close {}", info.code)); });
+    test::RunningServer running(server);
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await Client::connect("127.0.0.1", running.port());
+        // Three messages in one write: the server reads them at once; the first handler call aborts.
+        co_await client.send_raw(test::client_frame("a") + test::client_frame("b") + test::client_frame("c"));
+        CHECK_FALSE(co_await client.receive());  // dropped: no close frame, nothing sent after the abort
+    });
+    CHECK(events.wait_for("close 1006"));
+    CHECK(heard == 1);
+    CHECK(refused);
 }
 
 TEST_CASE("a handler class may mix plain and coroutine members") {

@@ -287,11 +287,13 @@ public:
         return true;
     }
 
-    /// Drops the TCP connection without a close handshake.
+    /// Drops the TCP connection without a close handshake. From the call on, the message handler hears nothing more
+    /// (not even the rest of a read already made) and sends are refused (`not_open`).
     void abort() {
         {
             std::lock_guard lock(mutex_);
             settle_close_info_locked({close_code::abnormal, "aborted by the server", true, false});
+            if (status() == ConnectionStatus::active) set_status(ConnectionStatus::closing);
         }
         asio::post(executor(), [self = this->shared_from_this()] {
             self->close_transport();
@@ -458,7 +460,7 @@ private:
                     [[maybe_unused]] bool compress) const noexcept {
 #if defined(SWIRL_HAS_DEFLATE) && SWIRL_HAS_DEFLATE
         return compress && fin && (opcode == Opcode::text || opcode == Opcode::binary) && is_established() && deflate_ &&
-               deflate_->compresses(size, compress);
+               deflate_->compresses(size);
 #else
         return false;
 #endif

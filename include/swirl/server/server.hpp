@@ -627,8 +627,8 @@ private:
             try {
                 if constexpr (std::is_invocable_v<F&, TimerId>) co_await detail::invoke_maybe_async(f, id);
                 else co_await detail::invoke_maybe_async(f);
-            } catch (const std::exception& e) {
-                log(LogLevel::error, "timer {} threw: {}", id, e.what());
+            } catch (...) {
+                log(LogLevel::error, "timer {} threw: {}", id, detail::describe_exception(std::current_exception()));
             }
             next += interval;
         } while (repeat && !state->cancelled);
@@ -791,13 +791,7 @@ private:
 
     /// A drain handler threw: logged, and its connection closed with 1011 (as for the session's handlers).
     void drain_threw(Connection& c, std::exception_ptr failure) {
-        try {
-            std::rethrow_exception(failure);
-        } catch (const std::exception& e) {
-            log(LogLevel::error, "connection {}: drain handler threw: {}", c.id(), e.what());
-        } catch (...) {
-            log(LogLevel::error, "connection {}: drain handler threw a non-exception", c.id());
-        }
+        log(LogLevel::error, "connection {}: drain handler threw: {}", c.id(), detail::describe_exception(failure));
         c.close(close_code::internal_error, "internal error");
     }
 
@@ -819,10 +813,8 @@ private:
         if (on_stop_) {
             try {
                 on_stop_();
-            } catch (const std::exception& e) {
-                log(LogLevel::error, "stop handler threw: {}", e.what());
             } catch (...) {
-                log(LogLevel::error, "stop handler threw a non-exception");
+                log(LogLevel::error, "stop handler threw: {}", detail::describe_exception(std::current_exception()));
             }
         }
         {

@@ -496,13 +496,8 @@ private:
 
     /// In a catch block: logs the exception and closes the connection with 1011.
     void handler_threw(std::string_view event) {
-        try {
-            throw;
-        } catch (const std::exception& e) {
-            log(LogLevel::error, "connection {}: {} handler threw: {}", c_.id(), event, e.what());
-        } catch (...) {
-            log(LogLevel::error, "connection {}: {} handler threw a non-exception", c_.id(), event);
-        }
+        log(LogLevel::error, "connection {}: {} handler threw: {}", c_.id(), event,
+            detail::describe_exception(std::current_exception()));
         c_.close(close_code::internal_error, "internal error");
     }
 

@@ -99,9 +99,9 @@ public:
     bool dedicated_compressor() const noexcept { return deflater_.has_value(); }
     bool dedicated_decompressor() const noexcept { return inflater_.has_value(); }
 
-    /// Whether a data message of `size` bytes is sent compressed: the sender asked (`compress`) and it reaches the
+    /// Whether a data message of `size` bytes (one the sender did not exempt) is sent compressed: it reaches the
     /// threshold.
-    bool compresses(std::size_t size, bool compress) const noexcept { return compress && size >= threshold_; }
+    bool compresses(std::size_t size) const noexcept { return size >= threshold_; }
 
     /// Compresses `message` (RFC 7692 §7.2.1: the tail removed) and appends it to `out`: with the dedicated
     /// compressor, or the calling thread's shared one for this connection's window.
@@ -179,7 +179,7 @@ public:
         SharedMessage& m = *self;
         compressed = false;
 #if defined(SWIRL_HAS_DEFLATE) && SWIRL_HAS_DEFLATE
-        compressed = deflate != nullptr && !is_control(m.opcode_) && deflate->compresses(m.payload().size(), true);
+        compressed = deflate != nullptr && !is_control(m.opcode_) && deflate->compresses(m.payload().size());
         if (!compressed) return std::shared_ptr<const std::string>(self, &m.plain_);
         const auto slot = static_cast<std::size_t>(std::clamp(deflate->window_bits(), 9, 15) - 9);  // 8 compresses as 9
         std::call_once(m.once_[slot], [&] {

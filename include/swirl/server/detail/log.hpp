@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <exception>
+#include <string>
 #include <string_view>
 
 namespace swirl::detail {
@@ -25,6 +27,17 @@ template <class... Args>
 void log(LogLevel threshold, LogLevel level, fmt::format_string<Args...> format, Args&&... args) {
     if (level < threshold || level == LogLevel::off) return;
     fmt::print(stderr, "[swirl] {}: {}\n", level_name(level), fmt::format(format, std::forward<Args>(args)...));
+}
+
+/// An exception that escaped a handler, in words for a log line: its `what()`, or that it was no `std::exception`.
+inline std::string describe_exception(std::exception_ptr failure) {
+    try {
+        std::rethrow_exception(failure);
+    } catch (const std::exception& e) {
+        return e.what();
+    } catch (...) {
+        return "(not a std::exception)";
+    }
 }
 
 } // namespace swirl::detail
