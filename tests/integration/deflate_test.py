@@ -31,7 +31,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
 import harness
-from harness import IO_TIMEOUT, within
+from harness import IO_TIMEOUT, frame, within
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_CONTINUATION, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
@@ -89,24 +89,6 @@ def ws_connect(port, path="/", **kwargs):
 
 async def recv(ws, timeout=IO_TIMEOUT):
     return await within(ws.recv(), timeout, waiting_for="a message")
-
-
-def frame(opcode, payload=b"", fin=True, rsv=0, mask=True):
-    first = (0x80 if fin else 0) | (rsv << 4) | opcode
-    mask_bit = 0x80 if mask else 0
-    n = len(payload)
-    if n < 126:
-        header = struct.pack("!BB", first, mask_bit | n)
-    elif n < 1 << 16:
-        header = struct.pack("!BBH", first, mask_bit | 126, n)
-    else:
-        header = struct.pack("!BBQ", first, mask_bit | 127, n)
-    if not mask:
-        return header + payload
-    key = os.urandom(4)
-    repeated = (key * (n // 4 + 1))[:n]
-    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(n, "big")
-    return header + key + masked
 
 
 def compress(data, wbits=15):

@@ -10,6 +10,7 @@ import os
 import re
 import select
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -153,6 +154,25 @@ class Servers:
         died = self.stop_all()
         if died:
             raise RuntimeError("servers exited before the end of the tests: " + ", ".join(died))
+
+
+def frame(opcode, payload=b"", fin=True, rsv=0, mask=True):
+    """Encode one WebSocket frame (client frames are masked unless mask=False)."""
+    first = (0x80 if fin else 0) | (rsv << 4) | opcode
+    mask_bit = 0x80 if mask else 0
+    n = len(payload)
+    if n < 126:
+        header = struct.pack("!BB", first, mask_bit | n)
+    elif n < 1 << 16:
+        header = struct.pack("!BBH", first, mask_bit | 126, n)
+    else:
+        header = struct.pack("!BBQ", first, mask_bit | 127, n)
+    if not mask:
+        return header + payload
+    key = os.urandom(4)
+    repeated = (key * (n // 4 + 1))[:n]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(n, "big")
+    return header + key + masked
 
 
 class NetworkTimeout(AssertionError):

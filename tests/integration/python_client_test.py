@@ -32,7 +32,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatusCode
 
 import harness
-from harness import IO_TIMEOUT, ServerProcess, within
+from harness import IO_TIMEOUT, ServerProcess, frame, within
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 SIZES = [0, 1, 125, 126, 65535, 65536, 4 * 1024 * 1024]
@@ -151,25 +151,6 @@ async def http_exchange(port, request):
         return await read_http_response(reader)
     finally:
         await close_tcp(writer)
-
-
-def frame(opcode, payload=b"", fin=True, rsv=0, mask=True):
-    """Encode one WebSocket frame (client frames are masked unless mask=False)."""
-    first = (0x80 if fin else 0) | (rsv << 4) | opcode
-    mask_bit = 0x80 if mask else 0
-    n = len(payload)
-    if n < 126:
-        header = struct.pack("!BB", first, mask_bit | n)
-    elif n < 1 << 16:
-        header = struct.pack("!BBH", first, mask_bit | 126, n)
-    else:
-        header = struct.pack("!BBQ", first, mask_bit | 127, n)
-    if not mask:
-        return header + payload
-    key = os.urandom(4)
-    repeated = (key * (n // 4 + 1))[:n]
-    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(n, "big")
-    return header + key + masked
 
 
 def close_payload(code, reason=b""):
