@@ -24,6 +24,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -494,6 +495,7 @@ private:
             drain_armed_.store(true, std::memory_order_relaxed);
             return {PushStatus::buffer_full};
         }
+        borrow_output_buffer(pending_, false);
         append(pending_);
         const bool full_batch = pending_.size() >= coalesce_limit && !writing_;
         const bool post = schedule_flush_locked();
@@ -672,11 +674,21 @@ private:
             on_written(ec, written);
             return true;
         }
+        borrow_output_buffer(writing_queue_, true);
         if (owner) writing_queue_.append_owned(opcode, fin, std::move(*owner));
         else writing_queue_.append_frame(opcode, fin, payload);
         gather();
         write_rest(written);
         return true;
+    }
+
+    /// Under the write lock: an empty queue without a buffer worth keeping borrows the loop's most recently freed
+    /// one (which goes back to the pool once written, so that an idle connection holds no output buffer). Only on
+    /// the connection's thread, which the pool belongs to: other threads' pushes allocate their own.
+    void borrow_output_buffer(detail::OutputQueue& q, bool known_on_own_thread) {
+        if (!q.empty() || q.capacity() >= detail::BufferPool::min_capacity) return;
+        if (!known_on_own_thread && !on_own_thread()) return;
+        if (bulk_->messages.next_capacity() > q.capacity()) q.adopt_buffer(bulk_->messages.take());
     }
 
     /// A write that never blocks: what the transport takes now.
@@ -740,7 +752,12 @@ private:
 
     void on_written(std::error_code ec, std::size_t n) {
         count_out(n);
-        writing_queue_.clear(detail::OutputQueue::default_kept_capacity, &bulk_->messages);
+        // The written queue's buffer goes back to the loop's pool (the next message received or sent on the loop
+        // takes it), so that an idle connection holds no output buffer; one the pool has no room for is kept up to
+        // 64 KiB.
+        writing_queue_.clear(std::numeric_limits<std::size_t>::max(), &bulk_->messages);
+        if (bulk_->messages.accepts(writing_queue_.capacity())) bulk_->messages.give(writing_queue_.take_buffer());
+        else writing_queue_.clear();
         std::unique_lock lock(mutex_);
         writing_ = false;
         in_flight_ = 0;

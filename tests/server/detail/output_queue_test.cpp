@@ -188,6 +188,24 @@ TEST_CASE("output queue clear keeps a small buffer and drops a large one") {
     CHECK(points_into(pieces(drop).at(0).data(), drop));
 }
 
+TEST_CASE("an empty output queue hands its buffer over and adopts another (an idle connection holds none)") {
+    swirl::detail::OutputQueue q;
+    q.append_frame(swirl::Opcode::binary, true, std::string(6000, 'b'));
+    q.clear();
+    REQUIRE(q.capacity() >= 6000);
+    std::string buffer = q.take_buffer();
+    CHECK(buffer.capacity() >= 6000);
+    CHECK(q.capacity() < 6000);  // nothing large left behind (an empty string's inline buffer at most)
+    const char* const storage = buffer.data();
+
+    swirl::detail::OutputQueue other;
+    other.adopt_buffer(std::move(buffer));  // its old contents are discarded
+    CHECK(other.empty());
+    other.append_frame(swirl::Opcode::text, true, "hi");
+    CHECK(pieces(other).at(0).data() == storage);  // the adopted storage, no allocation
+    CHECK(flatten(other) == swirl::pack("hi"));
+}
+
 TEST_CASE("output queue clear forgets shared frames") {
     swirl::detail::OutputQueue q;
     q.append_frame(swirl::Opcode::text, true, "x");

@@ -8,14 +8,15 @@
 namespace swirl::detail {
 
 /// One per event loop, used on its thread only. A connection lends its message buffer here whenever it has handled
-/// its input, and payloads it wrote come back here too: an idle connection holds no large message buffer, and the
-/// next message received on the loop lands in the buffer used last, which is still in cache.
+/// its input, and its output buffer and the payloads it wrote once written: an idle connection holds no large
+/// buffer, and the next message received or sent on the loop lands in the buffer used last, still in cache.
 class BufferPool {
 public:
     static constexpr std::size_t max_buffers = 64;
     static constexpr std::size_t max_bytes = 4u << 20;  ///< capacity of all kept buffers together
-    /// Smaller buffers cost less to keep with their connection than to pass through the pool, and stay in cache.
-    static constexpr std::size_t min_capacity = 4096;
+    /// Smaller buffers cost less to keep with their connection than to pass through the pool, and stay in cache; an
+    /// idle connection holds less than this in its message buffer and in each output queue.
+    static constexpr std::size_t min_capacity = 1024;
 
     BufferPool() { buffers_.reserve(max_buffers); }
 

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace swirl::detail {
@@ -47,6 +48,17 @@ public:
 
     std::size_t size() const noexcept { return size_; }
     bool empty() const noexcept { return size_ == 0; }
+
+    /// The flat buffer's capacity: what the queue holds for frames to come.
+    std::size_t capacity() const noexcept { return flat_.capacity(); }
+    /// An empty queue's flat buffer, handed over (to an event loop's pool while the connection is idle); the queue
+    /// is left without one.
+    std::string take_buffer() noexcept { return std::exchange(flat_, std::string()); }
+    /// An empty queue takes `buffer` (from a pool; its contents are discarded) for the frames to come.
+    void adopt_buffer(std::string&& buffer) noexcept {
+        flat_ = std::move(buffer);
+        flat_.clear();
+    }
 
     /// Calls `f(data, size)` for each contiguous piece, in order.
     template <class F>
