@@ -26,6 +26,13 @@
 // with --no-upgrade it is the TLS handshake alone (then close_notify, half-close, wait for the server's EOF), for a
 // TLS server without WebSocket. The plain path is untouched: one branch per event on the connection's SSL pointer.
 //
+// permessage-deflate (built with zlib, LOADGEN_DEFLATE=1): --deflate offers the extension (--deflate-offer, default
+// "permessage-deflate; client_no_context_takeover; server_no_context_takeover") in modes echo, broadcast and idle, and
+// sends --payloads distinct chat-message JSON texts of --size bytes (a seeded PRNG, --seed) compressed once at start
+// (raw deflate, 00 00 ff ff stripped, RSV1) and masked once; replies are inflated and checked (see Pool below). Where
+// the server declines, the same payloads go uncompressed. The JSON line then also counts WebSocket bytes each way in
+// the window (wire_rx, wire_tx) and compressed / uncompressed replies. The plain path is unchanged.
+//
 // Output: one JSON line on stdout (machine-readable), one human-readable line on stderr. Exit status 0 when the
 // run completed without a verification or connection error.
 #include <arpa/inet.h>
@@ -48,13 +55,19 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cctype>
 #include <cstring>
+#include <memory>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#if LOADGEN_DEFLATE
+#include <zlib.h>
+#endif
 
 #if LOADGEN_TLS
 #include <openssl/err.h>
@@ -93,6 +106,10 @@ struct Options {
     bool tls = false;            ///< every connection speaks TLS (echo, raw, handshake)
     std::string tls_ca;          ///< verify the server's certificate against this file (else no verification)
     bool no_upgrade = false;     ///< handshake mode: TLS handshake only (no HTTP upgrade, no close frames)
+    bool deflate = false;        ///< permessage-deflate: offer it, send --payloads distinct JSON messages compressed
+    std::string deflate_offer = "permessage-deflate; client_no_context_takeover; server_no_context_takeover";
+    int payloads = 64;           ///< --deflate: distinct payloads (chat-message JSON from a seeded PRNG)
+    std::uint64_t seed = 17;     ///< --deflate: the PRNG's seed
 };
 
 [[noreturn]] void usage(int status) {
@@ -101,7 +118,8 @@ struct Options {
                  "               [--connections N] [--size BYTES] [--depth N] [--binary] [--text] [--warmup S] [--duration S]\n"
                  "               [--messages N] [--concurrency N] [--subscribers N] [--topics N] [--idle-topics N] [--hold S]\n"
                  "               [--label TEXT] [--json]\n"
-                 "               [--tls [--tls-ca FILE]] [--no-upgrade]\n");
+                 "               [--tls [--tls-ca FILE]] [--no-upgrade]\n"
+                 "               [--deflate [--deflate-offer EXTENSION] [--payloads N] [--seed N]]\n");
     std::exit(status);
 }
 
@@ -115,6 +133,7 @@ Options parse(int argc, char** argv) {
         if (a == "--json") { o.json = true; o.binary = false; continue; }
         if (a == "--tls") { o.tls = true; continue; }
         if (a == "--no-upgrade") { o.no_upgrade = true; continue; }
+        if (a == "--deflate") { o.deflate = true; continue; }
         if (i + 1 >= argc) usage(2);
         const char* v = argv[++i];
         if (a == "--host") o.host = v;
@@ -135,9 +154,18 @@ Options parse(int argc, char** argv) {
         else if (a == "--hold") o.hold = std::atof(v);
         else if (a == "--label") o.label = v;
         else if (a == "--tls-ca") o.tls_ca = v;
+        else if (a == "--deflate-offer") o.deflate_offer = v;
+        else if (a == "--payloads") o.payloads = std::max(1, std::atoi(v));
+        else if (a == "--seed") o.seed = std::strtoull(v, nullptr, 10);
         else usage(2);
     }
     if (o.port <= 0) usage(2);
+#if !LOADGEN_DEFLATE
+    if (o.deflate) {
+        std::fprintf(stderr, "loadgen: --deflate: built without zlib\n");
+        std::exit(2);
+    }
+#endif
 #if !LOADGEN_TLS
     if (o.tls) {
         std::fprintf(stderr, "loadgen: --tls: built without OpenSSL\n");
@@ -150,6 +178,14 @@ Options parse(int argc, char** argv) {
     }
     if (o.mode == "pubsub" && (o.topics < 1 || o.topics > o.subscribers)) {
         std::fprintf(stderr, "loadgen: --topics must be between 1 and --subscribers (every topic needs a subscriber)\n");
+        std::exit(2);
+    }
+    if (o.deflate && o.mode != "echo" && o.mode != "broadcast" && o.mode != "idle") {
+        std::fprintf(stderr, "loadgen: --deflate works in modes echo, broadcast and idle\n");
+        std::exit(2);
+    }
+    if (o.deflate && (o.tls || o.json)) {
+        std::fprintf(stderr, "loadgen: --deflate goes without --tls and --json\n");
         std::exit(2);
     }
     if (o.tls && o.mode != "echo" && o.mode != "raw" && o.mode != "handshake") {
@@ -286,7 +322,39 @@ constexpr std::string_view ws_accept = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 std::string upgrade_request(const Options& o) {
     return "GET " + o.path + " HTTP/1.1\r\nHost: " + o.host + ":" + std::to_string(o.port) +
            "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + std::string(ws_key) +
-           "\r\nSec-WebSocket-Version: 13\r\n\r\n";
+           "\r\nSec-WebSocket-Version: 13\r\n" +
+           (o.deflate ? "Sec-WebSocket-Extensions: " + o.deflate_offer + "\r\n" : std::string()) + "\r\n";
+}
+
+/// --deflate: what the servers answered (every connection's answer is recorded; a benchmark server answers all alike).
+struct DeflateAnswers {
+    int accepted = 0, declined = 0;
+    int server_context = 0;       ///< accepted without server_no_context_takeover: replies need a per-connection inflater
+    std::string first;            ///< the first answer, for the report
+} deflate_answers;
+
+/// Records the Sec-WebSocket-Extensions answer of an upgrade response (--deflate); exits on a client window limit
+/// (our messages are compressed once, with a 15-bit window, before any connection).
+bool note_deflate_answer(std::string_view head) {
+    std::string lower(head);
+    for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    const auto at = lower.find("\r\nsec-websocket-extensions:");
+    if (at == std::string::npos || lower.find("permessage-deflate", at) == std::string::npos) {
+        ++deflate_answers.declined;
+        return false;
+    }
+    const auto end = lower.find("\r\n", at + 2);
+    auto from = at + 27;  // after "\r\nsec-websocket-extensions:"
+    while (from < end && (lower[from] == ' ' || lower[from] == '\t')) ++from;
+    const std::string value = lower.substr(from, end - from);
+    if (deflate_answers.first.empty()) deflate_answers.first = std::string(head.substr(from, end - from));
+    if (const auto w = value.find("client_max_window_bits="); w != std::string::npos && std::atoi(value.c_str() + w + 23) < 15) {
+        std::fprintf(stderr, "loadgen: the server limits our window (%s); messages are compressed with 15 bits\n", value.c_str());
+        std::exit(1);
+    }
+    ++deflate_answers.accepted;
+    if (value.find("server_no_context_takeover") == std::string::npos) ++deflate_answers.server_context;
+    return true;
 }
 
 /// True when `head` (a complete response header) is a 101 with the right accept value.
@@ -325,6 +393,7 @@ int open_connection(const Options& o, const sockaddr_in& addr, bool upgrade) {
             std::fprintf(stderr, "loadgen: handshake refused: %.*s\n", static_cast<int>(std::min<std::size_t>(end, 200)), buf);
             std::exit(1);
         }
+        if (o.deflate) note_deflate_answer(std::string_view(buf, end));
     }
     set_nonblocking(fd, true);
     return fd;
@@ -494,7 +563,8 @@ constexpr std::size_t max_prefix = 32;
 struct Head {
     std::array<std::uint8_t, 14 + max_prefix + json_open.size() + tag_size> bytes{};
     std::size_t size = 0;       ///< bytes used in `bytes`
-    std::size_t tail_from = 0;  ///< offset in Pattern::masked where the shared tail starts
+    const std::uint8_t* tail = nullptr;  ///< the rest of the frame, shared (Pattern::masked, or a --deflate payload)
+    std::size_t tail_size = 0;
 };
 
 Head make_head(const Pattern& p, bool ws, bool binary, std::uint32_t id, std::uint64_t seq, std::string_view prefix) {
@@ -514,7 +584,195 @@ Head make_head(const Pattern& p, bool ws, bool binary, std::uint32_t id, std::ui
     const auto tag = make_tag(id, seq);
     for (std::size_t i = 0; i < p.tag_len; ++i) put(tag[i]);
     h.size = n;
-    h.tail_from = p.tag_at + p.tag_len;
+    const std::size_t tail_from = p.tag_at + p.tag_len;
+    h.tail = p.masked.data() + tail_from;
+    h.tail_size = p.masked.size() - tail_from;
+    return h;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// --deflate: --payloads distinct messages of realistic JSON (chat messages with varying ids, timestamps, user names and
+// words from a seeded PRNG), each compressed once at start (raw deflate, level 6, 15-bit window, without its
+// 00 00 ff ff tail: RFC 7692 §7.2.1) and masked once, so that sending one costs a header and a writev entry. Message
+// `seq` of connection `id` carries payload (id * 7 + seq) % N; a reply is inflated (or, when the server compresses
+// every message on its own, compared with the first reply of that payload that was inflated) and checked against it.
+
+struct SplitMix {
+    std::uint64_t s;
+    std::uint64_t next() {
+        std::uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        return z ^ (z >> 31);
+    }
+    std::size_t below(std::size_t n) { return static_cast<std::size_t>(next() % n); }
+};
+
+constexpr std::string_view chat_words[] = {
+    "the", "a", "to", "and", "of", "is", "it", "you", "that", "in", "we", "for", "on", "this", "with", "be", "have", "are",
+    "not", "but", "deploy", "build", "server", "latency", "ok", "thanks", "lunch", "meeting", "tomorrow", "review",
+    "merged", "branch", "fixed", "broken", "test", "flaky", "again", "looks", "good", "ship", "it", "today", "ticket",
+    "customer", "ping", "me", "later", "sounds", "great", "why", "does", "cache", "miss", "rollback", "prod", "staging",
+    "coffee", "anyone", "seen", "graph", "spike", "at", "noon", "yes", "no", "maybe", "will", "check", "after", "standup"};
+constexpr std::string_view chat_names[] = {"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan",
+                                           "judy", "mallory", "niaj", "olivia", "peggy", "rupert", "sybil", "trent",
+                                           "victor", "walter", "yasmin"};
+
+/// `n` bytes of words (a sentence), exactly.
+std::string chat_text(SplitMix& rng, std::size_t n) {
+    std::string t;
+    while (t.size() < n) {
+        if (!t.empty()) t += ' ';
+        t += chat_words[rng.below(std::size(chat_words))];
+    }
+    t.resize(n);
+    if (!t.empty() && t.back() == ' ') t.back() = '.';
+    return t;
+}
+
+/// A JSON array of chat-message objects, exactly `size` bytes (at least 2); the last object's text fills the rest.
+std::string chat_json(SplitMix& rng, std::size_t size) {
+    std::string out = "[";
+    for (bool last = false; !last;) {
+        const auto user = 1000 + rng.below(9000);
+        std::string head = std::string(out.size() > 1 ? "," : "") + R"({"type":"message","id":)" +
+                           std::to_string(10'000'000 + rng.below(90'000'000)) + R"(,"room":"room-)" +
+                           std::to_string(rng.below(100)) + R"(","ts":)" + std::to_string(1764400000000ull + rng.below(86'400'000)) +
+                           R"(,"user":{"id":)" + std::to_string(user) + R"(,"name":")" +
+                           std::string(chat_names[rng.below(std::size(chat_names))]) + "_" + std::to_string(user % 97) +
+                           R"("},"text":")";
+        const std::string tail = std::string(R"(","edited":)") + (rng.below(8) == 0 ? "true" : "false") + "}";
+        const std::size_t fixed = out.size() + head.size() + tail.size() + 1;  // + "]"
+        if (fixed + 8 > size) {  // no room for another object: pad the array's end with spaces
+            out.resize(size - 1, ' ');
+            break;
+        }
+        std::size_t text = 20 + rng.below(140);
+        if (fixed + text + 260 > size) {  // the last one: its text fills the rest
+            text = size - fixed;
+            last = true;
+        }
+        out += head + chat_text(rng, text) + tail;
+    }
+    out += "]";
+    return out;
+}
+
+/// Raw deflate (RFC 7692): level 6, a 15-bit window, sync-flushed, the trailing 00 00 ff ff removed.
+#if LOADGEN_DEFLATE
+std::string deflate_raw(std::string_view in) {
+    z_stream z{};
+    if (deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+        std::fprintf(stderr, "loadgen: deflateInit2 failed\n");
+        std::exit(1);
+    }
+    std::string out(deflateBound(&z, in.size()) + 16, '\0');
+    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+    z.avail_in = static_cast<uInt>(in.size());
+    z.next_out = reinterpret_cast<Bytef*>(out.data());
+    z.avail_out = static_cast<uInt>(out.size());
+    if (deflate(&z, Z_SYNC_FLUSH) != Z_OK || z.avail_in != 0) {
+        std::fprintf(stderr, "loadgen: deflate failed\n");
+        std::exit(1);
+    }
+    out.resize(out.size() - z.avail_out);
+    deflateEnd(&z);
+    if (out.size() < 4 || out.compare(out.size() - 4, 4, std::string_view("\0\0\xff\xff", 4)) != 0) {
+        std::fprintf(stderr, "loadgen: deflate output does not end in 00 00 ff ff\n");
+        std::exit(1);
+    }
+    out.resize(out.size() - 4);
+    return out;
+}
+#else  // built without zlib: --deflate is refused in parse()
+std::string deflate_raw(std::string_view) { std::exit(2); }
+#endif
+
+/// A raw inflater (15-bit window: enough for any server window) for one connection, or shared for replies compressed
+/// on their own. `check` inflates one message (its 00 00 ff ff tail restored) and compares it with `want`.
+#if LOADGEN_DEFLATE
+class Inflater {
+public:
+    Inflater() {
+        if (inflateInit2(&z_, -15) != Z_OK) {
+            std::fprintf(stderr, "loadgen: inflateInit2 failed\n");
+            std::exit(1);
+        }
+    }
+    ~Inflater() { inflateEnd(&z_); }
+    Inflater(const Inflater&) = delete;
+    Inflater& operator=(const Inflater&) = delete;
+
+    bool check(std::string& message, std::string_view want, bool reset) {
+        message.append("\0\0\xff\xff", 4);
+        out_.resize(want.size() + 64);
+        z_.next_in = reinterpret_cast<Bytef*>(message.data());
+        z_.avail_in = static_cast<uInt>(message.size());
+        z_.next_out = reinterpret_cast<Bytef*>(out_.data());
+        z_.avail_out = static_cast<uInt>(out_.size());
+        const int r = inflate(&z_, Z_SYNC_FLUSH);
+        message.resize(message.size() - 4);
+        const std::size_t got = out_.size() - z_.avail_out;
+        const bool ok = (r == Z_OK || r == Z_BUF_ERROR) && z_.avail_in == 0 && got == want.size() &&
+                        std::memcmp(out_.data(), want.data(), got) == 0;
+        if (reset) inflateReset(&z_);
+        return ok;
+    }
+
+private:
+    z_stream z_{};
+    std::string out_;
+};
+#else
+class Inflater {
+public:
+    bool check(std::string&, std::string_view, bool) { return false; }
+};
+#endif
+
+struct Payload {
+    std::string expect;                 ///< what a reply (delivery) carries
+    std::vector<std::uint8_t> zmasked;  ///< the message we send (prefix + expect), compressed and masked with mask_key
+    std::vector<std::uint8_t> masked;   ///< the same uncompressed, masked (when the server declines the extension)
+    std::size_t sent_size = 0;          ///< uncompressed size of what we send
+    std::string reply;                  ///< a compressed reply already checked (servers compressing each on its own)
+};
+
+struct Pool {
+    std::vector<Payload> payloads;
+    std::size_t sent_plain = 0, sent_compressed = 0;  ///< bytes, over all payloads (the client's ratio)
+    std::size_t index(std::uint32_t id, std::uint64_t seq) const {
+        return static_cast<std::size_t>((static_cast<std::uint64_t>(id) * 7 + seq) % payloads.size());
+    }
+};
+
+std::unique_ptr<Pool> make_pool(const Options& o, std::string_view prefix) {
+    auto pool = std::make_unique<Pool>();
+    SplitMix rng{o.seed};
+    for (int i = 0; i < o.payloads; ++i) {
+        Payload p;
+        p.expect = chat_json(rng, std::max<std::size_t>(o.size, 2));
+        const std::string sent = std::string(prefix) + p.expect;
+        p.sent_size = sent.size();
+        const std::string z = deflate_raw(sent);
+        for (std::size_t k = 0; k < z.size(); ++k) p.zmasked.push_back(static_cast<std::uint8_t>(z[k]) ^ mask_key[k % 4]);
+        for (std::size_t k = 0; k < sent.size(); ++k) p.masked.push_back(static_cast<std::uint8_t>(sent[k]) ^ mask_key[k % 4]);
+        pool->sent_plain += sent.size();
+        pool->sent_compressed += z.size();
+        pool->payloads.push_back(std::move(p));
+    }
+    return pool;
+}
+
+/// The header of message `seq` from connection `id`: RSV1 and the compressed payload when the extension was agreed.
+Head make_pool_head(const Pool& pool, bool binary, bool compressed, std::uint32_t id, std::uint64_t seq) {
+    const Payload& p = pool.payloads[pool.index(id, seq)];
+    const auto& body = compressed ? p.zmasked : p.masked;
+    Head h;
+    h.size = put_client_header(h.bytes.data(), binary ? 2 : 1, body.size(), mask_key);
+    if (compressed) h.bytes[0] |= 0x40;  // RSV1: a compressed message
+    h.tail = body.data();
+    h.tail_size = body.size();
     return h;
 }
 
@@ -549,6 +807,11 @@ struct Conn {
     bool in_frame = false, frame_fin = false;
     int frame_opcode = 0;
     bool control = false;                 ///< current frame is a control frame (skipped)
+    // --deflate: the current message's payload as received (compressed when `zmsg`), and this connection's inflater
+    // when the server keeps its compression context between messages.
+    bool zmsg = false;
+    std::string zbuf;
+    std::unique_ptr<Inflater> inflater;
 };
 
 struct Stats {
@@ -557,6 +820,8 @@ struct Stats {
     Histogram latency;
     std::uint64_t errors = 0;
     std::string first_error;
+    std::uint64_t rx_bytes = 0, tx_bytes = 0;  ///< WebSocket bytes read and written in the measured window
+    std::uint64_t compressed = 0, uncompressed = 0;  ///< --deflate: replies (deliveries) with RSV1 set and without
 };
 
 class Engine {
@@ -593,7 +858,8 @@ public:
     /// Queues the next message on `c`, after `prefix` (the caller then flushes).
     void queue(Conn& c, std::int64_t now, std::string_view prefix = {}) {
         const std::size_t slot = static_cast<std::size_t>(c.send_seq % static_cast<std::uint64_t>(o_.depth));
-        c.heads[slot] = make_head(pattern_, ws_, o_.binary, c.id, c.send_seq, prefix);
+        c.heads[slot] = pool_ ? make_pool_head(*pool_, o_.binary, compressed_, c.id, c.send_seq)
+                              : make_head(pattern_, ws_, o_.binary, c.id, c.send_seq, prefix);
         c.sent_at[slot] = now;
         ++c.send_seq;
     }
@@ -610,9 +876,8 @@ public:
             for (std::uint64_t s = c.write_seq; s < c.send_seq && n + 2 <= iov.size(); ++s) {
                 const Head& h = c.heads[static_cast<std::size_t>(s % static_cast<std::uint64_t>(o_.depth))];
                 if (off < h.size) iov[n++] = {const_cast<std::uint8_t*>(h.bytes.data()) + off, h.size - off};
-                const std::size_t tail_off = h.tail_from + (off > h.size ? off - h.size : 0);
-                if (tail_off < pattern_.masked.size())
-                    iov[n++] = {const_cast<std::uint8_t*>(pattern_.masked.data()) + tail_off, pattern_.masked.size() - tail_off};
+                const std::size_t tail_off = off > h.size ? off - h.size : 0;
+                if (tail_off < h.tail_size) iov[n++] = {const_cast<std::uint8_t*>(h.tail) + tail_off, h.tail_size - tail_off};
                 off = 0;
             }
             const ssize_t w = writev(c.fd, iov.data(), static_cast<int>(n));
@@ -624,10 +889,11 @@ public:
                 fail(c, "write failed");
                 return;
             }
+            if (measuring) stats_.tx_bytes += static_cast<std::uint64_t>(w);
             auto left = static_cast<std::size_t>(w);
             while (left > 0) {
                 const Head& h = c.heads[static_cast<std::size_t>(c.write_seq % static_cast<std::uint64_t>(o_.depth))];
-                const std::size_t total = h.size + pattern_.masked.size() - h.tail_from;
+                const std::size_t total = h.size + h.tail_size;
                 const std::size_t take = std::min(left, total - c.write_off);
                 c.write_off += take;
                 left -= take;
@@ -710,8 +976,7 @@ private:
         for (; c.write_seq < c.send_seq; ++c.write_seq) {
             const Head& h = c.heads[static_cast<std::size_t>(c.write_seq % static_cast<std::uint64_t>(o_.depth))];
             c.tls_out.insert(c.tls_out.end(), h.bytes.begin(), h.bytes.begin() + static_cast<std::ptrdiff_t>(h.size));
-            c.tls_out.insert(c.tls_out.end(), pattern_.masked.begin() + static_cast<std::ptrdiff_t>(h.tail_from),
-                             pattern_.masked.end());
+            c.tls_out.insert(c.tls_out.end(), h.tail, h.tail + h.tail_size);
         }
         while (c.tls_off < c.tls_out.size()) {
             std::size_t w = 0;
@@ -775,6 +1040,7 @@ private:
                 return;
             }
             completion_time = now_ns();
+            if (measuring) stats_.rx_bytes += static_cast<std::uint64_t>(n);
             consume(c, rbuf_.data(), static_cast<std::size_t>(n), on_reply);
             if (static_cast<std::size_t>(n) < rbuf_.size()) break;  // drained: save the EAGAIN read
         }
@@ -834,6 +1100,7 @@ private:
                 c.frame_fin = (c.hdr[0] & 0x80) != 0;
                 c.frame_opcode = c.hdr[0] & 0x0f;
                 c.control = c.frame_opcode >= 8;
+                if (pool_ && !c.control && c.msg_off == 0) c.zmsg = (c.hdr[0] & 0x40) != 0;
                 if (c.frame_opcode == 8) return fail(c, "server sent a close frame");
                 if (!c.control) {
                     const int want = o_.binary ? 2 : 1;
@@ -844,7 +1111,10 @@ private:
                 c.in_frame = true;
             }
             const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(n, c.frame_left));
-            if (!c.control) {
+            if (pool_ && !c.control) {
+                c.zbuf.append(reinterpret_cast<const char*>(p), take);
+                c.msg_off += take;
+            } else if (!c.control) {
                 if (!verify(c, p, take)) return fail(c, "echoed payload differs from what was sent");
                 c.msg_off += take;
             }
@@ -854,16 +1124,55 @@ private:
             if (c.frame_left == 0) {
                 c.in_frame = false;
                 if (!c.control && c.frame_fin) {
-                    if (c.msg_off != pattern_.plain.size()) return fail(c, "reply has the wrong length");
+                    if (pool_) {
+                        if (!check_pooled(c)) return fail(c, c.zmsg ? "an inflated reply differs from what was sent"
+                                                                    : "an uncompressed reply differs from what was sent");
+                        c.zbuf.clear();
+                    } else if (c.msg_off != pattern_.plain.size()) {
+                        return fail(c, "reply has the wrong length");
+                    }
                     complete(c, on_reply);
                 }
             }
         }
     }
 
+    /// --deflate: the reply (delivery) just completed on `c` against the payload it answers. Servers that compress each
+    /// message on its own send the same bytes for the same payload: those are compared with the first such reply that
+    /// was inflated and checked; otherwise (and with context takeover, always) the reply is inflated.
+    bool check_pooled(Conn& c) {
+        Payload& want = pool_->payloads[pool_->index(c.peer, c.tag_seq(c.recv_seq))];
+        if (!c.zmsg) {
+            ++stats_.uncompressed;
+            return c.zbuf == want.expect;
+        }
+        ++stats_.compressed;
+        if (!compressed_) return false;  // RSV1 without the extension
+        if (deflate_answers.server_context == 0) {
+            if (c.zbuf == want.reply) return true;
+            if (!shared_inflater_) shared_inflater_ = std::make_unique<Inflater>();
+            if (!shared_inflater_->check(c.zbuf, want.expect, true)) return false;
+            want.reply = c.zbuf;
+            return true;
+        }
+        if (!c.inflater) c.inflater = std::make_unique<Inflater>();
+        return c.inflater->check(c.zbuf, want.expect, false);
+    }
+
+public:
+    /// --deflate: send the pool's payloads, compressed when the extension was agreed (`compressed`).
+    void use_pool(Pool* pool, bool compressed) {
+        pool_ = pool;
+        compressed_ = compressed;
+    }
+
+private:
     const Options& o_;
     bool ws_;
     Pattern pattern_;
+    Pool* pool_ = nullptr;
+    bool compressed_ = false;
+    std::unique_ptr<Inflater> shared_inflater_;
     int ep_ = -1;
     std::vector<Conn> conns_;
     std::vector<std::uint8_t> rbuf_;
@@ -887,6 +1196,7 @@ struct Report {
     int connections = 0;
     int stalled = 0;              ///< connections with messages outstanding and no reply in the whole window
     long long peak_rss = -1;      ///< the server's VmHWM at the end (memory under load)
+    const Stats* stats = nullptr; ///< wire bytes, --deflate reply counts
 };
 
 void print(const Options& o, const Report& r, const char* unit) {
@@ -895,15 +1205,21 @@ void print(const Options& o, const Report& r, const char* unit) {
     const double p50 = r.latency ? r.latency->quantile(0.5) / 1000 : 0;
     const double p99 = r.latency ? r.latency->quantile(0.99) / 1000 : 0;
     const double p999 = r.latency ? r.latency->quantile(0.999) / 1000 : 0;
-    std::string err;
+    std::string err, answer;
     for (const char ch : r.first_error) err += ch == '"' || ch == '\\' ? '\'' : ch;
+    for (const char ch : deflate_answers.first) answer += ch == '"' || ch == '\\' ? '\'' : ch;
+    const Stats none;
+    const Stats& st = r.stats ? *r.stats : none;
     std::printf("{\"label\":\"%s\",\"mode\":\"%s\",\"connections\":%d,\"size\":%zu,\"depth\":%d,\"binary\":%s,\"json\":%s,"
                 "\"seconds\":%.3f,\"count\":%" PRIu64 ",\"rate\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
                 "\"server_cpu_s\":%.3f,\"server_user_s\":%.3f,\"per_server_cpu_s\":%.1f,\"client_cpu_s\":%.3f,"
-                "\"rss_before\":%lld,\"rss_after\":%lld,\"stalled\":%d,\"peak_rss\":%lld,\"errors\":%" PRIu64 ",\"first_error\":\"%s\"}\n",
+                "\"rss_before\":%lld,\"rss_after\":%lld,\"stalled\":%d,\"peak_rss\":%lld,\"wire_rx\":%" PRIu64 ",\"wire_tx\":%" PRIu64 ","
+                "\"deflate\":%s,\"deflate_accepted\":%d,\"deflate_declined\":%d,\"deflate_answer\":\"%s\",\"compressed\":%" PRIu64 ","
+                "\"uncompressed\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"first_error\":\"%s\"}\n",
                 o.label.c_str(), r.mode.c_str(), r.connections, o.size, o.depth, o.binary ? "true" : "false", o.json ? "true" : "false", r.seconds,
                 r.count, rate, p50, p99, p999, r.server_cpu, r.server_user, per_cpu, r.client_cpu, r.rss_before, r.rss_after, r.stalled, r.peak_rss,
-                r.errors, err.c_str());
+                st.rx_bytes, st.tx_bytes, o.deflate ? "true" : "false", deflate_answers.accepted, deflate_answers.declined,
+                answer.c_str(), st.compressed, st.uncompressed, r.errors, err.c_str());
     std::fflush(stdout);
     if (r.mode == "idle") {
         std::fprintf(stderr, "%s: %d idle connections, server RSS %.1f -> %.1f MiB = %.0f bytes per connection\n",
@@ -917,6 +1233,11 @@ void print(const Options& o, const Report& r, const char* unit) {
                      o.label.c_str(), r.mode.c_str(), rate, unit, r.seconds, p50, p99, p999, r.server_cpu, per_cpu, unit ? r.client_cpu : 0);
         if (r.stalled) std::fprintf(stderr, ", %d connections stalled (no reply in the window)", r.stalled);
         if (r.errors) std::fprintf(stderr, ", %" PRIu64 " errors (first: %s)", r.errors, r.first_error.c_str());
+        if (o.deflate && r.count)
+            std::fprintf(stderr, ", deflate %s (%" PRIu64 " compressed, %" PRIu64 " not), wire %.0f B in + %.0f B out per %s",
+                         deflate_answers.accepted ? "on" : "declined", st.compressed, st.uncompressed,
+                         static_cast<double>(st.rx_bytes) / static_cast<double>(r.count),
+                         static_cast<double>(st.tx_bytes) / static_cast<double>(r.count), unit);
         std::fprintf(stderr, "\n");
     }
 }
@@ -939,8 +1260,19 @@ struct Window {
 // ---------------------------------------------------------------------------------------------------------------
 // Modes
 
+/// --deflate: every connection got the same answer (all accepted or all declined); exits otherwise.
+bool deflate_agreed() {
+    if (deflate_answers.accepted > 0 && deflate_answers.declined > 0) {
+        std::fprintf(stderr, "loadgen: the server accepted permessage-deflate on %d connections and declined it on %d\n",
+                     deflate_answers.accepted, deflate_answers.declined);
+        std::exit(1);
+    }
+    return deflate_answers.accepted > 0;
+}
+
 int run_echo(const Options& o, bool ws) {
     const auto addr = server_address(o);
+    const auto pool = o.deflate ? make_pool(o, "") : nullptr;  // compressed before any connection
     Engine engine(o, ws);
     for (int i = 0; i < o.connections; ++i) {
 #if LOADGEN_TLS
@@ -953,6 +1285,7 @@ int run_echo(const Options& o, bool ws) {
         const int fd = open_connection(o, addr, ws);
         engine.add(fd, static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(i));
     }
+    if (pool) engine.use_pool(pool.get(), deflate_agreed());
     engine.arm();
     Stats& st = engine.stats();
     const bool fixed = o.messages > 0;
@@ -1013,6 +1346,7 @@ int run_echo(const Options& o, bool ws) {
     r.latency = &st.latency;
     r.errors = st.errors;
     r.first_error = st.first_error;
+    r.stats = &st;
     if (fixed && st.completed < static_cast<std::uint64_t>(o.messages) && r.errors == 0) {
         r.errors = 1;
         r.first_error = "timed out before all messages were echoed";
@@ -1081,6 +1415,7 @@ int run_fanout(const Options& o) {
     const auto depth = static_cast<std::uint64_t>(o.depth);
     const auto addr = server_address(o);
     const auto publisher_id = static_cast<std::uint32_t>(o.subscribers);
+    const auto pool = o.deflate ? make_pool(o, "publish ") : nullptr;  // compressed before any connection
     Engine engine(o, true);
     std::vector<std::string> prefixes;  // by topic
     std::vector<int> members;           // subscribers per topic
@@ -1098,6 +1433,7 @@ int run_fanout(const Options& o) {
         auto& pub = engine.add(open_connection(o, addr, true), publisher_id, publisher_id);
         pub.counts = false;
     }
+    if (pool) engine.use_pool(pool.get(), deflate_agreed());
     engine.arm();
     Conn* publisher = &engine.conns().back();
     Stats& st = engine.stats();
@@ -1156,6 +1492,7 @@ int run_fanout(const Options& o) {
     r.latency = &st.latency;
     r.errors = st.errors;
     r.first_error = st.first_error;
+    r.stats = &st;
     print(o, r, "deliveries");
     return r.errors == 0 && r.count > 0 ? 0 : 1;
 }
@@ -1362,17 +1699,77 @@ int run_handshake(const Options& o) {
     return errors == 0 && measured > 0 ? 0 : 1;
 }
 
-/// Opens 100 connections (allocator warm-up), reads RSS, opens --connections more, holds, reads RSS again.
+/// --deflate, idle mode: sends one pooled message on `fd` and reads its echo (blocking, at most 10 s per wait), so the
+/// server has made whatever codecs a connection that has exchanged a message keeps. Exits on an error.
+void exchange_one(const Pool& pool, bool compressed, int fd, std::uint32_t id) {
+    const Head h = make_pool_head(pool, false, compressed, id, 0);
+    std::string out(reinterpret_cast<const char*>(h.bytes.data()), h.size);
+    out.append(reinterpret_cast<const char*>(h.tail), h.tail_size);
+    auto wait = [&](short events) {
+        pollfd p{fd, events, 0};
+        if (poll(&p, 1, 10'000) != 1) {
+            std::fprintf(stderr, "loadgen: idle --deflate: no progress on connection %u\n", id);
+            std::exit(1);
+        }
+    };
+    for (std::size_t off = 0; off < out.size();) {
+        const ssize_t w = write(fd, out.data() + off, out.size() - off);
+        if (w > 0) off += static_cast<std::size_t>(w);
+        else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) wait(POLLOUT);
+        else die("write");
+    }
+    std::string in;
+    std::size_t need = 2, header = 0;
+    while (header == 0 || in.size() < need) {
+        char buf[65536];
+        const ssize_t n = read(fd, buf, sizeof buf);
+        if (n == 0) die("idle --deflate: the server closed");
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK) die("read");
+            wait(POLLIN);
+            continue;
+        }
+        in.append(buf, static_cast<std::size_t>(n));
+        if (header == 0 && in.size() >= 2) {
+            const auto b1 = static_cast<std::uint8_t>(in[1]) & 0x7f;
+            header = b1 == 126 ? 4 : b1 == 127 ? 10 : 2;
+        }
+        if (header && in.size() >= header && need == 2) {
+            std::uint64_t len = static_cast<std::uint8_t>(in[1]) & 0x7f;
+            if (header > 2) {
+                len = 0;
+                for (std::size_t i = 2; i < header; ++i) len = len << 8 | static_cast<std::uint8_t>(in[i]);
+            }
+            need = header + static_cast<std::size_t>(len);
+        }
+    }
+    const Payload& want = pool.payloads[pool.index(id, 0)];
+    std::string body = in.substr(header, need - header);
+    const bool rsv1 = (static_cast<std::uint8_t>(in[0]) & 0x40) != 0;
+    if (in.size() != need || (static_cast<std::uint8_t>(in[0]) & 0x80) == 0 ||
+        (rsv1 ? !Inflater().check(body, want.expect, true) : body != want.expect)) {
+        std::fprintf(stderr, "loadgen: idle --deflate: connection %u: a wrong or fragmented echo\n", id);
+        std::exit(1);
+    }
+}
+
+/// Opens 100 connections (allocator warm-up), reads RSS, opens --connections more, holds, reads RSS again. With
+/// --deflate every connection first exchanges one compressed message (the codecs it keeps are then counted).
 int run_idle(const Options& o) {
     const auto addr = server_address(o);
+    const auto pool = o.deflate ? make_pool(o, "") : nullptr;
     std::vector<int> fds;
-    for (int i = 0; i < 100; ++i) fds.push_back(open_connection(o, addr, true));
+    auto open = [&](std::uint32_t id) {
+        fds.push_back(open_connection(o, addr, true));
+        if (pool) exchange_one(*pool, deflate_agreed(), fds.back(), id);
+    };
+    for (int i = 0; i < 100; ++i) open(static_cast<std::uint32_t>(i));
     usleep(300'000);
     Report r;
     r.mode = "idle";
     r.connections = o.connections;
     r.rss_before = process_rss_bytes(o.pid);
-    for (int i = 0; i < o.connections; ++i) fds.push_back(open_connection(o, addr, true));
+    for (int i = 0; i < o.connections; ++i) open(static_cast<std::uint32_t>(100 + i));
     usleep(static_cast<useconds_t>(o.hold * 1e6));
     r.rss_after = process_rss_bytes(o.pid);
     // Every connection must still be open: a non-blocking read must find nothing (EAGAIN), not EOF.

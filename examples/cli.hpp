@@ -31,7 +31,7 @@ public:
         known.insert(known.end(), {"--host", "--port", "--threads", "--max-connections", "--max-output-buffer",
                                    "--pause-reading-above", "--backpressure", "--idle-timeout", "--ping-interval", "--pong-timeout",
                                    "--close-timeout", "--task-threads", "--task-queue-size", "--log-level", "--tls-cert", "--tls-key", "--tls-port", "--tls-ca",
-                                   "--tls-verify", "--deflate-window"});
+                                   "--tls-verify", "--deflate-window", "--deflate-threshold"});
         for (int i = 1; i < argc; ++i) {
             const std::string_view flag = argv[i];
             if (flag == "--help" || flag == "-h") usage(argv[0], known, 0);
@@ -87,10 +87,11 @@ public:
         return s;
     }
 
-    /// --deflate[=shared|dedicated] [--deflate-window BITS]: permessage-deflate with shared codecs per event loop, or
-    /// dedicated ones per connection (compressor and decompressor); BITS (8..15, default 15) is the compressor's
-    /// window and the one asked of clients, with memLevel BITS - 7 (uWebSockets' DEDICATED_COMPRESSOR sizes: 9 is
-    /// 4 KB, 12 is 32 KB, 15 is 256 KB). Without --deflate the extension is declined.
+    /// --deflate[=shared|dedicated] [--deflate-window BITS] [--deflate-threshold BYTES]: permessage-deflate with shared
+    /// codecs per event loop, or dedicated ones per connection (compressor and decompressor); BITS (8..15, default 15)
+    /// is the compressor's window and the one asked of clients, with memLevel BITS - 7 (uWebSockets' DEDICATED_COMPRESSOR
+    /// sizes: 9 is 4 KB, 12 is 32 KB, 15 is 256 KB); messages shorter than BYTES go uncompressed (default 1024, 0:
+    /// compress everything). Without --deflate the extension is declined.
     void apply_deflate(swirl::Settings& s) const {
         const std::string mode = get("--deflate", "");
         if (mode.empty()) return;
@@ -107,6 +108,9 @@ public:
         s.compression.compressor = s.compression.decompressor = codec;
         s.compression.window_bits = s.compression.client_window_bits = static_cast<std::uint8_t>(bits);
         s.compression.mem_level = std::max(1, static_cast<int>(bits) - 7);
+        const double threshold = number("--deflate-threshold", static_cast<double>(s.compression.threshold));
+        if (threshold < 0) fail("--deflate-threshold: 0 or more bytes");
+        s.compression.threshold = static_cast<std::size_t>(threshold);
     }
 
     /// --tls-cert FILE --tls-key FILE [--tls-port PORT (9502)] [--tls-ca FILE [--tls-verify optional|required]]:

@@ -1,7 +1,9 @@
 // beast_echo: Boost.Beast (Debian's Boost 1.74) as a peer. Beast's own awaitable style, one coroutine per
 // connection, TCP_NODELAY set (its examples leave Nagle on, which stalls larger echoes), a 64 MiB message limit,
-// everything else at Beast's defaults.
-//   beast_echo [--host 127.0.0.1] [--port 0] [--threads 1]
+// everything else at Beast's defaults. --deflate 1: permessage-deflate (`websocket::permessage_deflate`, server_enable)
+// with swirl's settings instead of Beast's defaults (compLevel 8, memLevel 4): level 6, memLevel 8, 15-bit windows;
+// context takeover as the client offers it. Boost 1.74's Beast has no size threshold: it compresses every message.
+//   beast_echo [--host 127.0.0.1] [--port 0] [--threads 1] [--deflate 1]
 #include <utility>  // Boost 1.74's awaitable headers use std::exchange without including it (g++ 12)
 
 /// Boost 1.74 misses clang's C++20 coroutines (it looks for __cpp_coroutines); switch them on.
@@ -32,11 +34,22 @@ using tcp = net::ip::tcp;
 
 namespace {
 
+bool deflate = false;
+
 net::awaitable<void> session(tcp::socket socket) {
     try {
         socket.set_option(tcp::no_delay(true));
         websocket::stream<tcp::socket> ws(std::move(socket));
         ws.read_message_max(64u << 20);
+        if (deflate) {
+            websocket::permessage_deflate pmd;
+            pmd.server_enable = true;
+            pmd.server_max_window_bits = 15;
+            pmd.client_max_window_bits = 15;
+            pmd.compLevel = 6;
+            pmd.memLevel = 8;
+            ws.set_option(pmd);
+        }
         co_await ws.async_accept(net::use_awaitable);
         boost::beast::flat_buffer buffer;
         while (true) {
@@ -73,6 +86,7 @@ int main(int argc, char** argv) {
         if (flag == "--host") host = argv[i + 1];
         else if (flag == "--port") port = static_cast<unsigned short>(std::atoi(argv[i + 1]));
         else if (flag == "--threads") threads = static_cast<std::size_t>(std::max(1, std::atoi(argv[i + 1])));
+        else if (flag == "--deflate") deflate = std::atoi(argv[i + 1]) != 0;
     }
     std::vector<std::unique_ptr<net::io_context>> loops;
     for (std::size_t i = 0; i < threads; ++i) loops.push_back(std::make_unique<net::io_context>(1));

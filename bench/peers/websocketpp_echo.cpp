@@ -3,8 +3,14 @@
 // --pubsub: rooms as websocketpp applications keep them (a map from topic to a set of connection handles, and each
 // connection's topics for the close handler): "subscribe <topic>" joins and is answered "subscribed <topic>";
 // "publish <topic> <payload>" sends <payload> to the topic's connections, one send each (as --broadcast).
-//   websocketpp_echo [--host 127.0.0.1] [--port 0] [--threads 1] [--broadcast 1] [--pubsub 1]
+// --deflate 1: permessage-deflate (the `permessage_deflate::enabled` extension in the config) with 15-bit windows and
+// context takeover as the client offers it; its zlib level (6) and memLevel (4) are fixed in the library, and it
+// compresses every message (no threshold).
+//   websocketpp_echo [--host 127.0.0.1] [--port 0] [--threads 1] [--broadcast 1] [--pubsub 1] [--deflate 1]
 #include <websocketpp/config/asio_no_tls.hpp>
+#if WEBSOCKETPP_ECHO_DEFLATE
+#include <websocketpp/extensions/permessage_deflate/enabled.hpp>
+#endif
 #include <websocketpp/server.hpp>
 
 #include <cstdio>
@@ -17,21 +23,19 @@
 #include <thread>
 #include <vector>
 
-using Server = websocketpp::server<websocketpp::config::asio>;
+#if WEBSOCKETPP_ECHO_DEFLATE
+/// The asio config with permessage-deflate enabled.
+struct deflate_config : public websocketpp::config::asio {
+    typedef deflate_config type;
+    typedef websocketpp::config::asio base;
+    struct permessage_deflate_config : public base::permessage_deflate_config {};
+    typedef websocketpp::extensions::permessage_deflate::enabled<permessage_deflate_config> permessage_deflate_type;
+};
+#endif
 
-int main(int argc, char** argv) {
-    std::string host = "127.0.0.1";
-    unsigned short port = 0;
-    int threads = 1;
-    bool broadcast = false, pubsub = false;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        const std::string_view flag = argv[i];
-        if (flag == "--host") host = argv[i + 1];
-        else if (flag == "--port") port = static_cast<unsigned short>(std::atoi(argv[i + 1]));
-        else if (flag == "--threads") threads = std::max(1, std::atoi(argv[i + 1]));
-        else if (flag == "--broadcast") broadcast = std::atoi(argv[i + 1]) != 0;
-        else if (flag == "--pubsub") pubsub = std::atoi(argv[i + 1]) != 0;
-    }
+template <class Config>
+int serve(const std::string& host, unsigned short port, int threads, bool broadcast, bool pubsub) {
+    using Server = websocketpp::server<Config>;
     Server server;
     server.clear_access_channels(websocketpp::log::alevel::all);
     server.clear_error_channels(websocketpp::log::elevel::all);
@@ -72,7 +76,7 @@ int main(int argc, char** argv) {
             joined.erase(it);
         });
     }
-    server.set_message_handler([&](websocketpp::connection_hdl h, Server::message_ptr message) {
+    server.set_message_handler([&](websocketpp::connection_hdl h, typename Server::message_ptr message) {
         const std::string& payload = message->get_payload();
         websocketpp::lib::error_code ec;
         if (pubsub && message->get_opcode() == websocketpp::frame::opcode::text) {
@@ -112,4 +116,30 @@ int main(int argc, char** argv) {
     for (int i = 1; i < threads; ++i) workers.emplace_back([&server] { server.run(); });
     server.run();
     for (auto& w : workers) w.join();
+    return 0;
+}
+
+int main(int argc, char** argv) {
+    std::string host = "127.0.0.1";
+    unsigned short port = 0;
+    int threads = 1;
+    bool broadcast = false, pubsub = false, deflate = false;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const std::string_view flag = argv[i];
+        if (flag == "--host") host = argv[i + 1];
+        else if (flag == "--port") port = static_cast<unsigned short>(std::atoi(argv[i + 1]));
+        else if (flag == "--threads") threads = std::max(1, std::atoi(argv[i + 1]));
+        else if (flag == "--broadcast") broadcast = std::atoi(argv[i + 1]) != 0;
+        else if (flag == "--pubsub") pubsub = std::atoi(argv[i + 1]) != 0;
+        else if (flag == "--deflate") deflate = std::atoi(argv[i + 1]) != 0;
+    }
+#if WEBSOCKETPP_ECHO_DEFLATE
+    if (deflate) return serve<deflate_config>(host, port, threads, broadcast, pubsub);
+#else
+    if (deflate) {
+        std::fprintf(stderr, "websocketpp_echo: --deflate: built without zlib\n");
+        return 2;
+    }
+#endif
+    return serve<websocketpp::config::asio>(host, port, threads, broadcast, pubsub);
 }

@@ -1,9 +1,15 @@
-// ws_echo.js: Node's `ws` (Debian's node-ws) as JavaScript users run it: no compression, 64 MiB messages.
+// ws_echo.js: Node's `ws` (Debian's node-ws) as JavaScript users run it: no compression (unless --deflate 1), 64 MiB
+// messages.
 // --broadcast 1: a text message "publish <payload>" is sent to every client (wss.clients, one send each).
 // --pubsub 1: rooms as `ws` users write them (a Map from topic to a Set of sockets, each socket's topics kept for
 // 'close'): "subscribe <topic>" joins and is answered "subscribed <topic>"; "publish <topic> <payload>" sends
 // <payload> to the topic's sockets, one send each.
+// --deflate 1: permessage-deflate on (`perMessageDeflate`) with swirl's settings: zlib level 6, memLevel 8, 15-bit
+// windows, threshold --deflate-threshold (default 0: every message compressed); context takeover as the client
+// offers it (ws honours server_no_context_takeover / client_no_context_takeover in the offer). ws runs zlib on
+// libuv's thread pool, whose CPU time counts as the server's (the whole process is measured).
 //   NODE_PATH=/usr/share/nodejs node ws_echo.js [--host 127.0.0.1] [--port 0] [--broadcast 1] [--pubsub 1]
+//                                              [--deflate 1 [--deflate-threshold BYTES]]
 'use strict';
 const { WebSocketServer } = require('ws');
 
@@ -12,12 +18,17 @@ for (let i = 2; i + 1 < process.argv.length; i += 2) args[process.argv[i]] = pro
 const host = args['--host'] || '127.0.0.1';
 const broadcast = args['--broadcast'] === '1';
 const pubsub = args['--pubsub'] === '1';
+const deflate = args['--deflate'] === '1' && {
+  threshold: Number(args['--deflate-threshold'] || 0),
+  zlibDeflateOptions: { level: 6, memLevel: 8 },
+  serverMaxWindowBits: 15,
+};
 
 const wss = new WebSocketServer({
   host,
   port: Number(args['--port'] || 0),
   backlog: 4096,
-  perMessageDeflate: false,
+  perMessageDeflate: deflate,
   maxPayload: 64 * 1024 * 1024,
   clientTracking: broadcast,
 });
