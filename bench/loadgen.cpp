@@ -28,10 +28,16 @@
 //
 // permessage-deflate (built with zlib, LOADGEN_DEFLATE=1): --deflate offers the extension (--deflate-offer, default
 // "permessage-deflate; client_no_context_takeover; server_no_context_takeover") in modes echo, broadcast and idle, and
-// sends --payloads distinct chat-message JSON texts of --size bytes (a seeded PRNG, --seed) compressed once at start
-// (raw deflate, 00 00 ff ff stripped, RSV1) and masked once; replies are inflated and checked (see Pool below). Where
-// the server declines, the same payloads go uncompressed. The JSON line then also counts WebSocket bytes each way in
-// the window (wire_rx, wire_tx) and compressed / uncompressed replies. The plain path is unchanged.
+// sends --payloads distinct chat-message JSON texts of --size bytes (a seeded PRNG, --seed; in echo mode at least the
+// next prime above --connections, so that no two connections send the same text at the same sequence number)
+// compressed once at start (raw deflate, 00 00 ff ff stripped, RSV1) and masked once; replies are inflated and checked
+// (see Pool below). The server's answer is checked against the offer (RFC 7692 §7.1: a parameter it may not add, or
+// an offered server_no_context_takeover it dropped, ends the run). Where the server declines, the same payloads go
+// uncompressed. The JSON line then also carries the answer, the payload count and seed, and compressed / uncompressed
+// replies. The plain path is unchanged.
+//
+// Every mode counts the WebSocket bytes read and written in the measured window (wire_rx, wire_tx; with --tls the
+// bytes inside TLS, before encryption). `loadgen --features` prints what it was built with ("tls", "deflate").
 //
 // Output: one JSON line on stdout (machine-readable), one human-readable line on stderr. Exit status 0 when the
 // run completed without a verification or connection error.
@@ -64,6 +70,13 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#ifndef LOADGEN_DEFLATE
+#define LOADGEN_DEFLATE 0
+#endif
+#ifndef LOADGEN_TLS
+#define LOADGEN_TLS 0
+#endif
 
 #if LOADGEN_DEFLATE
 #include <zlib.h>
@@ -108,7 +121,7 @@ struct Options {
     bool no_upgrade = false;     ///< handshake mode: TLS handshake only (no HTTP upgrade, no close frames)
     bool deflate = false;        ///< permessage-deflate: offer it, send --payloads distinct JSON messages compressed
     std::string deflate_offer = "permessage-deflate; client_no_context_takeover; server_no_context_takeover";
-    int payloads = 64;           ///< --deflate: distinct payloads (chat-message JSON from a seeded PRNG)
+    int payloads = 64;           ///< --deflate: distinct payloads (chat-message JSON from a seeded PRNG); see payload_count
     std::uint64_t seed = 17;     ///< --deflate: the PRNG's seed
 };
 
@@ -119,7 +132,8 @@ struct Options {
                  "               [--messages N] [--concurrency N] [--subscribers N] [--topics N] [--idle-topics N] [--hold S]\n"
                  "               [--label TEXT] [--json]\n"
                  "               [--tls [--tls-ca FILE]] [--no-upgrade]\n"
-                 "               [--deflate [--deflate-offer EXTENSION] [--payloads N] [--seed N]]\n");
+                 "               [--deflate [--deflate-offer EXTENSION] [--payloads N] [--seed N]]\n"
+                 "       loadgen --features   (prints the optional parts built in: tls, deflate)\n");
     std::exit(status);
 }
 
@@ -128,6 +142,10 @@ Options parse(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         const std::string_view a = argv[i];
         if (a == "--help" || a == "-h") usage(0);
+        if (a == "--features") {
+            std::printf("%s%s\n", LOADGEN_TLS ? "tls " : "", LOADGEN_DEFLATE ? "deflate" : "");
+            std::exit(0);
+        }
         if (a == "--binary") { o.binary = true; continue; }
         if (a == "--text") { o.binary = false; continue; }
         if (a == "--json") { o.json = true; o.binary = false; continue; }
@@ -320,40 +338,128 @@ constexpr std::string_view ws_key = "dGhlIHNhbXBsZSBub25jZQ==";
 constexpr std::string_view ws_accept = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
 std::string upgrade_request(const Options& o) {
-    return "GET " + o.path + " HTTP/1.1\r\nHost: " + o.host + ":" + std::to_string(o.port) +
-           "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + std::string(ws_key) +
-           "\r\nSec-WebSocket-Version: 13\r\n" +
-           (o.deflate ? "Sec-WebSocket-Extensions: " + o.deflate_offer + "\r\n" : std::string()) + "\r\n";
+    // Appended, not built with "literal" + string (g++ 12 -O3 warns there, a false -Wrestrict).
+    std::string r("GET ");
+    r.append(o.path).append(" HTTP/1.1\r\nHost: ").append(o.host).append(":").append(std::to_string(o.port));
+    r.append("\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ").append(ws_key);
+    r.append("\r\nSec-WebSocket-Version: 13\r\n");
+    if (o.deflate) r.append("Sec-WebSocket-Extensions: ").append(o.deflate_offer).append("\r\n");
+    r.append("\r\n");
+    return r;
 }
 
-/// --deflate: what the servers answered (every connection's answer is recorded; a benchmark server answers all alike).
+/// --deflate: what the servers answered (every connection's answer is recorded and must be the same).
 struct DeflateAnswers {
     int accepted = 0, declined = 0;
     int server_context = 0;       ///< accepted without server_no_context_takeover: replies need a per-connection inflater
-    std::string first;            ///< the first answer, for the report
+    std::string first;            ///< the first answer as sent (the Sec-WebSocket-Extensions value), for the report
+    std::string normalized;       ///< its parameters, parsed: every later answer must match
 } deflate_answers;
 
-/// Records the Sec-WebSocket-Extensions answer of an upgrade response (--deflate); exits on a client window limit
-/// (our messages are compressed once, with a 15-bit window, before any connection).
-bool note_deflate_answer(std::string_view head) {
-    std::string lower(head);
-    for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    const auto at = lower.find("\r\nsec-websocket-extensions:");
-    if (at == std::string::npos || lower.find("permessage-deflate", at) == std::string::npos) {
+/// One extension of a Sec-WebSocket-Extensions value: its name and parameters (lower case, trimmed, quotes removed).
+struct Extension {
+    std::string name;
+    std::vector<std::pair<std::string, std::string>> params;
+    const std::string* find(std::string_view param) const {
+        for (const auto& [k, v] : params)
+            if (k == param) return &v;
+        return nullptr;
+    }
+};
+
+std::string_view trimmed(std::string_view v) {
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+    return v;
+}
+
+std::string lower_trimmed(std::string_view v) {
+    v = trimmed(v);
+    if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
+    std::string out(v);
+    for (auto& ch : out) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return out;
+}
+
+/// Parses "name; p1; p2=v" (one extension: a comma, a second one, is refused, as are repeated parameters).
+bool parse_extension(std::string_view value, Extension& e) {
+    if (value.find(',') != std::string_view::npos) return false;
+    bool first = true;
+    while (true) {
+        const auto semi = value.find(';');
+        const std::string_view part = value.substr(0, semi);
+        if (first) {
+            e.name = lower_trimmed(part);
+            first = false;
+        } else {
+            const auto eq = part.find('=');
+            std::string key = lower_trimmed(part.substr(0, eq));
+            std::string val = eq == std::string_view::npos ? std::string() : lower_trimmed(part.substr(eq + 1));
+            if (key.empty() || e.find(key)) return false;
+            e.params.emplace_back(std::move(key), std::move(val));
+        }
+        if (semi == std::string_view::npos) break;
+        value.remove_prefix(semi + 1);
+    }
+    return !e.name.empty();
+}
+
+[[noreturn]] void bad_answer(const char* why, std::string_view answer) {
+    std::fprintf(stderr, "loadgen: permessage-deflate answer \"%.*s\": %s\n", static_cast<int>(answer.size()), answer.data(), why);
+    std::exit(1);
+}
+
+/// Records the Sec-WebSocket-Extensions answer of an upgrade response (--deflate) and checks it against our offer
+/// (RFC 7692 §7.1): exits when the server added client_max_window_bits we did not offer (or limits our window below
+/// the 15 bits our messages were compressed with), dropped an offered server_no_context_takeover, answered with a
+/// parameter or extension we do not know, or answered unlike the connections before. Only the
+/// Sec-WebSocket-Extensions header line is read. Returns whether the extension was agreed.
+bool note_deflate_answer(std::string_view head, const Options& o) {
+    std::string value;  // the header's value; several such lines are one comma-separated list (and then refused)
+    for (std::size_t at = head.find("\r\n"); at != std::string_view::npos && at + 2 < head.size();) {
+        const std::size_t begin = at + 2, end = std::min(head.find("\r\n", begin), head.size());
+        const std::string_view line = head.substr(begin, end - begin);
+        constexpr std::string_view name = "sec-websocket-extensions:";
+        if (line.size() >= name.size() && lower_trimmed(line.substr(0, name.size())) == name)
+            value.append(value.empty() ? "" : ", ").append(line.substr(name.size()));
+        at = end == head.size() ? std::string_view::npos : end;
+    }
+    const std::string_view shown = trimmed(value);
+    Extension answer, offer;
+    if (shown.empty()) {
+        if (deflate_answers.accepted > 0) bad_answer("declined on this connection, accepted on others", shown);
         ++deflate_answers.declined;
         return false;
     }
-    const auto end = lower.find("\r\n", at + 2);
-    auto from = at + 27;  // after "\r\nsec-websocket-extensions:"
-    while (from < end && (lower[from] == ' ' || lower[from] == '\t')) ++from;
-    const std::string value = lower.substr(from, end - from);
-    if (deflate_answers.first.empty()) deflate_answers.first = std::string(head.substr(from, end - from));
-    if (const auto w = value.find("client_max_window_bits="); w != std::string::npos && std::atoi(value.c_str() + w + 23) < 15) {
-        std::fprintf(stderr, "loadgen: the server limits our window (%s); messages are compressed with 15 bits\n", value.c_str());
-        std::exit(1);
+    if (!parse_extension(value, answer)) bad_answer("not one extension", shown);
+    if (answer.name != "permessage-deflate") bad_answer("not permessage-deflate", shown);
+    if (!parse_extension(o.deflate_offer, offer)) bad_answer("our own offer (--deflate-offer) does not parse", shown);
+    for (const auto& [k, v] : answer.params) {
+        if (k == "server_no_context_takeover" || k == "client_no_context_takeover") {
+            if (!v.empty()) bad_answer("a no_context_takeover parameter with a value", shown);
+        } else if (k == "server_max_window_bits" || k == "client_max_window_bits") {
+            const int bits = std::atoi(v.c_str());
+            if (v.empty() || bits < 8 || bits > 15) bad_answer("a window size outside 8..15", shown);
+            // §7.1.2.2: only when offered; and our messages are compressed with a 15-bit window, once.
+            if (k == "client_max_window_bits" && !offer.find(k)) bad_answer("client_max_window_bits was not offered", shown);
+            if (k == "client_max_window_bits" && bits < 15) bad_answer("limits our window (our messages use 15 bits)", shown);
+        } else {
+            bad_answer("an unknown parameter", shown);
+        }
+    }
+    if (offer.find("server_no_context_takeover") && !answer.find("server_no_context_takeover"))
+        bad_answer("the offered server_no_context_takeover was dropped", shown);
+    std::string normalized = answer.name;
+    for (const auto& [k, v] : answer.params) normalized.append(";").append(k).append(v.empty() ? "" : "=").append(v);
+    if (deflate_answers.declined > 0) bad_answer("accepted on this connection, declined on others", shown);
+    if (deflate_answers.accepted > 0 && normalized != deflate_answers.normalized)
+        bad_answer(std::string("unlike the first connection's: ").append(deflate_answers.first).c_str(), shown);
+    if (deflate_answers.accepted == 0) {
+        deflate_answers.first = shown;
+        deflate_answers.normalized = normalized;
     }
     ++deflate_answers.accepted;
-    if (value.find("server_no_context_takeover") == std::string::npos) ++deflate_answers.server_context;
+    if (!answer.find("server_no_context_takeover")) ++deflate_answers.server_context;
     return true;
 }
 
@@ -393,7 +499,7 @@ int open_connection(const Options& o, const sockaddr_in& addr, bool upgrade) {
             std::fprintf(stderr, "loadgen: handshake refused: %.*s\n", static_cast<int>(std::min<std::size_t>(end, 200)), buf);
             std::exit(1);
         }
-        if (o.deflate) note_deflate_answer(std::string_view(buf, end));
+        if (o.deflate) note_deflate_answer(std::string_view(buf, end), o);
     }
     set_nonblocking(fd, true);
     return fd;
@@ -592,10 +698,13 @@ Head make_head(const Pattern& p, bool ws, bool binary, std::uint32_t id, std::ui
 
 // ---------------------------------------------------------------------------------------------------------------
 // --deflate: --payloads distinct messages of realistic JSON (chat messages with varying ids, timestamps, user names and
-// words from a seeded PRNG), each compressed once at start (raw deflate, level 6, 15-bit window, without its
+// words from a seeded PRNG), each compressed once at start (raw deflate, client_level etc. below, without its
 // 00 00 ff ff tail: RFC 7692 §7.2.1) and masked once, so that sending one costs a header and a writev entry. Message
 // `seq` of connection `id` carries payload (id * 7 + seq) % N; a reply is inflated (or, when the server compresses
 // every message on its own, compared with the first reply of that payload that was inflated) and checked against it.
+// In echo mode N is a prime above the connection count (and not 7), so at any sequence number every connection sends
+// a different text and a reply crossed over to another connection fails the check; broadcast deliveries all carry
+// the publish's payload and its tag sequence, and idle mode exchanges one message per connection, alone.
 
 struct SplitMix {
     std::uint64_t s;
@@ -658,11 +767,14 @@ std::string chat_json(SplitMix& rng, std::size_t size) {
     return out;
 }
 
-/// Raw deflate (RFC 7692): level 6, a 15-bit window, sync-flushed, the trailing 00 00 ff ff removed.
+/// How the client compresses its messages (reported in the JSON line): level, window bits, memLevel.
+constexpr int client_level = 6, client_window = 15, client_mem_level = 8;
+
+/// Raw deflate (RFC 7692) with the settings above, sync-flushed, the trailing 00 00 ff ff removed.
 #if LOADGEN_DEFLATE
 std::string deflate_raw(std::string_view in) {
     z_stream z{};
-    if (deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+    if (deflateInit2(&z, client_level, Z_DEFLATED, -client_window, client_mem_level, Z_DEFAULT_STRATEGY) != Z_OK) {
         std::fprintf(stderr, "loadgen: deflateInit2 failed\n");
         std::exit(1);
     }
@@ -689,7 +801,10 @@ std::string deflate_raw(std::string_view) { std::exit(2); }
 #endif
 
 /// A raw inflater (15-bit window: enough for any server window) for one connection, or shared for replies compressed
-/// on their own. `check` inflates one message (its 00 00 ff ff tail restored) and compares it with `want`.
+/// on their own. `check` inflates one message (its 00 00 ff ff tail restored) and compares it with `want`. A DEFLATE
+/// block with BFINAL set ends the stream (RFC 7692 §7.2.3.3 allows a sender to end a message so): the stream is reset
+/// (the sender's next message starts a new one) and whatever follows it but our appended tail is inflated as a new
+/// stream.
 #if LOADGEN_DEFLATE
 class Inflater {
 public:
@@ -710,12 +825,23 @@ public:
         z_.avail_in = static_cast<uInt>(message.size());
         z_.next_out = reinterpret_cast<Bytef*>(out_.data());
         z_.avail_out = static_cast<uInt>(out_.size());
-        const int r = inflate(&z_, Z_SYNC_FLUSH);
+        bool ok = true;
+        while (true) {
+            const int r = inflate(&z_, Z_SYNC_FLUSH);
+            if (r == Z_STREAM_END) {
+                inflateReset(&z_);
+                // Only our tail left (or nothing): the message ended with its final block.
+                if (z_.avail_in == 0 || (z_.avail_in == 4 && z_.next_in == reinterpret_cast<Bytef*>(message.data() + message.size() - 4)))
+                    break;
+                continue;  // a new stream follows in the same message
+            }
+            ok = (r == Z_OK || r == Z_BUF_ERROR) && z_.avail_in == 0;
+            break;
+        }
         message.resize(message.size() - 4);
         const std::size_t got = out_.size() - z_.avail_out;
-        const bool ok = (r == Z_OK || r == Z_BUF_ERROR) && z_.avail_in == 0 && got == want.size() &&
-                        std::memcmp(out_.data(), want.data(), got) == 0;
-        if (reset) inflateReset(&z_);
+        ok = ok && got == want.size() && std::memcmp(out_.data(), want.data(), got) == 0;
+        if (reset || !ok) inflateReset(&z_);
         return ok;
     }
 
@@ -738,6 +864,25 @@ struct Payload {
     std::string reply;                  ///< a compressed reply already checked (servers compressing each on its own)
 };
 
+/// The payloads actually made (reported in the JSON line).
+std::size_t payloads_used = 0;
+
+bool is_prime(std::size_t n) {
+    if (n < 2) return false;
+    for (std::size_t d = 2; d * d <= n; ++d)
+        if (n % d == 0) return false;
+    return true;
+}
+
+/// --payloads, or in echo mode the smallest prime at least that and above --connections, other than 7 (see above).
+std::size_t payload_count(const Options& o) {
+    auto n = static_cast<std::size_t>(o.payloads);
+    if (o.mode != "echo") return n;
+    n = std::max(n, static_cast<std::size_t>(std::max(o.connections, 0)) + 1);
+    while (!is_prime(n) || n == 7) ++n;
+    return n;
+}
+
 struct Pool {
     std::vector<Payload> payloads;
     std::size_t sent_plain = 0, sent_compressed = 0;  ///< bytes, over all payloads (the client's ratio)
@@ -749,7 +894,8 @@ struct Pool {
 std::unique_ptr<Pool> make_pool(const Options& o, std::string_view prefix) {
     auto pool = std::make_unique<Pool>();
     SplitMix rng{o.seed};
-    for (int i = 0; i < o.payloads; ++i) {
+    payloads_used = payload_count(o);
+    for (std::size_t i = 0; i < payloads_used; ++i) {
         Payload p;
         p.expect = chat_json(rng, std::max<std::size_t>(o.size, 2));
         const std::string sent = std::string(prefix) + p.expect;
@@ -807,9 +953,12 @@ struct Conn {
     bool in_frame = false, frame_fin = false;
     int frame_opcode = 0;
     bool control = false;                 ///< current frame is a control frame (skipped)
-    // --deflate: the current message's payload as received (compressed when `zmsg`), and this connection's inflater
-    // when the server keeps its compression context between messages.
+    bool in_message = false;              ///< a data message's first frame came without FIN: continuations follow
+    // --deflate: the current message's payload as received (compressed when `zmsg`, which its first frame's RSV1
+    // decides), at most `zlimit` bytes, and this connection's inflater when the server keeps its compression context
+    // between messages.
     bool zmsg = false;
+    std::size_t zlimit = 0;
     std::string zbuf;
     std::unique_ptr<Inflater> inflater;
 };
@@ -987,6 +1136,7 @@ private:
                 if (e == SSL_ERROR_WANT_READ) return;
                 return fail(c, "SSL_write failed");
             }
+            if (measuring) stats_.tx_bytes += w;  // WebSocket bytes, before encryption
             c.tls_off += w;
         }
         set_out(c, false);
@@ -1008,6 +1158,7 @@ private:
                 return fail(c, e == SSL_ERROR_ZERO_RETURN ? "server closed the connection" : "SSL_read failed");
             }
             completion_time = now_ns();
+            if (measuring) stats_.rx_bytes += n;  // WebSocket bytes, decrypted
             consume(c, rbuf_.data(), n, on_reply);
         }
         if (c.fd >= 0) flush(c);
@@ -1100,12 +1251,29 @@ private:
                 c.frame_fin = (c.hdr[0] & 0x80) != 0;
                 c.frame_opcode = c.hdr[0] & 0x0f;
                 c.control = c.frame_opcode >= 8;
-                if (pool_ && !c.control && c.msg_off == 0) c.zmsg = (c.hdr[0] & 0x40) != 0;
+                const bool rsv1 = (c.hdr[0] & 0x40) != 0;
+                if (c.hdr[0] & 0x30) return fail(c, "RSV2 or RSV3 set");
                 if (c.frame_opcode == 8) return fail(c, "server sent a close frame");
-                if (!c.control) {
-                    const int want = o_.binary ? 2 : 1;
-                    if ((c.msg_off == 0 && c.frame_opcode != want) || (c.msg_off > 0 && c.frame_opcode != 0))
-                        return fail(c, "unexpected opcode " + std::to_string(c.frame_opcode));
+                if (c.control) {
+                    if (rsv1) return fail(c, "RSV1 on a control frame");
+                    if (!c.frame_fin || len > 125) return fail(c, "fragmented or oversized control frame");
+                } else {
+                    const bool first = c.frame_opcode != 0;
+                    if (first && c.in_message) return fail(c, "a new message inside a fragmented one");
+                    if (!first && !c.in_message) return fail(c, "a continuation frame outside a message");
+                    if (first && c.frame_opcode != (o_.binary ? 2 : 1))
+                        return fail(c, std::string("unexpected opcode ").append(std::to_string(c.frame_opcode)));
+                    if (rsv1 && !first) return fail(c, "RSV1 on a continuation frame");
+                    if (rsv1 && !compressed_) return fail(c, "RSV1 without permessage-deflate");
+                    c.in_message = !c.frame_fin;
+                    if (pool_) {
+                        if (first) {  // RSV1 of the first frame decides; an empty first frame does not reset it later
+                            c.zmsg = rsv1;
+                            const std::size_t expect = pool_->payloads[pool_->index(c.peer, c.tag_seq(c.recv_seq))].expect.size();
+                            c.zlimit = expect + expect / 8 + 64;  // more than deflate can make of it
+                        }
+                        if (len > c.zlimit - c.zbuf.size()) return fail(c, "a reply longer than its message could compress to");
+                    }
                 }
                 c.frame_left = len;
                 c.in_frame = true;
@@ -1147,7 +1315,6 @@ private:
             return c.zbuf == want.expect;
         }
         ++stats_.compressed;
-        if (!compressed_) return false;  // RSV1 without the extension
         if (deflate_answers.server_context == 0) {
             if (c.zbuf == want.reply) return true;
             if (!shared_inflater_) shared_inflater_ = std::make_unique<Inflater>();
@@ -1199,27 +1366,47 @@ struct Report {
     const Stats* stats = nullptr; ///< wire bytes, --deflate reply counts
 };
 
+/// `text` as the inside of a JSON string.
+std::string json_escape(std::string_view text) {
+    std::string out;
+    for (const char ch : text) {
+        if (ch == '"' || ch == '\\') {
+            out += '\\';
+            out += ch;
+        } else if (static_cast<unsigned char>(ch) < 0x20) {
+            char u[8];
+            std::snprintf(u, sizeof u, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(ch)));
+            out += u;
+        } else {
+            out += ch;
+        }
+    }
+    return out;
+}
+
 void print(const Options& o, const Report& r, const char* unit) {
     const double rate = r.seconds > 0 ? static_cast<double>(r.count) / r.seconds : 0;
     const double per_cpu = r.server_cpu > 0 ? static_cast<double>(r.count) / r.server_cpu : 0;
     const double p50 = r.latency ? r.latency->quantile(0.5) / 1000 : 0;
     const double p99 = r.latency ? r.latency->quantile(0.99) / 1000 : 0;
     const double p999 = r.latency ? r.latency->quantile(0.999) / 1000 : 0;
-    std::string err, answer;
-    for (const char ch : r.first_error) err += ch == '"' || ch == '\\' ? '\'' : ch;
-    for (const char ch : deflate_answers.first) answer += ch == '"' || ch == '\\' ? '\'' : ch;
+    const std::string label = json_escape(o.label), err = json_escape(r.first_error), answer = json_escape(deflate_answers.first),
+                      offer = json_escape(o.deflate ? o.deflate_offer : std::string());
     const Stats none;
     const Stats& st = r.stats ? *r.stats : none;
     std::printf("{\"label\":\"%s\",\"mode\":\"%s\",\"connections\":%d,\"size\":%zu,\"depth\":%d,\"binary\":%s,\"json\":%s,"
                 "\"seconds\":%.3f,\"count\":%" PRIu64 ",\"rate\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
                 "\"server_cpu_s\":%.3f,\"server_user_s\":%.3f,\"per_server_cpu_s\":%.1f,\"client_cpu_s\":%.3f,"
                 "\"rss_before\":%lld,\"rss_after\":%lld,\"stalled\":%d,\"peak_rss\":%lld,\"wire_rx\":%" PRIu64 ",\"wire_tx\":%" PRIu64 ","
-                "\"deflate\":%s,\"deflate_accepted\":%d,\"deflate_declined\":%d,\"deflate_answer\":\"%s\",\"compressed\":%" PRIu64 ","
-                "\"uncompressed\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"first_error\":\"%s\"}\n",
-                o.label.c_str(), r.mode.c_str(), r.connections, o.size, o.depth, o.binary ? "true" : "false", o.json ? "true" : "false", r.seconds,
+                "\"deflate\":%s,\"deflate_offer\":\"%s\",\"deflate_accepted\":%d,\"deflate_declined\":%d,"
+                "\"deflate_server_context\":%d,\"deflate_answer\":\"%s\",\"payloads\":%zu,\"seed\":%" PRIu64 ","
+                "\"client_deflate\":{\"level\":%d,\"window\":%d,\"mem_level\":%d},"
+                "\"compressed\":%" PRIu64 ",\"uncompressed\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"first_error\":\"%s\"}\n",
+                label.c_str(), r.mode.c_str(), r.connections, o.size, o.depth, o.binary ? "true" : "false", o.json ? "true" : "false", r.seconds,
                 r.count, rate, p50, p99, p999, r.server_cpu, r.server_user, per_cpu, r.client_cpu, r.rss_before, r.rss_after, r.stalled, r.peak_rss,
-                st.rx_bytes, st.tx_bytes, o.deflate ? "true" : "false", deflate_answers.accepted, deflate_answers.declined,
-                answer.c_str(), st.compressed, st.uncompressed, r.errors, err.c_str());
+                st.rx_bytes, st.tx_bytes, o.deflate ? "true" : "false", offer.c_str(), deflate_answers.accepted,
+                deflate_answers.declined, deflate_answers.server_context, answer.c_str(), o.deflate ? payloads_used : 0,
+                o.seed, client_level, client_window, client_mem_level, st.compressed, st.uncompressed, r.errors, err.c_str());
     std::fflush(stdout);
     if (r.mode == "idle") {
         std::fprintf(stderr, "%s: %d idle connections, server RSS %.1f -> %.1f MiB = %.0f bytes per connection\n",
@@ -1355,9 +1542,73 @@ int run_echo(const Options& o, bool ws) {
     return r.errors == 0 && r.count > 0 ? 0 : 1;
 }
 
+/// Set-up exchanges before a measured run (subscriptions; idle mode's one message): blocking I/O on a non-blocking
+/// socket, at most 10 s per wait. `what` names the exchange in the message of the error that ends the run.
+[[noreturn]] void setup_failed(const std::string& what, const char* why) {
+    std::fprintf(stderr, "loadgen: %s: %s\n", what.c_str(), why);
+    std::exit(1);
+}
+
+void wait_fd(int fd, short events, const std::string& what) {
+    pollfd p{fd, events, 0};
+    if (poll(&p, 1, 10'000) != 1) setup_failed(what, "no progress in 10 s");
+}
+
+void blocking_write(int fd, std::string_view out, const std::string& what) {
+    for (std::size_t off = 0; off < out.size();) {
+        const ssize_t w = write(fd, out.data() + off, out.size() - off);
+        if (w > 0) off += static_cast<std::size_t>(w);
+        else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) wait_fd(fd, POLLOUT, what);
+        else if (w < 0 && errno == EINTR) continue;
+        else setup_failed(what, w < 0 ? std::strerror(errno) : "write wrote nothing");
+    }
+}
+
+/// One whole server frame: its first header byte (FIN, RSV1-3, opcode) and its payload.
+struct ServerFrame {
+    std::uint8_t b0 = 0;
+    std::string payload;
+};
+
+/// Reads one whole (unmasked, at most 64 MiB) server frame from `fd`; bytes read beyond it stay in `in` for the next.
+ServerFrame blocking_read_frame(int fd, std::string& in, const std::string& what) {
+    std::size_t header = 0, need = 0;
+    while (need == 0 || in.size() < need) {
+        if (need == 0 && in.size() >= 2) {
+            const auto b1 = static_cast<std::uint8_t>(in[1]);
+            if (b1 & 0x80) setup_failed(what, "the server masked its frame");
+            header = (b1 & 0x7f) == 126 ? 4 : (b1 & 0x7f) == 127 ? 10 : 2;
+            if (in.size() >= header) {
+                std::uint64_t len = b1 & 0x7f;
+                if (header > 2) {
+                    len = 0;
+                    for (std::size_t i = 2; i < header; ++i) len = len << 8 | static_cast<std::uint8_t>(in[i]);
+                }
+                if (len > (64u << 20)) setup_failed(what, "a frame over 64 MiB");
+                need = header + static_cast<std::size_t>(len);
+                continue;
+            }
+        }
+        char buf[65536];
+        const ssize_t n = read(fd, buf, sizeof buf);
+        if (n > 0) {
+            in.append(buf, static_cast<std::size_t>(n));
+        } else if (n == 0) {
+            setup_failed(what, "the server closed the connection");
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            wait_fd(fd, POLLIN, what);
+        } else if (errno != EINTR) {
+            setup_failed(what, std::strerror(errno));
+        }
+    }
+    ServerFrame f{static_cast<std::uint8_t>(in[0]), in.substr(header, need - header)};
+    in.erase(0, need);
+    return f;
+}
+
 /// Pub/sub set-up, before the measured run: subscriber i (of N) subscribes to "t<i % topics>" and to "idle<j>" for
 /// j = i, i + N, ... below --idle-topics; every connection sends all its requests first, then each is read back
-/// (a text frame "subscribed <topic>", in order, nothing else). Blocking, at most 10 s per wait.
+/// (a text frame "subscribed <topic>", in order, nothing else).
 void subscribe_all(const Options& o, std::vector<Conn>& subscribers, int topics) {
     const auto n = subscribers.size();
     // (Strings are appended to, not built with "literal" + string: g++ 12 -O3 warns there, -Wrestrict.)
@@ -1367,41 +1618,23 @@ void subscribe_all(const Options& o, std::vector<Conn>& subscribers, int topics)
             names.push_back(std::string("idle").append(std::to_string(j)));
         return names;
     };
+    auto what = [](std::size_t i, const std::string& topic) {
+        return std::string("connection ").append(std::to_string(i)).append(": subscribe ").append(topic);
+    };
     for (std::size_t i = 0; i < n; ++i) {
         std::string out;
-        for (const auto& topic : topics_of(i)) out += client_frame(1, std::string("subscribe ").append(topic));
-        if (write(subscribers[i].fd, out.data(), out.size()) != static_cast<ssize_t>(out.size())) die("write subscribe");
+        const auto names = topics_of(i);
+        for (const auto& topic : names) out += client_frame(1, std::string("subscribe ").append(topic));
+        blocking_write(subscribers[i].fd, out, what(i, names.front()));
     }
     for (std::size_t i = 0; i < n; ++i) {
-        const int fd = subscribers[i].fd;
         std::string in;
         for (const auto& topic : topics_of(i)) {
-            const std::string expected = std::string("subscribed ").append(topic);
-            // A text frame of < 126 bytes: 0x81, the length, the payload.
-            const std::string frame = std::string(1, '\x81').append(1, static_cast<char>(expected.size())).append(expected);
-            while (in.size() < frame.size() && frame.compare(0, in.size(), in) == 0) {
-                char buf[4096];
-                const ssize_t got = read(fd, buf, sizeof buf);
-                if (got > 0) {
-                    in.append(buf, static_cast<std::size_t>(got));
-                    continue;
-                }
-                pollfd p{fd, POLLIN, 0};
-                if (got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) || poll(&p, 1, 10'000) != 1) {
-                    std::fprintf(stderr, "loadgen: connection %zu: no answer to \"subscribe %s\"\n", i, topic.c_str());
-                    std::exit(1);
-                }
-            }
-            if (in.compare(0, frame.size(), frame) != 0) {
-                std::fprintf(stderr, "loadgen: connection %zu: expected the frame \"%s\", got other bytes\n", i, expected.c_str());
-                std::exit(1);
-            }
-            in.erase(0, frame.size());
+            const ServerFrame f = blocking_read_frame(subscribers[i].fd, in, what(i, topic));
+            if (f.b0 != 0x81 || f.payload != std::string("subscribed ").append(topic))
+                setup_failed(what(i, topic), "expected a text frame \"subscribed <topic>\", got another frame");
         }
-        if (!in.empty()) {
-            std::fprintf(stderr, "loadgen: connection %zu: %zu unexpected bytes after its subscriptions\n", i, in.size());
-            std::exit(1);
-        }
+        if (!in.empty()) setup_failed(what(i, "..."), "unexpected bytes after its subscriptions");
     }
 }
 
@@ -1705,52 +1938,17 @@ void exchange_one(const Pool& pool, bool compressed, int fd, std::uint32_t id) {
     const Head h = make_pool_head(pool, false, compressed, id, 0);
     std::string out(reinterpret_cast<const char*>(h.bytes.data()), h.size);
     out.append(reinterpret_cast<const char*>(h.tail), h.tail_size);
-    auto wait = [&](short events) {
-        pollfd p{fd, events, 0};
-        if (poll(&p, 1, 10'000) != 1) {
-            std::fprintf(stderr, "loadgen: idle --deflate: no progress on connection %u\n", id);
-            std::exit(1);
-        }
-    };
-    for (std::size_t off = 0; off < out.size();) {
-        const ssize_t w = write(fd, out.data() + off, out.size() - off);
-        if (w > 0) off += static_cast<std::size_t>(w);
-        else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) wait(POLLOUT);
-        else die("write");
-    }
+    const std::string what = std::string("idle --deflate: connection ").append(std::to_string(id));
+    blocking_write(fd, out, what);
     std::string in;
-    std::size_t need = 2, header = 0;
-    while (header == 0 || in.size() < need) {
-        char buf[65536];
-        const ssize_t n = read(fd, buf, sizeof buf);
-        if (n == 0) die("idle --deflate: the server closed");
-        if (n < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK) die("read");
-            wait(POLLIN);
-            continue;
-        }
-        in.append(buf, static_cast<std::size_t>(n));
-        if (header == 0 && in.size() >= 2) {
-            const auto b1 = static_cast<std::uint8_t>(in[1]) & 0x7f;
-            header = b1 == 126 ? 4 : b1 == 127 ? 10 : 2;
-        }
-        if (header && in.size() >= header && need == 2) {
-            std::uint64_t len = static_cast<std::uint8_t>(in[1]) & 0x7f;
-            if (header > 2) {
-                len = 0;
-                for (std::size_t i = 2; i < header; ++i) len = len << 8 | static_cast<std::uint8_t>(in[i]);
-            }
-            need = header + static_cast<std::size_t>(len);
-        }
-    }
+    ServerFrame f = blocking_read_frame(fd, in, what);
     const Payload& want = pool.payloads[pool.index(id, 0)];
-    std::string body = in.substr(header, need - header);
-    const bool rsv1 = (static_cast<std::uint8_t>(in[0]) & 0x40) != 0;
-    if (in.size() != need || (static_cast<std::uint8_t>(in[0]) & 0x80) == 0 ||
-        (rsv1 ? !Inflater().check(body, want.expect, true) : body != want.expect)) {
-        std::fprintf(stderr, "loadgen: idle --deflate: connection %u: a wrong or fragmented echo\n", id);
-        std::exit(1);
-    }
+    const bool rsv1 = (f.b0 & 0x40) != 0;
+    if ((f.b0 & 0x80) == 0 || (f.b0 & 0x0f) != 1) setup_failed(what, "the echo is not one unfragmented text frame");
+    if ((f.b0 & 0x30) != 0 || (rsv1 && !compressed)) setup_failed(what, "RSV bits the extension does not allow");
+    if (!in.empty()) setup_failed(what, "bytes after the echo");
+    if (rsv1 ? !Inflater().check(f.payload, want.expect, true) : f.payload != want.expect)
+        setup_failed(what, "the echo differs from the message");
 }
 
 /// Opens 100 connections (allocator warm-up), reads RSS, opens --connections more, holds, reads RSS again. With

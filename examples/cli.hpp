@@ -31,7 +31,8 @@ public:
         known.insert(known.end(), {"--host", "--port", "--threads", "--max-connections", "--max-output-buffer",
                                    "--pause-reading-above", "--backpressure", "--idle-timeout", "--ping-interval", "--pong-timeout",
                                    "--close-timeout", "--task-threads", "--task-queue-size", "--log-level", "--tls-cert", "--tls-key", "--tls-port", "--tls-ca",
-                                   "--tls-verify", "--deflate-window", "--deflate-threshold"});
+                                   "--tls-verify", "--deflate-window", "--deflate-mem-level", "--deflate-level",
+                                   "--deflate-threshold"});
         for (int i = 1; i < argc; ++i) {
             const std::string_view flag = argv[i];
             if (flag == "--help" || flag == "-h") usage(argv[0], known, 0);
@@ -87,11 +88,13 @@ public:
         return s;
     }
 
-    /// --deflate[=shared|dedicated] [--deflate-window BITS] [--deflate-threshold BYTES]: permessage-deflate with shared
-    /// codecs per event loop, or dedicated ones per connection (compressor and decompressor); BITS (8..15, default 15)
-    /// is the compressor's window and the one asked of clients, with memLevel BITS - 7 (uWebSockets' DEDICATED_COMPRESSOR
-    /// sizes: 9 is 4 KB, 12 is 32 KB, 15 is 256 KB); messages shorter than BYTES go uncompressed (default 1024, 0:
-    /// compress everything). Without --deflate the extension is declined.
+    /// --deflate[=shared|dedicated] [--deflate-window BITS] [--deflate-mem-level MEM] [--deflate-level LEVEL]
+    /// [--deflate-threshold BYTES]: permessage-deflate with shared codecs per event loop, or dedicated ones per
+    /// connection (compressor and decompressor); BITS (8..15, default 15) is the compressor's window and the one asked
+    /// of clients, with memLevel BITS - 7 (uWebSockets' DEDICATED_COMPRESSOR sizes: 9 is 4 KB, 12 is 32 KB, 15 is
+    /// 256 KB) unless MEM (1..9) sets it; LEVEL is zlib's level (0..9, default `CompressOptions::level`); messages
+    /// shorter than BYTES go uncompressed (default 1024, 0: compress everything). Without --deflate the extension is
+    /// declined.
     void apply_deflate(swirl::Settings& s) const {
         const std::string mode = get("--deflate", "");
         if (mode.empty()) return;
@@ -107,7 +110,12 @@ public:
         const swirl::CodecMode codec = mode == "shared" ? swirl::CodecMode::shared : swirl::CodecMode::dedicated;
         s.compression.compressor = s.compression.decompressor = codec;
         s.compression.window_bits = s.compression.client_window_bits = static_cast<std::uint8_t>(bits);
-        s.compression.mem_level = std::max(1, static_cast<int>(bits) - 7);
+        const double mem_level = number("--deflate-mem-level", std::max(1.0, bits - 7));
+        if (mem_level < 1 || mem_level > 9) fail("--deflate-mem-level: 1..9");
+        s.compression.mem_level = static_cast<int>(mem_level);
+        const double level = number("--deflate-level", s.compression.level);
+        if (level < 0 || level > 9) fail("--deflate-level: 0..9");
+        s.compression.level = static_cast<int>(level);
         const double threshold = number("--deflate-threshold", static_cast<double>(s.compression.threshold));
         if (threshold < 0) fail("--deflate-threshold: 0 or more bytes");
         s.compression.threshold = static_cast<std::size_t>(threshold);

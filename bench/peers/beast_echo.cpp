@@ -1,9 +1,12 @@
 // beast_echo: Boost.Beast (Debian's Boost 1.74) as a peer. Beast's own awaitable style, one coroutine per
 // connection, TCP_NODELAY set (its examples leave Nagle on, which stalls larger echoes), a 64 MiB message limit,
 // everything else at Beast's defaults. --deflate 1: permessage-deflate (`websocket::permessage_deflate`, server_enable)
-// with swirl's settings instead of Beast's defaults (compLevel 8, memLevel 4): level 6, memLevel 8, 15-bit windows;
-// context takeover as the client offers it. Boost 1.74's Beast has no size threshold: it compresses every message.
-//   beast_echo [--host 127.0.0.1] [--port 0] [--threads 1] [--deflate 1]
+// with the window (server_max_window_bits and client_max_window_bits), compLevel and memLevel given by --deflate-window,
+// --deflate-level and --deflate-mem-level (defaults 15, 6 and 8 rather than Beast's compLevel 8 / memLevel 4; bench/run
+// passes all three); context takeover as the client offers it. Boost 1.74's Beast has no size threshold: it compresses
+// every message (--deflate-threshold is accepted for the harness's common flags, and only as 0).
+//   beast_echo [--host 127.0.0.1] [--port 0] [--threads 1]
+//              [--deflate 1 [--deflate-window 15] [--deflate-level 6] [--deflate-mem-level 8] [--deflate-threshold 0]]
 #include <utility>  // Boost 1.74's awaitable headers use std::exchange without including it (g++ 12)
 
 /// Boost 1.74 misses clang's C++20 coroutines (it looks for __cpp_coroutines); switch them on.
@@ -35,6 +38,7 @@ using tcp = net::ip::tcp;
 namespace {
 
 bool deflate = false;
+int deflate_window = 15, deflate_level = 6, deflate_mem_level = 8;
 
 net::awaitable<void> session(tcp::socket socket) {
     try {
@@ -44,10 +48,10 @@ net::awaitable<void> session(tcp::socket socket) {
         if (deflate) {
             websocket::permessage_deflate pmd;
             pmd.server_enable = true;
-            pmd.server_max_window_bits = 15;
-            pmd.client_max_window_bits = 15;
-            pmd.compLevel = 6;
-            pmd.memLevel = 8;
+            pmd.server_max_window_bits = deflate_window;
+            pmd.client_max_window_bits = deflate_window;
+            pmd.compLevel = deflate_level;
+            pmd.memLevel = deflate_mem_level;
             ws.set_option(pmd);
         }
         co_await ws.async_accept(net::use_awaitable);
@@ -87,6 +91,13 @@ int main(int argc, char** argv) {
         else if (flag == "--port") port = static_cast<unsigned short>(std::atoi(argv[i + 1]));
         else if (flag == "--threads") threads = static_cast<std::size_t>(std::max(1, std::atoi(argv[i + 1])));
         else if (flag == "--deflate") deflate = std::atoi(argv[i + 1]) != 0;
+        else if (flag == "--deflate-window") deflate_window = std::atoi(argv[i + 1]);
+        else if (flag == "--deflate-level") deflate_level = std::atoi(argv[i + 1]);
+        else if (flag == "--deflate-mem-level") deflate_mem_level = std::atoi(argv[i + 1]);
+        else if (flag == "--deflate-threshold" && std::atoi(argv[i + 1]) != 0) {
+            std::fprintf(stderr, "beast_echo: --deflate-threshold: Boost 1.74's Beast compresses every message (0 only)\n");
+            return 2;
+        }
     }
     std::vector<std::unique_ptr<net::io_context>> loops;
     for (std::size_t i = 0; i < threads; ++i) loops.push_back(std::make_unique<net::io_context>(1));

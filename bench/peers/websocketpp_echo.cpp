@@ -3,9 +3,10 @@
 // --pubsub: rooms as websocketpp applications keep them (a map from topic to a set of connection handles, and each
 // connection's topics for the close handler): "subscribe <topic>" joins and is answered "subscribed <topic>";
 // "publish <topic> <payload>" sends <payload> to the topic's connections, one send each (as --broadcast).
-// --deflate 1: permessage-deflate (the `permessage_deflate::enabled` extension in the config) with 15-bit windows and
-// context takeover as the client offers it; its zlib level (6) and memLevel (4) are fixed in the library, and it
-// compresses every message (no threshold).
+// --deflate 1: permessage-deflate (the `permessage_deflate::enabled` extension in the config) at the extension's
+// default 15-bit windows and context takeover as the client offers it; its zlib level (Z_DEFAULT_COMPRESSION) and
+// memLevel are fixed in the library (extensions/permessage_deflate/enabled.hpp, `init`: bench/run reads them from
+// there for its report), and it compresses every message (no threshold).
 //   websocketpp_echo [--host 127.0.0.1] [--port 0] [--threads 1] [--broadcast 1] [--pubsub 1] [--deflate 1]
 #include <websocketpp/config/asio_no_tls.hpp>
 #if WEBSOCKETPP_ECHO_DEFLATE

@@ -4,12 +4,13 @@
 // --pubsub 1: rooms as `ws` users write them (a Map from topic to a Set of sockets, each socket's topics kept for
 // 'close'): "subscribe <topic>" joins and is answered "subscribed <topic>"; "publish <topic> <payload>" sends
 // <payload> to the topic's sockets, one send each.
-// --deflate 1: permessage-deflate on (`perMessageDeflate`) with swirl's settings: zlib level 6, memLevel 8, 15-bit
-// windows, threshold --deflate-threshold (default 0: every message compressed); context takeover as the client
-// offers it (ws honours server_no_context_takeover / client_no_context_takeover in the offer). ws runs zlib on
-// libuv's thread pool, whose CPU time counts as the server's (the whole process is measured).
+// --deflate 1: permessage-deflate on (`perMessageDeflate`) with zlib level --deflate-level (6), memLevel
+// --deflate-mem-level (8), server window --deflate-window (15) and threshold --deflate-threshold (0: every message
+// compressed); bench/run passes all four. Context takeover as the client offers it (ws honours
+// server_no_context_takeover / client_no_context_takeover in the offer). ws runs zlib on libuv's thread pool, whose
+// CPU time counts as the server's (the whole process is measured).
 //   NODE_PATH=/usr/share/nodejs node ws_echo.js [--host 127.0.0.1] [--port 0] [--broadcast 1] [--pubsub 1]
-//                                              [--deflate 1 [--deflate-threshold BYTES]]
+//     [--deflate 1 [--deflate-window 15] [--deflate-level 6] [--deflate-mem-level 8] [--deflate-threshold 0]]
 'use strict';
 const { WebSocketServer } = require('ws');
 
@@ -18,10 +19,11 @@ for (let i = 2; i + 1 < process.argv.length; i += 2) args[process.argv[i]] = pro
 const host = args['--host'] || '127.0.0.1';
 const broadcast = args['--broadcast'] === '1';
 const pubsub = args['--pubsub'] === '1';
+const flag = (name, fallback) => (args[name] === undefined ? fallback : Number(args[name]));
 const deflate = args['--deflate'] === '1' && {
-  threshold: Number(args['--deflate-threshold'] || 0),
-  zlibDeflateOptions: { level: 6, memLevel: 8 },
-  serverMaxWindowBits: 15,
+  threshold: flag('--deflate-threshold', 0),
+  zlibDeflateOptions: { level: flag('--deflate-level', 6), memLevel: flag('--deflate-mem-level', 8) },
+  serverMaxWindowBits: flag('--deflate-window', 15),
 };
 
 const wss = new WebSocketServer({
