@@ -165,6 +165,31 @@ TEST_CASE("a direction with context takeover gets a dedicated codec even in shar
     check_server_to_client(c, params, {sample(4000, 4), sample(4000, 4)});
 }
 
+TEST_CASE("dedicated mode uses the shared codecs for a direction without context takeover (the client asked)") {
+    CompressOptions options = CompressOptions::dedicated(12, 5);
+    options.decompressor = CodecMode::dedicated;
+    const DeflateParams params =
+        params_for(options, "permessage-deflate; server_no_context_takeover; client_no_context_takeover");
+    REQUIRE(params.server_no_context_takeover);
+    REQUIRE(params.client_no_context_takeover);
+    ConnectionDeflate c(params, options);
+    CHECK_FALSE(c.dedicated_compressor());  // it would be reset after every message: no memory per connection
+    CHECK_FALSE(c.dedicated_decompressor());
+    check_server_to_client(c, params, {sample(4000, 5), sample(4000, 5), sample(30, 6)});
+    Deflater client = Deflater::for_client(params);
+    const std::string m = sample(3000, 7);
+    std::string wire, out;
+    client.compress(m, wire);
+    REQUIRE(c.inflate(wire, out, 1u << 20) == InflateResult::ok);
+    CHECK(out == m);
+
+    // Only one direction without context takeover: the other keeps its dedicated codec.
+    const DeflateParams half = params_for(options, "permessage-deflate; server_no_context_takeover");
+    ConnectionDeflate d(half, options);
+    CHECK_FALSE(d.dedicated_compressor());
+    CHECK(d.dedicated_decompressor());
+}
+
 TEST_CASE("a dedicated compressor that took shared bytes resets, and the client keeps decoding") {
     const CompressOptions options = CompressOptions::dedicated(15, 8);
     const DeflateParams params = params_for(options);

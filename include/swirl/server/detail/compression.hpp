@@ -83,14 +83,15 @@ private:
 /// loop for inflating).
 class ConnectionDeflate {
 public:
-    /// `params` as answered in the handshake; `options` the server's. A shared mode is only used where the
-    /// parameters allow it: a direction with context takeover gets a dedicated codec.
+    /// `params` as answered in the handshake; `options` the server's. A direction gets a dedicated codec exactly when
+    /// it keeps context between messages (a shared mode negotiates it away, a hook may have kept it); without
+    /// context takeover a dedicated codec would be reset after every message, so the loop's shared one does the
+    /// same work without the per-connection memory, whatever the mode.
     ConnectionDeflate(const DeflateParams& params, const CompressOptions& options)
         : params_(params), level_(options.level), mem_level_(options.mem_level), threshold_(options.threshold) {
-        if (options.compressor == CodecMode::dedicated || !params.server_no_context_takeover)
-            deflater_.emplace(params.server_window_bits(), params.server_no_context_takeover, options.level, options.mem_level);
-        if (options.decompressor == CodecMode::dedicated || !params.client_no_context_takeover)
-            inflater_.emplace(params.client_window_bits(), params.client_no_context_takeover);
+        if (!params.server_no_context_takeover)
+            deflater_.emplace(params.server_window_bits(), false, options.level, options.mem_level);
+        if (!params.client_no_context_takeover) inflater_.emplace(params.client_window_bits(), false);
     }
 
     const DeflateParams& params() const noexcept { return params_; }
