@@ -1,23 +1,27 @@
 #pragma once
-/// A TCP socket read the way an edge-triggered epoll loop reads: no `epoll_ctl` to wait for more, and no second
-/// `recv` to find out again that nothing arrived.
+/// A TCP socket read the way an edge-triggered epoll loop reads: no `epoll_ctl` to wait for more, and no `recv` that
+/// comes back empty to find out that the socket is drained.
 ///
 /// Asio registers every socket with its epoll once, edge-triggered. Two things still cost a system call per
 /// message in a plain `read_some` / `async_wait(wait_read)` loop:
 ///   * the `recv` that comes back empty (EAGAIN) before every wait, and
 ///   * `async_wait` itself, which re-arms the descriptor with `epoll_ctl(EPOLL_CTL_MOD)` every time, so that it
 ///     cannot miss an edge that came before it was queued.
-/// `EdgeSocket` removes the second. It remembers when a `recv` found the socket empty: with an edge-triggered
-/// registration, anything that arrives after that read (data or the peer's FIN) raises a new edge, so until one is
-/// seen, `read_some` answers `would_block` without a system call. (A short read proves nothing: a FIN that came
-/// with the data raises no edge of its own.) Its read wait is an operation of our own on Asio's
-/// reactor that completes on the next edge, or at once when one was seen since the socket was last drained
-/// (Asio's per-descriptor "try speculative" flag records exactly that), and that marks the socket drained for the
-/// reactor again when it completes: no `epoll_ctl`, ever.
+/// `EdgeSocket` removes both. Its read wait is an operation of our own on Asio's reactor that completes on the next
+/// edge, or at once when one was seen since the socket was last drained (Asio's per-descriptor "try speculative"
+/// flag records exactly that), and that marks the socket drained for the reactor again when it completes: no
+/// `epoll_ctl`, ever. And it knows when a read drained the socket without reading again:
+///   * a read that finds nothing (EAGAIN) drained it, and
+///   * so did a read that came back short of its buffer, once the socket's registration reports the peer's FIN
+///     (`EPOLLRDHUP`, added with one `epoll_ctl` at the socket's first wait): the kernel copies all it holds, and
+///     whatever arrives after the read raises a new edge. A FIN that came with the data raises no edge of its own,
+///     but the edge the data raised then carries `EPOLLRDHUP`; once one has, reads go on until one finds the end.
+/// Until an edge is seen, `read_some` then answers `would_block` without a system call.
 ///
-/// The operation uses Asio's reactor interface (asio::detail), which is not public: it is compiled for the epoll
-/// reactor of the Asio versions swirl is tested with, and everywhere else `async_wait_readable` is plain
-/// `async_wait(wait_read)`, correct and one `epoll_ctl` per wait dearer.
+/// The operation and the registration use Asio's reactor internals (asio::detail, and three of its members that are
+/// not public): it is compiled for the epoll reactor of the Asio versions swirl is tested with, and everywhere else
+/// `async_wait_readable` is plain `async_wait(wait_read)` and only an empty read drains: correct, and one
+/// `epoll_ctl` and one `recv` per wait dearer.
 
 #include <swirl/detail/asio.hpp>
 
@@ -25,9 +29,12 @@
 #include <asio/detail/handler_cont_helpers.hpp>
 #include <asio/detail/reactor.hpp>
 #include <asio/detail/reactor_op.hpp>
+
+#include <sys/epoll.h>
 #endif
 
 #include <cstddef>
+#include <cstdint>
 #include <system_error>
 #include <type_traits>
 #include <utility>
@@ -42,19 +49,76 @@
 namespace swirl::detail {
 
 #if SWIRL_EDGE_WAIT
+namespace epoll_access {
+
+// Three members of Asio's epoll reactor that it does not make public, reached the standard way: the names in an
+// explicit instantiation are not access-checked, and the instantiation defines a friend function that returns them.
+template <class Tag, typename Tag::type Member>
+struct Grant {
+    friend constexpr typename Tag::type member(Tag) noexcept { return Member; }
+};
+/// The reactor's epoll descriptor.
+struct EpollFd {
+    using type = int asio::detail::epoll_reactor::*;
+    friend constexpr type member(EpollFd) noexcept;
+};
+/// The events a descriptor is registered for; Asio ORs `EPOLLOUT` into it when it re-registers for writing.
+struct RegisteredEvents {
+    using type = std::uint32_t asio::detail::epoll_reactor::descriptor_state::*;
+    friend constexpr type member(RegisteredEvents) noexcept;
+};
+/// The events `epoll_wait` last reported for a descriptor (Asio keeps them in the operation's `task_result_`
+/// until it has run the descriptor's operations).
+struct ReadyEvents {
+    using type = unsigned int asio::detail::scheduler_operation::*;
+    friend constexpr type member(ReadyEvents) noexcept;
+};
+template struct Grant<EpollFd, &asio::detail::epoll_reactor::epoll_fd_>;
+template struct Grant<RegisteredEvents, &asio::detail::epoll_reactor::descriptor_state::registered_events_>;
+template struct Grant<ReadyEvents, &asio::detail::scheduler_operation::task_result_>;
+
+/// The events `epoll_wait` last reported for `state` (0 before the first).
+inline std::uint32_t ready_events(asio::detail::epoll_reactor::descriptor_state* state) noexcept {
+    // descriptor_state derives from its operation privately; an explicit cast may name an inaccessible base.
+    auto* op = (asio::detail::scheduler_operation*)state;  // NOLINT(cppcoreguidelines-pro-type-cstyle-cast)
+    return op->*member(ReadyEvents{});
+}
+
+/// Adds `events` to `state`'s registration with `reactor` (one `epoll_ctl`), where Asio's later re-registrations
+/// keep them. The reactor's thread, before any operation of `state` is pending on another. False on failure.
+inline bool add_events(asio::detail::epoll_reactor& reactor, asio::detail::epoll_reactor::descriptor_state* state,
+                       int descriptor, std::uint32_t events) noexcept {
+    std::uint32_t& registered = state->*member(RegisteredEvents{});
+    if (registered == 0) return false;  // not registered with epoll (Asio's "operation not supported" descriptors)
+    epoll_event ev{};
+    ev.events = registered | events;
+    ev.data.ptr = state;
+    if (::epoll_ctl(reactor.*member(EpollFd{}), EPOLL_CTL_MOD, descriptor, &ev) != 0) return false;
+    registered = ev.events;
+    return true;
+}
+
+} // namespace epoll_access
+
 /// Completes when the descriptor it is queued on has seen an edge (data, end of input or an error) since the
 /// reactor last tried it. Reports itself "exhausted", so the reactor stops trying the descriptor speculatively
-/// until the next edge; the reader then reads until a read finds nothing before it waits again.
+/// until the next edge. Sets `*peer_shut` when the edge reports the peer's FIN, a hang-up or an error.
 template <class Handler, class IoExecutor>
 class EdgeReadWaitOp : public asio::detail::reactor_op {
 public:
     ASIO_DEFINE_HANDLER_PTR(EdgeReadWaitOp);
 
-    EdgeReadWaitOp(const std::error_code& success, Handler& handler, const IoExecutor& io_ex)
+    EdgeReadWaitOp(const std::error_code& success, Handler& handler, const IoExecutor& io_ex,
+                   asio::detail::epoll_reactor::descriptor_state* state, bool* peer_shut)
         : reactor_op(success, &EdgeReadWaitOp::do_perform, &EdgeReadWaitOp::do_complete),
-          handler_(std::move(handler)), work_(handler_, io_ex) {}
+          state_(state), peer_shut_(peer_shut), handler_(std::move(handler)), work_(handler_, io_ex) {}
 
-    static status do_perform(reactor_op*) { return done_and_exhausted; }
+    // Runs under the descriptor's lock, while the socket is open (closing it takes the operation off unperformed).
+    static status do_perform(reactor_op* base) {
+        auto* o = static_cast<EdgeReadWaitOp*>(base);
+        if (epoll_access::ready_events(o->state_) & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) *o->peer_shut_ = true;
+        return done_and_exhausted;
+    }
 
     static void do_complete(void* owner, asio::detail::operation* base, const std::error_code&, std::size_t) {
         auto* o = static_cast<EdgeReadWaitOp*>(base);
@@ -71,13 +135,16 @@ public:
     }
 
 private:
+    asio::detail::epoll_reactor::descriptor_state* state_;
+    bool* peer_shut_;
     Handler handler_;
     asio::detail::handler_work<Handler, IoExecutor> work_;
 };
 #endif
 
 /// A TCP socket on `Executor`, non-blocking, whose reads and read waits follow the edges of Asio's epoll
-/// registration. Use `read_some` and `async_wait_readable` for input; everything else is the Asio socket's.
+/// registration. Use `read_some` and `async_wait_readable` for input; everything else is the Asio socket's. Not to
+/// be moved once it has waited (a pending wait points at it).
 template <class Executor>
 class BasicEdgeSocket : public asio::basic_stream_socket<asio::ip::tcp, Executor> {
     using Socket = asio::basic_stream_socket<asio::ip::tcp, Executor>;
@@ -98,14 +165,18 @@ public:
             return 0;
         }
         const std::size_t n = Socket::read_some(buffer, ec);
-        // Only an empty read proves the socket drained. A short one does not: the peer's FIN may have come with
-        // the data, and it raises no edge of its own (the next read would return end of input).
         if (ec == asio::error::would_block || ec == asio::error::try_again) drained_ = true;
+        // A short read drained the socket too, unless the peer's FIN may be behind it: it raises no edge of its own
+        // when it comes with the data (the next read returns end of input).
+        else if (!ec && n < buffer.size() && short_reads_drain_ && !peer_shut_) drained_ = true;
         return n;
     }
 
     /// False when `read_some` would return `would_block` without trying.
     bool may_have_input() const noexcept { return !drained_; }
+
+    /// True once a short read counts as draining the socket (the registration reports the peer's FIN).
+    bool short_reads_drain() const noexcept { return short_reads_drain_ && !peer_shut_; }
 
     /// Completes (with no error) when input may have arrived since the socket was drained: at once when an edge
     /// came meanwhile, otherwise on the next one; `operation_aborted` when the socket is closed meanwhile. A
@@ -129,11 +200,15 @@ private:
             this->async_wait(Socket::wait_read, std::move(handler));
             return;
         }
+        if (!rdhup_tried_) {  // first wait: have epoll report the peer's FIN, so that a short read can drain
+            rdhup_tried_ = true;
+            short_reads_drain_ = epoll_access::add_events(*reactor_, impl.reactor_data_, impl.socket_, EPOLLRDHUP);
+        }
         using IoExecutor = std::decay_t<decltype(this->impl_.get_executor())>;
         using Op = EdgeReadWaitOp<Handler, IoExecutor>;
         const bool is_continuation = asio_handler_cont_helpers::is_continuation(handler);
         typename Op::ptr p = {asio::detail::addressof(handler), Op::ptr::allocate(handler), nullptr};
-        p.p = new (p.v) Op(std::error_code(), handler, this->impl_.get_executor());
+        p.p = new (p.v) Op(std::error_code(), handler, this->impl_.get_executor(), impl.reactor_data_, &peer_shut_);
         reactor_->start_op(asio::detail::reactor::read_op, impl.socket_, impl.reactor_data_, p.p, is_continuation, true);
         p.v = p.p = nullptr;
 #else
@@ -144,8 +219,11 @@ private:
 #if SWIRL_EDGE_WAIT
     asio::detail::reactor* reactor_ =
         &asio::use_service<asio::detail::reactor>(asio::query(this->get_executor(), asio::execution::context));
+    bool rdhup_tried_ = false;
 #endif
     bool drained_ = false;
+    bool short_reads_drain_ = false;  // the registration reports the peer's FIN
+    bool peer_shut_ = false;          // an edge reported the peer's FIN, a hang-up or an error: read to the end
 };
 
 /// On Asio's type-erased executor, as `asio::ip::tcp::socket`.
