@@ -401,8 +401,10 @@ private:
 
     /// Conn thread: completes once reading may go on (see `pause_reading`): resumed, or the connection is closing.
     asio::awaitable<void> wait_resumed() {
-        while (reading_paused() && status() == ConnectionStatus::active && !ending()) co_await wait_session_signal();
+        while (reading_held()) co_await wait_session_signal();
     }
+    /// Reading waits: paused, and the connection is not ending (a close from either side resumes reading).
+    bool reading_held() const { return reading_paused() && status() == ConnectionStatus::active && !ending(); }
     /// A reason to end was settled (an abort, a failed write, a timeout).
     bool ending() const {
         std::lock_guard lock(mutex_);

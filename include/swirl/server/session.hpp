@@ -89,7 +89,10 @@ public:
         // until `open` has seen it; the close tail is a coroutine of its own): an idle connection holds this frame.
         std::size_t leftover = 0;
         std::unique_ptr<Request> upgrade = co_await s.http_phase(t, leftover);
-        if (upgrade) co_await s.websocket_phase(t, std::move(upgrade), leftover);
+        if (upgrade && co_await s.websocket_phase(t, std::move(upgrade), leftover)) {
+            park<T>(host, std::move(c));  // this coroutine ends: an idle connection keeps none (see `park`)
+            co_return;
+        }
         co_await s.finish_phase();
     }
 
@@ -321,14 +324,61 @@ private:
         LoopBuffers* held_ = nullptr;
     };
 
+    /// Opens the connection and runs its read loop. True: parked (see `park`).
     template <Transport T>
-    asio::awaitable<void> websocket_phase(T& t, std::unique_ptr<Request> req, std::size_t have) {
+    asio::awaitable<bool> websocket_phase(T& t, std::unique_ptr<Request> req, std::size_t have) {
         c_.open(quiet_window(settings_));
         c_.counters().upgraded.add();
         if (host_.stopping) c_.close(close_code::going_away, "server shutting down");  // upgraded while stop() ran
         if (handlers().open) co_await call_handler("open", [&] { return handlers().open(c_, *req); });
         req.reset();  // nothing keeps the upgrade request alive past open
+        co_return co_await websocket_loop(t, have);
+    }
 
+    /// Where `consume` stopped.
+    struct Stop {
+        enum Next {
+            read,     ///< the input is all handled: read more
+            deliver,  ///< `frame` (a message, ping or pong) is for the coroutine message handler
+            pause,    ///< the application paused reading, with input left
+            fail,     ///< a protocol error: fail the connection with `failure`
+            close,    ///< `frame` is the peer's close frame
+        } next = read;
+        Frame* frame = nullptr;  // in the connection's reader, until its next read
+        std::pair<std::uint16_t, std::string_view> failure{};  // close code and reason (in the connection's state)
+    };
+
+    /// Reads frames from `input` (consumed as they are read) and hands them on: to a plain message handler here, to
+    /// a coroutine one through the caller (`Stop::deliver`). Answers pings.
+    Stop consume(std::span<const std::uint8_t>& input) {
+        const Handlers<UserData>& on = handlers();
+        Stop stop;
+        while (!input.empty()) {
+            if (c_.reading_held()) return {Stop::pause};
+            MessageReader& reader = c_.reader();  // lent back between reads, while the connection is idle
+            const ReadResult r = reader.read(input);
+            input = input.subspan(r.consumed);
+            if (r.event == ReadEvent::need_more) break;
+            stop.frame = &reader.frame();
+            if (r.event == ReadEvent::error) stop.failure = {reader.error_code(), reader.error_reason()};
+            else if (r.event == ReadEvent::message && stop.frame->rsv != 0) stop.failure = inflate_message(*stop.frame);
+            if (stop.failure.first != 0) stop.next = Stop::fail;
+            else if (r.event == ReadEvent::close) stop.next = Stop::close;
+            if (stop.next != Stop::read) return stop;
+            c_.set_more_input(!input.empty());  // replies to the rest of this read will follow: coalesce them
+            if (r.event == ReadEvent::message) c_.counters().messages_in.add();
+            if (take_frame(r.event, *stop.frame)) {
+                if (!on.plain_message) return {Stop::deliver, stop.frame};
+                call_plain("message", [&] { on.plain_message(c_, *stop.frame); });
+            }
+        }
+        return {Stop::read};
+    }
+
+    /// The read loop of an open connection, from `have` bytes at the front of its own read buffer. Returns true
+    /// when the connection parks (its read would block, and `may_park`), false when the session is over.
+    template <Transport T>
+    asio::awaitable<bool> websocket_loop(T& t, std::size_t have) {
         const Handlers<UserData>& on = handlers();
         std::span<const std::uint8_t> input(c_.own_read_buffer().data(), have);
         bool own_input = true;  // `input` is in the connection's own buffer, grown for it: shrink it after
@@ -338,42 +388,23 @@ private:
         const auto* loop_executor = transport_executor.target<asio::io_context::executor_type>();
         while (true) {
             if (on.plain_message) c_.begin_batch();
-            while (!input.empty()) {
-                if (c_.reading_paused()) co_await paused(input, lease, own_input);
-                MessageReader& reader = c_.reader();  // lent back between reads, while the connection is idle
-                const ReadResult r = reader.read(input);
-                input = input.subspan(r.consumed);
-                if (r.event == ReadEvent::need_more) break;
-                std::pair<std::uint16_t, std::string_view> failure{};
-                if (r.event == ReadEvent::error) failure = {reader.error_code(), reader.error_reason()};
-                else if (r.event == ReadEvent::message && reader.frame().rsv != 0) failure = inflate_message(reader.frame());
-                if (failure.first != 0) {
-                    lease.release();
-                    log(LogLevel::debug, "connection {}: protocol error {}: {}", c_.id(), failure.first, failure.second);
-                    c_.counters().protocol_error(failure.first);
-                    c_.close_from_reader(failure.first, failure.second, true);
-                    co_await c_.wait_drained();
-                    co_await linger(t);
-                    co_return;
+            while (true) {
+                const Stop stop = consume(input);
+                if (stop.next == Stop::read) break;
+                if (stop.next == Stop::pause) {
+                    co_await paused(input, lease, own_input);
+                    continue;
                 }
-                if (r.event == ReadEvent::close) {
+                if (stop.next != Stop::deliver) {
                     lease.release();
-                    co_await on_close_frame(t, reader.frame());
-                    co_return;
+                    co_await end_of_input(t, stop);
+                    co_return false;
                 }
-                c_.set_more_input(!input.empty());  // replies to the rest of this read will follow: coalesce them
-                if (r.event == ReadEvent::message) c_.counters().messages_in.add();
-                if (take_frame(r.event, reader.frame())) {
-                    if (on.plain_message) {
-                        call_plain("message", [&] { on.plain_message(c_, reader.frame()); });
-                    } else {
-                        try {  // call_handler, written out: one coroutine frame less per message
-                            asio::awaitable<void> handling = on.message(c_, reader.frame());
-                            co_await std::move(handling);
-                        } catch (...) {
-                            handler_threw("message");
-                        }
-                    }
+                try {  // call_handler, written out: one coroutine frame less per message
+                    asio::awaitable<void> handling = on.message(c_, *stop.frame);
+                    co_await std::move(handling);
+                } catch (...) {
+                    handler_threw("message");
                 }
             }
             lease.release();
@@ -396,15 +427,144 @@ private:
                 n = read_available(t, input, lease, ec);
                 if (ec != asio::error::would_block && ec != asio::error::try_again) break;
                 c_.release_idle_buffers(idle_message_capacity);
+                if (may_park()) co_return true;
                 co_await t.async_wait(asio::socket_base::wait_read, asio::redirect_error(asio::use_awaitable, ec));
                 if (ec) break;
             }
             if (ec) {
                 c_.settle_close_info({close_code::abnormal, ec.message(), false, false});
-                co_return;
+                co_return false;
             }
             c_.note_activity(n);
         }
+    }
+
+    /// A protocol error (`Stop::fail`) or the peer's close frame (`Stop::close`) ended the input: the close
+    /// handshake, then the session is over.
+    template <Transport T>
+    asio::awaitable<void> end_of_input(T& t, Stop stop) {
+        if (stop.next == Stop::close) {
+            co_await on_close_frame(t, *stop.frame);
+            co_return;
+        }
+        const auto [code, reason] = stop.failure;
+        log(LogLevel::debug, "connection {}: protocol error {}: {}", c_.id(), code, reason);
+        c_.counters().protocol_error(code);
+        c_.close_from_reader(code, reason, true);
+        co_await c_.wait_drained();
+        co_await linger(t);
+    }
+
+    // --- Parking -------------------------------------------------------------------------------------------------
+    // An open connection whose read would block keeps no coroutine when its message handler is a plain function: its
+    // session coroutine ends, and a readiness wait of ~100 bytes (from the loop's block pool) holds the connection.
+    // When the peer sends, `pump` reads and handles the input as the read loop would, without a coroutine, and parks
+    // again; whatever has to wait (a close handshake, a protocol error, a paused connection, a full output queue)
+    // goes on in a coroutine (`resume`), which parks again once that is over. With a coroutine message handler the
+    // session stays a coroutine: its wake-ups would otherwise allocate a coroutine each.
+
+    /// At a read that would block: whether the connection parks instead of waiting in the coroutine.
+    bool may_park() const noexcept {
+        return handlers().plain_message && c_.status() == ConnectionStatus::active && !c_.reading_paused();
+    }
+
+    /// Whether `pump` may read: an open connection with reading not paused and its output below the mark.
+    bool pumpable() const noexcept {
+        return may_park() && !(settings_.pause_reading_above != 0 && c_.unsent() > settings_.pause_reading_above);
+    }
+
+    /// The parked connection's readiness wait.
+    template <Transport T>
+    struct Parked {
+        SessionHost<UserData>* host;
+        std::shared_ptr<Connection> c;
+
+        using allocator_type = BlockAllocator<void>;
+        allocator_type get_allocator() const noexcept { return allocator_type(c->loop_buffers().waits); }
+
+        void operator()(std::error_code ec) {
+            if (ec) return spawn_resume<T>(*host, std::move(c), ec);
+            pump<T>(*host, std::move(c));
+        }
+    };
+
+    template <Transport T>
+    static void park(SessionHost<UserData>& host, std::shared_ptr<Connection> c) {
+        T& t = c->template transport<T>();
+        t.async_wait(asio::socket_base::wait_read, Parked<T>{&host, std::move(c)});
+    }
+
+    /// The read loop's turn for a parked connection that may have input: one read, handled; then a yield when more
+    /// may be there, or parked again.
+    template <Transport T>
+    static void pump(SessionHost<UserData>& host, std::shared_ptr<Connection> c) {
+        Session s(host, *c);
+        if (!s.pumpable()) return spawn_resume<T>(host, std::move(c), {});
+        T& t = c->template transport<T>();
+        BulkLease lease;
+        std::span<const std::uint8_t> input;
+        std::error_code ec;
+        const std::size_t n = s.read_available(t, input, lease, ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+            c->release_idle_buffers(idle_message_capacity);
+            return park<T>(host, std::move(c));
+        }
+        if (ec) return spawn_resume<T>(host, std::move(c), ec);
+        c->note_activity(n);
+        c->begin_batch();
+        const Stop stop = s.consume(input);
+        if (stop.next == Stop::fail || stop.next == Stop::close) {
+            lease.release();
+            c->end_batch();
+            auto ending = [](Session s, T& t, std::shared_ptr<Connection>, Stop stop) -> asio::awaitable<void> {
+                co_await s.end_of_input(t, stop);
+                co_await s.finish_phase();
+            };
+            const auto executor = c->executor();
+            asio::co_spawn(executor, ending(s, t, std::move(c), stop), asio::detached);
+            return;
+        }
+        std::size_t left = 0;
+        if (stop.next == Stop::pause) {  // the rest of the input waits in the connection's own buffer
+            std::vector<std::uint8_t>& own = c->own_read_buffer();
+            if (own.size() < input.size()) own.resize(input.size());
+            std::memmove(own.data(), input.data(), input.size());
+            left = input.size();
+        }
+        lease.release();
+        c->end_batch();
+        if (left != 0) return spawn_resume<T>(host, std::move(c), {}, left);
+        c->lend_message_buffer();
+        if (!s.pumpable()) return spawn_resume<T>(host, std::move(c), {});
+        if (!may_have_input(t)) {
+            c->release_idle_buffers(idle_message_capacity);
+            return park<T>(host, std::move(c));
+        }
+        // More may be there: the loop's other ready connections run first (the yield, from the block pool too).
+        const auto executor = c->executor();
+        BlockPool& blocks = c->loop_buffers().waits;
+        asio::post(executor, asio::bind_allocator(BlockAllocator<void>(blocks),
+                                                  [&host, c = std::move(c)]() mutable { pump<T>(host, std::move(c)); }));
+    }
+
+    /// Goes on with a parked connection in a coroutine: the read loop from `have` bytes in the connection's own
+    /// buffer, or the end of the session when its wait failed (`ec`).
+    template <Transport T>
+    static void spawn_resume(SessionHost<UserData>& host, std::shared_ptr<Connection> c, std::error_code ec,
+                             std::size_t have = 0) {
+        auto resume = [](SessionHost<UserData>& host, std::shared_ptr<Connection> c, std::error_code ec,
+                         std::size_t have) -> asio::awaitable<void> {
+            Session s(host, *c);
+            if (ec) {
+                c->settle_close_info({close_code::abnormal, ec.message(), false, false});
+            } else if (co_await s.websocket_loop(c->template transport<T>(), have)) {
+                park<T>(host, std::move(c));
+                co_return;
+            }
+            co_await s.finish_phase();
+        };
+        const auto executor = c->executor();
+        asio::co_spawn(executor, resume(host, std::move(c), ec, have), asio::detached);
     }
 
     /// The application paused reading (`Connection::pause_reading`) with `input` left: the replies so far leave, the

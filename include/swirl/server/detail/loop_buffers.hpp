@@ -2,6 +2,7 @@
 /// The buffers an event loop's connections share, used on that loop's thread only.
 
 #include <swirl/protocol/message_reader.hpp>
+#include <swirl/server/detail/block_pool.hpp>
 #include <swirl/server/detail/buffer_pool.hpp>
 
 #include <cstddef>
@@ -45,6 +46,7 @@ struct LoopBuffers {
     bool busy = false;
     BufferPool messages;
     ReaderPool readers;
+    BlockPool waits;  // parked connections' readiness waits and the read loop's yields (server/session.hpp)
 };
 
 } // namespace swirl::detail
