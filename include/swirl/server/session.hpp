@@ -86,7 +86,8 @@ public:
         }
 
         // What stays in this frame for the connection's life is kept small (the upgrade request is on the heap
-        // until `open` has seen it; the close tail is a coroutine of its own): an idle connection holds this frame.
+        // until `open` has seen it; the close tail is a coroutine of its own): an idle connection with a coroutine
+        // message handler holds this frame (one with a plain handler parks, and holds none).
         std::size_t leftover = 0;
         std::unique_ptr<Request> upgrade = co_await s.http_phase(t, leftover);
         if (upgrade && co_await s.websocket_phase(t, std::move(upgrade), leftover)) {
