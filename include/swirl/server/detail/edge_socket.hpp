@@ -13,7 +13,7 @@
 /// `epoll_ctl`, ever. And it knows when a read drained the socket without reading again:
 ///   * a read that finds nothing (EAGAIN) drained it, and
 ///   * so did a read that came back short of its buffer, once the socket's registration reports the peer's FIN
-///     (`EPOLLRDHUP`, added with one `epoll_ctl` at the socket's first wait): the kernel copies all it holds, and
+///     (`EPOLLRDHUP`, added with one `epoll_ctl` at the socket's first read): the kernel copies all it holds, and
 ///     whatever arrives after the read raises a new edge. A FIN that came with the data raises no edge of its own,
 ///     but the edge the data raised then carries `EPOLLRDHUP`; once one has, reads go on until one finds the end.
 /// Until an edge is seen, `read_some` then answers `would_block` without a system call.
@@ -164,6 +164,9 @@ public:
             ec = asio::error::would_block;
             return 0;
         }
+#if SWIRL_EDGE_WAIT
+        if (!rdhup_tried_) report_peer_shutdown();
+#endif
         const std::size_t n = Socket::read_some(buffer, ec);
         if (ec == asio::error::would_block || ec == asio::error::try_again) drained_ = true;
         // A short read drained the socket too, unless the peer's FIN may be behind it: it raises no edge of its own
@@ -200,10 +203,7 @@ private:
             this->async_wait(Socket::wait_read, std::move(handler));
             return;
         }
-        if (!rdhup_tried_) {  // first wait: have epoll report the peer's FIN, so that a short read can drain
-            rdhup_tried_ = true;
-            short_reads_drain_ = epoll_access::add_events(*reactor_, impl.reactor_data_, impl.socket_, EPOLLRDHUP);
-        }
+        if (!rdhup_tried_) report_peer_shutdown();
         using IoExecutor = std::decay_t<decltype(this->impl_.get_executor())>;
         using Op = EdgeReadWaitOp<Handler, IoExecutor>;
         const bool is_continuation = asio_handler_cont_helpers::is_continuation(handler);
@@ -217,6 +217,15 @@ private:
     }
 
 #if SWIRL_EDGE_WAIT
+    /// Once, at the first read or wait (one `epoll_ctl` per connection, made when it starts rather than in the middle
+    /// of its traffic): has epoll report the peer's FIN, so that a short read can count as draining the socket.
+    void report_peer_shutdown() {
+        rdhup_tried_ = true;
+        auto& impl = this->impl_.get_implementation();
+        if (impl.reactor_data_)
+            short_reads_drain_ = epoll_access::add_events(*reactor_, impl.reactor_data_, impl.socket_, EPOLLRDHUP);
+    }
+
     asio::detail::reactor* reactor_ =
         &asio::use_service<asio::detail::reactor>(asio::query(this->get_executor(), asio::execution::context));
     bool rdhup_tried_ = false;
