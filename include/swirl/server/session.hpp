@@ -531,13 +531,8 @@ private:
             asio::co_spawn(executor, ending(s, t, std::move(c), stop), asio::detached);
             return;
         }
-        std::size_t left = 0;
-        if (stop.next == Stop::pause) {  // the rest of the input waits in the connection's own buffer
-            std::vector<std::uint8_t>& own = c->own_read_buffer();
-            if (own.size() < input.size()) own.resize(input.size());
-            std::memmove(own.data(), input.data(), input.size());
-            left = input.size();
-        }
+        // Paused with input left: the rest waits in the connection's own buffer.
+        const std::size_t left = stop.next == Stop::pause ? s.keep_input(input).size() : 0;
         lease.release();
         c->end_batch();
         if (left != 0) return spawn_resume<T>(host, std::move(c), {}, left);
@@ -579,16 +574,22 @@ private:
     /// bulk buffer meanwhile), and the session waits until reading may go on.
     asio::awaitable<void> paused(std::span<const std::uint8_t>& input, BulkLease& lease, bool& own_input) {
         if (lease.held()) {
-            std::vector<std::uint8_t>& own = c_.own_read_buffer();
-            if (own.size() < input.size()) own.resize(input.size());
-            std::memmove(own.data(), input.data(), input.size());
-            input = std::span<const std::uint8_t>(own.data(), input.size());
+            input = keep_input(input);
             own_input = true;
             lease.release();
         }
         c_.end_batch();
         co_await c_.wait_resumed();
         if (handlers().plain_message) c_.begin_batch();
+    }
+
+    /// Copies `input` (in the bulk buffer, or already in the connection's own) to the front of the connection's own
+    /// read buffer, grown as needed; returns it there.
+    std::span<const std::uint8_t> keep_input(std::span<const std::uint8_t> input) {
+        std::vector<std::uint8_t>& own = c_.own_read_buffer();
+        if (own.size() < input.size()) own.resize(input.size());
+        std::memmove(own.data(), input.data(), input.size());
+        return {own.data(), input.size()};
     }
 
     /// Reads what the transport holds without waiting: into the event loop's bulk buffer (leased to `input`), or

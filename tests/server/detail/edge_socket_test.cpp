@@ -69,11 +69,15 @@ struct Pair {
         std::error_code ec;
         ours->read_some(asio::buffer(buf), ec);
         REQUIRE(ec == asio::error::would_block);
-        bool woke = false;
-        ours->async_wait_readable([&](std::error_code) { woke = true; });
-        REQUIRE(run_until([&] { return woke; }));
+        REQUIRE(wait_readable());
         ours->read_some(asio::buffer(buf), ec);
         REQUIRE(ec == asio::error::would_block);
+    }
+    /// Waits (running the context) until our side is readable; false on an error or after 2 s.
+    bool wait_readable() {
+        bool woke = false;
+        ours->async_wait_readable([&](std::error_code e) { woke = !e; });
+        return run_until([&] { return woke; });
     }
     /// Runs the context until `done` or 2 s pass.
     template <class Pred>
@@ -104,9 +108,7 @@ TEST_CASE("an edge socket tries the socket once after it found it empty, then an
 
     // Data now: the wait completes (the edge came before it was queued), and one read takes it all.
     asio::write(p.peer, asio::buffer("hello", 5));
-    bool woke = false;
-    p.ours->async_wait_readable([&](std::error_code e) { woke = !e; });
-    REQUIRE(p.run_until([&] { return woke; }));
+    REQUIRE(p.wait_readable());
     CHECK(p.ours->read_some(asio::buffer(buf), ec) == 5);
     CHECK_FALSE(ec);
     CHECK(std::string_view(buf.data(), 5) == "hello");
@@ -127,18 +129,14 @@ TEST_CASE("after a short read, data and the end of input that arrive later each 
     const long before = counted.recv.load();
     for (const std::string_view chunk : {"ab", "cde"}) {
         asio::write(p.peer, asio::buffer(chunk));
-        bool woke = false;
-        p.ours->async_wait_readable([&](std::error_code e) { woke = !e; });
-        REQUIRE(p.run_until([&] { return woke; }));
+        REQUIRE(p.wait_readable());
         CHECK(p.ours->read_some(asio::buffer(buf), ec) == chunk.size());
         CHECK(std::string_view(buf.data(), chunk.size()) == chunk);
         CHECK_FALSE(p.ours->may_have_input());
     }
     CHECK(counted.recv.load() - before == 2);  // one read per chunk, none that finds nothing
     p.peer.shutdown(asio::ip::tcp::socket::shutdown_send);
-    bool woke = false;
-    p.ours->async_wait_readable([&](std::error_code e) { woke = !e; });
-    REQUIRE(p.run_until([&] { return woke; }));
+    REQUIRE(p.wait_readable());
     p.ours->read_some(asio::buffer(buf), ec);
     CHECK(ec == asio::error::eof);
 }
@@ -150,9 +148,7 @@ TEST_CASE("an edge socket sees the end of input that came with the last data") {
     asio::write(p.peer, asio::buffer("bye", 3));
     p.peer.shutdown(asio::ip::tcp::socket::shutdown_send);  // data and FIN, one edge
     std::this_thread::sleep_for(20ms);
-    bool woke = false;
-    p.ours->async_wait_readable([&](std::error_code e) { woke = !e; });
-    REQUIRE(p.run_until([&] { return woke; }));
+    REQUIRE(p.wait_readable());
     std::array<char, 64> buf{};
     std::error_code ec;
     CHECK(p.ours->read_some(asio::buffer(buf), ec) == 3);
@@ -186,16 +182,12 @@ TEST_CASE("an edge socket sees data that came between an empty read and the next
     std::array<char, 64> buf{};
     std::error_code ec;
     asio::write(p.peer, asio::buffer("ab", 2));
-    bool woke = false;
-    p.ours->async_wait_readable([&](std::error_code e) { woke = !e; });
-    REQUIRE(p.run_until([&] { return woke; }));
+    REQUIRE(p.wait_readable());
     REQUIRE(p.ours->read_some(asio::buffer(buf), ec) == 2);
     REQUIRE(p.ours->read_some(asio::buffer(buf), ec) == 0);  // empty: drained
     asio::write(p.peer, asio::buffer("cd", 2));               // arrives before anyone waits
     std::this_thread::sleep_for(20ms);
-    woke = false;
-    p.ours->async_wait_readable([&](std::error_code e) { woke = !e; });
-    REQUIRE(p.run_until([&] { return woke; }));
+    REQUIRE(p.wait_readable());
     CHECK(p.ours->read_some(asio::buffer(buf), ec) == 2);
     CHECK(std::string_view(buf.data(), 2) == "cd");
 }
@@ -206,9 +198,7 @@ TEST_CASE("a full read leaves the socket to be read again; end of input and clos
     std::array<char, 4> small{};
     std::error_code ec;
     asio::write(p.peer, asio::buffer("0123456789", 10));
-    bool woke = false;
-    p.ours->async_wait_readable([&](std::error_code e) { woke = !e; });
-    REQUIRE(p.run_until([&] { return woke; }));
+    REQUIRE(p.wait_readable());
     CHECK(p.ours->read_some(asio::buffer(small), ec) == 4);
     CHECK(p.ours->may_have_input());  // filled the buffer: there may be more, and there is
     CHECK(p.ours->read_some(asio::buffer(small), ec) == 4);
@@ -217,9 +207,7 @@ TEST_CASE("a full read leaves the socket to be read again; end of input and clos
     CHECK_FALSE(p.ours->may_have_input());
 
     p.peer.shutdown(asio::ip::tcp::socket::shutdown_send);
-    woke = false;
-    p.ours->async_wait_readable([&](std::error_code e) { woke = !e; });
-    REQUIRE(p.run_until([&] { return woke; }));
+    REQUIRE(p.wait_readable());
     p.ours->read_some(asio::buffer(small), ec);
     CHECK(ec == asio::error::eof);
 
