@@ -7,6 +7,7 @@
 #include <swirl/protocol/http_request.hpp>
 #include <swirl/protocol/http_response.hpp>
 
+#include <algorithm>
 #include <optional>
 #include <span>
 #include <string>
@@ -28,8 +29,10 @@ inline std::string accept_key(std::string_view client_key) {
 /// A valid `Sec-WebSocket-Key`: 24 characters matching `^[+/0-9A-Za-z]{21}[AQgw]==$`, decoding to 16 bytes.
 inline bool is_valid_client_key(std::string_view key) noexcept {
     if (key.size() != 24 || key.substr(22) != "==") return false;
-    for (std::size_t i = 0; i < 21; ++i)
-        if (detail::base64_alphabet.find(key[i]) == std::string_view::npos) return false;
+    const auto in_alphabet = [](char c) {
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
+    };
+    if (!std::all_of(key.begin(), key.begin() + 21, in_alphabet)) return false;
     return key[21] == 'A' || key[21] == 'Q' || key[21] == 'g' || key[21] == 'w';
 }
 
@@ -106,6 +109,7 @@ inline bool accept_handshake(const Request& req, Response& res, std::span<const 
     res.status = 101;
     res.reason.clear();
     res.body.clear();
+    res.headers.reserve(res.headers.size() + 4);
     res.set_header("Upgrade", "websocket");
     res.set_header("Connection", "Upgrade");
     res.set_header("Sec-WebSocket-Accept", accept_key(*req.header("Sec-WebSocket-Key")));

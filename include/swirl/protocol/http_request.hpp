@@ -231,6 +231,8 @@ private:
         request_.method = method;
         request_.target = target;
         request_.version_minor = version[7] - '0';
+        // One allocation for the fields: each line left is one (the head keeps the last field's line end).
+        request_.headers.reserve(std::min<std::size_t>(static_cast<std::size_t>(std::ranges::count(rest, '\n')), limits_.max_headers));
 
         while (!rest.empty()) {
             const std::string_view field = take_line(rest);

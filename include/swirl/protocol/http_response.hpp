@@ -4,6 +4,7 @@
 #include <swirl/protocol/detail/ascii.hpp>
 #include <swirl/protocol/http_request.hpp>
 
+#include <algorithm>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -80,7 +81,9 @@ struct Response {
     /// Why this response cannot be sent as it is (a status outside 100–999, a header name that is not a token, a
     /// CR, LF or NUL in a value or the reason, which would let a caller inject fields), or nullopt when it can.
     std::optional<std::string_view> malformed() const noexcept {
-        const auto unsafe = [](std::string_view text) { return text.find_first_of(std::string_view("\r\n\0", 3)) != text.npos; };
+        const auto unsafe = [](std::string_view text) {
+            return std::ranges::any_of(text, [](char c) { return c == '\r' || c == '\n' || c == '\0'; });
+        };
         if (status < 100 || status > 999) return "status outside 100-999";
         if (unsafe(reason)) return "CR, LF or NUL in the reason phrase";
         for (const auto& h : headers) {

@@ -3,7 +3,9 @@
 #include <swirl/protocol/detail/sha1.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -96,4 +98,32 @@ TEST_CASE("sha1 gives the same digest for every two-way split of the input") {
 TEST_CASE("sha1 reproduces the RFC 6455 handshake example digest") {
     CHECK(hex_sha1("dGhlIHNhbXBsZSBub25jZQ==258EAFA5-E914-47DA-95CA-C5AB0DC85B11") ==
           "b37a4f2cc0624f1690f64606cf385945b2bec4ea");
+}
+
+TEST_CASE("sha1 with the CPU's SHA extensions matches the portable code block for block") {
+#if SWIRL_SHA1_X86
+    if (!swirl::detail::sha1_blocks::cpu_has_sha_extensions()) {
+        MESSAGE("this CPU has no SHA extensions: only the portable code runs here");
+        return;
+    }
+    std::uint32_t x = 12345;  // a fixed pseudo-random sequence (xorshift)
+    std::array<std::uint8_t, 64 * 9> data{};
+    for (int trial = 0; trial < 200; ++trial) {
+        for (auto& byte : data) {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            byte = static_cast<std::uint8_t>(x);
+        }
+        const std::size_t blocks = static_cast<std::size_t>(trial) % 10;
+        swirl::detail::sha1_blocks::State portable{0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, x};
+        auto accelerated = portable;
+        swirl::detail::sha1_blocks::portable(portable, data.data(), blocks);
+        swirl::detail::sha1_blocks::with_sha_extensions(accelerated, data.data(), blocks);
+        CAPTURE(trial);
+        CHECK(accelerated == portable);
+    }
+#else
+    MESSAGE("not x86: only the portable code exists here");
+#endif
 }

@@ -33,9 +33,9 @@ TEST_CASE("timing wheel: a deadline fires at the end of its tick, never early, a
     const auto t0 = clock_type::time_point() + 1000s;
     Wheel wheel(10ms, 8, t0);
     Entry a{1}, b{2}, c{3};
-    wheel.schedule(a.hook, t0 + 25ms);  // tick 3 (ends at 30 ms)
-    wheel.schedule(b.hook, t0 + 30ms);  // tick 3 too: exactly on a boundary
-    wheel.schedule(c.hook, t0 + 31ms);  // tick 4
+    CHECK(wheel.schedule(a.hook, t0 + 25ms) == t0 + 30ms);  // tick 3 (ends at 30 ms)
+    CHECK(wheel.schedule(b.hook, t0 + 30ms) == t0 + 30ms);  // tick 3 too: exactly on a boundary
+    CHECK(wheel.schedule(c.hook, t0 + 31ms) == t0 + 40ms);  // tick 4
     CHECK(wheel.size() == 3);
     CHECK(wheel.next_time() == t0 + 30ms);
     CHECK(advance(wheel, t0 + 29ms).empty());
@@ -60,8 +60,9 @@ TEST_CASE("timing wheel: rescheduling moves an entry; cancelling removes it; a p
     CHECK(wheel.size() == 1);
     CHECK(advance(wheel, t0 + 20ms) == std::vector<int>{1});
     CHECK(advance(wheel, t0 + 60ms).empty());  // not at the old deadline either
-    wheel.schedule(b.hook, t0);  // in the past: the next tick
+    CHECK(wheel.schedule(b.hook, t0) == t0 + 70ms);  // in the past: the next tick (60 ms were processed)
     CHECK(advance(wheel, t0 + 70ms) == std::vector<int>{2});
+    CHECK(wheel.schedule(b.hook, clock_type::time_point::max()) == clock_type::time_point::max());  // never
 }
 
 TEST_CASE("timing wheel: deadlines beyond one revolution wait for their own tick") {

@@ -1,6 +1,7 @@
 #pragma once
 /// ASCII helpers for HTTP tokens: case-insensitive comparison, trimming, comma-separated lists.
 
+#include <array>
 #include <cstddef>
 #include <string_view>
 
@@ -23,11 +24,16 @@ constexpr std::string_view trim(std::string_view s) noexcept {
     return s;
 }
 
-/// RFC 9110 tchar: the characters allowed in a token (header names, methods).
-constexpr bool is_token_char(char c) noexcept {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-    return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
+/// RFC 9110 tchar, by byte value: the characters allowed in a token (header names, methods).
+inline constexpr std::array<bool, 256> token_chars = [] {
+    std::array<bool, 256> table{};
+    for (int c = 0; c < 256; ++c)
+        table[static_cast<std::size_t>(c)] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                                             std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
+    return table;
+}();
+
+constexpr bool is_token_char(char c) noexcept { return token_chars[static_cast<unsigned char>(c)]; }
 
 constexpr bool is_token(std::string_view s) noexcept {
     if (s.empty()) return false;

@@ -46,9 +46,10 @@ struct EventLoop {
         : index(index), count(count), deadlines(tick), on_deadline(std::move(on_deadline)) {}
 
     /// This loop's thread: (re)schedules `hook` for `due`, and wakes the loop's one deadline timer in time for it.
+    /// O(1): while any deadline is pending the timer is armed by the earliest (each wake re-arms for the next), so
+    /// only this hook's time can make it earlier.
     void watch(typename Deadlines::Hook& hook, clock::time_point due) {
-        deadlines.schedule(hook, due);
-        if (const auto next = deadlines.next_time()) arm(*next);
+        if (const auto at = deadlines.schedule(hook, due); at != clock::time_point::max()) arm(at);
     }
 
     /// This loop's thread: takes `hook` off the deadlines; the last one off stops the timer, so that a loop with no

@@ -51,8 +51,9 @@ public:
     bool empty() const noexcept { return size_ == 0; }
 
     /// Schedules `h` to fire at the end of the tick holding `due` (moving it if it was scheduled). A deadline that
-    /// has passed fires at the next `advance`.
-    void schedule(Hook& h, clock::time_point due) {
+    /// has passed fires at the next `advance`. Returns when `h` becomes due: the end of its tick (`time_point::max()`
+    /// for `due == time_point::max()`), which an `advance` from then on fires. O(1), unlike `next_time()`.
+    clock::time_point schedule(Hook& h, clock::time_point due) {
         if (h.scheduled()) {
             unlink(h);
             --size_;
@@ -60,6 +61,7 @@ public:
         h.tick_ = std::max(tick_of(due, true), processed_ + 1);
         link(h, heads_[h.tick_ % heads_.size()]);
         ++size_;
+        return end_of_tick(h.tick_);
     }
 
     void cancel(Hook& h) noexcept {
@@ -102,7 +104,7 @@ public:
         if (size_ == 0) return std::nullopt;
         for (std::uint64_t t = processed_ + 1; t <= processed_ + heads_.size(); ++t) {
             const Hook& head = heads_[t % heads_.size()];
-            if (head.next_ != &head) return origin_ + tick_ * static_cast<clock::rep>(t);
+            if (head.next_ != &head) return end_of_tick(t);
         }
         return std::nullopt;  // unreachable: size_ > 0 means some slot holds a hook
     }
@@ -115,6 +117,12 @@ private:
         const auto since = (t - origin_).count();
         const auto ticks = static_cast<std::uint64_t>(since / tick_.count());
         return round_up && since % tick_.count() != 0 ? ticks + 1 : ticks;
+    }
+
+    /// When tick `t` ends; `time_point::max()` past what the clock can represent.
+    clock::time_point end_of_tick(std::uint64_t t) const noexcept {
+        const auto representable = static_cast<std::uint64_t>((clock::time_point::max() - origin_).count() / tick_.count());
+        return t >= representable ? clock::time_point::max() : origin_ + tick_ * static_cast<clock::rep>(t);
     }
 
     static void link(Hook& h, Hook& head) noexcept {
