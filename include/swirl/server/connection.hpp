@@ -499,7 +499,8 @@ private:
         }
         borrow_output_buffer(pending_, false);
         append(pending_);
-        const bool full_batch = pending_.size() >= coalesce_limit && !writing_;
+        const bool full_batch = !writing_ && (pending_.flat_size() >= coalesce_limit || pending_.held_count() >= coalesce_held ||
+                                              pending_.size() >= coalesce_bytes);
         const bool post = schedule_flush_locked();
         lock.unlock();
         if (full_batch && on_own_thread()) flush();  // keeps the queue's buffer within what it retains
@@ -648,9 +649,15 @@ private:
 
     /// Payloads from this size up are worth a write of their own rather than a copy into the output queue.
     static constexpr std::size_t write_through_size = 8 * 1024;
-    /// Replies coalesced on the connection's thread are written once this many bytes are queued, so the queue's
-    /// buffer stays within the capacity it keeps for reuse (no allocation per batch).
+    /// Replies coalesced on the connection's thread (while one read's messages are handled) are written once this
+    /// many bytes are copied into the queue, so that its buffer stays within the capacity it keeps for reuse (no
+    /// allocation per batch); ...
     static constexpr std::size_t coalesce_limit = 32 * 1024;
+    /// ... or once this many payloads are held (given up by their senders, not copied), so that one gather write
+    /// takes them all (Asio writes at most 64 pieces at once: two per held payload, its header and itself) ...
+    static constexpr std::size_t coalesce_held = 24;
+    /// ... or once this many bytes are queued in all: one write of them is as much as the loop's read brings in.
+    static constexpr std::size_t coalesce_bytes = 512 * 1024;
 
     bool on_own_thread() const noexcept { return executor().running_in_this_thread(); }
 

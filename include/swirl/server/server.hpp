@@ -69,7 +69,8 @@ public:
         : settings_(std::move(settings)), tasks_(settings_.task_threads, settings_.task_queue_size) {
         if (settings_.threads == 0) settings_.threads = 1;
         for (unsigned i = 0; i < settings_.threads; ++i)
-            loops_.push_back(std::make_unique<detail::EventLoop<UserData>>(i, settings_.threads, deadline_tick(settings_),
+            loops_.push_back(std::make_unique<detail::EventLoop<UserData>>(i, settings_.threads, read_size(settings_),
+                                                                           deadline_tick(settings_),
                 [this](Connection& c) { detail::Session<UserData>::on_deadline(session_host_, c); }));
     }
 
@@ -548,6 +549,13 @@ private:
 
     /// The resolution of the connections' deadlines: a sixteenth of the shortest enabled timeout, within
     /// [1 ms, 1 s]; a deadline fires at most that much late, and each event loop wakes at most once per tick.
+    /// The bytes one read takes (`Settings::read_size`, within `pause_reading_above` when set; 16 KiB or more).
+    static std::size_t read_size(const Settings& s) noexcept {
+        constexpr std::size_t least = 16u << 10;
+        const std::size_t size = s.pause_reading_above != 0 ? std::min(s.read_size, s.pause_reading_above) : s.read_size;
+        return std::max(size, least);
+    }
+
     static std::chrono::steady_clock::duration deadline_tick(const Settings& s) {
         std::chrono::milliseconds shortest = std::chrono::seconds(16);
         for (const auto t : {s.handshake_timeout, s.idle_timeout, s.ping_interval, s.pong_timeout, s.close_timeout})

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cstring>
 #include <thread>
+#include <vector>
 
 namespace {
 
@@ -258,6 +259,26 @@ public:
         REQUIRE(reply[1] == size);
     }
 
+    /// Sends `count` masked binary frames of `size` (126 to 65535) bytes in one write, then reads their echoes.
+    void echo_burst(int count, std::size_t size) {
+        std::vector<unsigned char> frames;
+        for (int i = 0; i < count; ++i) {
+            const unsigned char header[8] = {0x82, 0x80 | 126, static_cast<unsigned char>(size >> 8),
+                                             static_cast<unsigned char>(size & 0xFF), 0, 0, 0, 0};  // mask key 0
+            frames.insert(frames.end(), header, header + 8);
+            frames.resize(frames.size() + size, static_cast<unsigned char>('a' + i % 26));
+        }
+        send_all(frames.data(), frames.size());
+        std::vector<unsigned char> replies(static_cast<std::size_t>(count) * (4 + size));
+        recv_all(replies.data(), replies.size());
+        for (int i = 0; i < count; ++i) {
+            const unsigned char* reply = replies.data() + static_cast<std::size_t>(i) * (4 + size);
+            REQUIRE(reply[0] == 0x82);
+            REQUIRE(reply[1] == 126);
+            REQUIRE(reply[4 + size - 1] == static_cast<unsigned char>('a' + i % 26));
+        }
+    }
+
 private:
     void send_all(const void* data, std::size_t n) { REQUIRE(::send(fd_, data, n, MSG_NOSIGNAL) == static_cast<ssize_t>(n)); }
     void recv_all(void* data, std::size_t n) {
@@ -289,4 +310,33 @@ TEST_CASE("an echo with one message in flight costs the server one recv and no e
     // The read that finds the message; one that finds nothing only when an edge came while a message was read.
     CHECK(recvs <= messages + messages / 20);
     CHECK(ctls == 0);
+}
+
+TEST_CASE("Settings::read_size bounds each read; the default takes a burst of large messages in a few reads") {
+    constexpr int count = 16;
+    constexpr std::size_t size = 16 * 1024;
+    const auto reads_for_burst = [&](swirl::Settings settings) {
+        swirl::Server<int> server(settings);
+        server.on_message([](swirl::Server<int>::Connection& c, swirl::Frame& f) { c.send(std::move(f.payload), f.opcode); });
+        test::RunningServer running(server);
+        uncounted_thread = std::this_thread::get_id();
+        BlockingClient client(running.port());
+        client.echo(20);
+        const long before = counted.recv.load();
+        client.echo_burst(count, size);
+        return counted.recv.load() - before;
+    };
+    auto small = test::local_settings();
+    small.read_size = 16 * 1024;
+    const long small_reads = reads_for_burst(small);
+    auto paused = test::local_settings();
+    paused.pause_reading_above = 20000;  // reads take at most this much
+    const long paused_reads = reads_for_burst(paused);
+    const long default_reads = reads_for_burst(test::local_settings());
+    MESSAGE("reads for 16 x 16 KiB: ", small_reads, " with read_size 16 KiB, ", paused_reads,
+            " with pause_reading_above 20000, ", default_reads, " by default");
+    const long burst_bytes = count * static_cast<long>(size + 8);
+    CHECK(small_reads >= burst_bytes / (16 * 1024));
+    CHECK(paused_reads >= burst_bytes / 20000);
+    CHECK(default_reads <= small_reads / 2);
 }

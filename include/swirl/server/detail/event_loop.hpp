@@ -41,9 +41,11 @@ struct EventLoop {
     using clock = std::chrono::steady_clock;
     using Deadlines = TimingWheel<Connection>;
 
-    /// `tick`: the resolution of the connections' deadlines; `on_deadline` acts on a connection whose deadline came.
-    EventLoop(std::size_t index, std::size_t count, clock::duration tick, std::function<void(Connection&)> on_deadline)
-        : index(index), count(count), deadlines(tick), on_deadline(std::move(on_deadline)) {}
+    /// `read_size`: bytes one read takes (the shared read buffer); `tick`: the resolution of the connections'
+    /// deadlines; `on_deadline` acts on a connection whose deadline came.
+    EventLoop(std::size_t index, std::size_t count, std::size_t read_size, clock::duration tick,
+              std::function<void(Connection&)> on_deadline)
+        : index(index), count(count), buffers(read_size), deadlines(tick), on_deadline(std::move(on_deadline)) {}
 
     /// This loop's thread: (re)schedules `hook` for `due`, and wakes the loop's one deadline timer in time for it.
     /// O(1): while any deadline is pending the timer is armed by the earliest (each wake re-arms for the next), so

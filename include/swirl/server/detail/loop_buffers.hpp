@@ -42,7 +42,9 @@ private:
 /// One per event loop: the bulk read buffer, `busy` while a connection still has unconsumed bytes in it (its
 /// handler suspended; others then read into their own buffer), and the message buffers no connection is using.
 struct LoopBuffers {
-    std::vector<std::uint8_t> bytes = std::vector<std::uint8_t>(64 * 1024);
+    explicit LoopBuffers(std::size_t read_size) : bytes(read_size) {}
+
+    std::vector<std::uint8_t> bytes;  // one read's worth (`Settings::read_size`)
     bool busy = false;
     BufferPool messages;
     ReaderPool readers;

@@ -48,6 +48,9 @@ public:
 
     std::size_t size() const noexcept { return size_; }
     bool empty() const noexcept { return size_ == 0; }
+    /// Bytes copied into the flat buffer (frames and headers), and payloads held outside it.
+    std::size_t flat_size() const noexcept { return flat_.size(); }
+    std::size_t held_count() const noexcept { return held_.size(); }
 
     /// The flat buffer's capacity: what the queue holds for frames to come.
     std::size_t capacity() const noexcept { return flat_.capacity(); }
