@@ -67,15 +67,35 @@ constexpr std::string_view to_string(HandshakeError e) noexcept {
 inline HandshakeError validate_upgrade(const Request& req) noexcept {
     if (req.method != "GET") return HandshakeError::not_get;
     if (req.version_minor < 1) return HandshakeError::not_http11;
-    if (!req.header("Host")) return HandshakeError::missing_host;
-    if (!req.has_token("Upgrade", "websocket")) return HandshakeError::missing_upgrade;
-    if (!req.has_token("Connection", "Upgrade")) return HandshakeError::missing_connection;
+    // One pass over the fields (each name is compared only with the one of its length).
+    bool host = false, upgrade = false, connection = false;
+    std::size_t versions = 0, keys = 0;
+    std::string_view version, key;
+    const auto has = [](std::string_view list, std::string_view token) {
+        return detail::any_list_item(list, [&](std::string_view item) { return detail::iequals(item, token); });
+    };
+    for (const auto& h : req.headers) {
+        const std::string_view name = h.name;
+        switch (name.size()) {
+        case 4: host = host || detail::iequals(name, "Host"); break;
+        case 7: upgrade = upgrade || (detail::iequals(name, "Upgrade") && has(h.value, "websocket")); break;
+        case 10: connection = connection || (detail::iequals(name, "Connection") && has(h.value, "Upgrade")); break;
+        case 17:
+            if (detail::iequals(name, "Sec-WebSocket-Key") && keys++ == 0) key = h.value;
+            break;
+        case 21:
+            if (detail::iequals(name, "Sec-WebSocket-Version") && versions++ == 0) version = h.value;
+            break;
+        default: break;
+        }
+    }
+    if (!host) return HandshakeError::missing_host;
+    if (!upgrade) return HandshakeError::missing_upgrade;
+    if (!connection) return HandshakeError::missing_connection;
     // Neither field may appear more than once (RFC 6455 §11.3.1, §11.3.5).
-    if (req.header_count("Sec-WebSocket-Version") > 1) return HandshakeError::repeated_version;
-    const auto version = req.header("Sec-WebSocket-Version");
-    if (!version || detail::trim(*version) != "13") return HandshakeError::unsupported_version;
-    const auto key = req.header("Sec-WebSocket-Key");
-    if (!key || req.header_count("Sec-WebSocket-Key") > 1 || !is_valid_client_key(*key)) return HandshakeError::bad_key;
+    if (versions > 1) return HandshakeError::repeated_version;
+    if (versions == 0 || detail::trim(version) != "13") return HandshakeError::unsupported_version;
+    if (keys != 1 || !is_valid_client_key(key)) return HandshakeError::bad_key;
     return HandshakeError::none;
 }
 

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -182,22 +183,24 @@ private:
     /// the head through its blank line, or npos until that arrives or on error. Each verdict falls on the byte
     /// that decides it, so it does not depend on how the bytes arrive; a trailing CR may be the start of a CRLF.
     std::size_t scan_head(std::size_t from) {
-        const auto line_break = [](char c) { return c == '\r' || c == '\n'; };
+        const char* const data = head_.data();
+        const std::size_t size = head_.size();
+        // A CR that ended the bytes before is decided by the first byte after it.
+        if (from != 0 && from < size && data[from - 1] == '\r' && data[from] != '\n')
+            return fail(400, "bare CR in request header"), std::string::npos;
         for (std::size_t i = from;;) {
-            if (i != 0 && i < head_.size() && head_[i - 1] == '\r' && head_[i] != '\n')
+            const auto* lf = static_cast<const char*>(std::memchr(data + i, '\n', size - i));
+            const std::size_t at = lf ? static_cast<std::size_t>(lf - data) : size;  // the line's LF, or the end so far
+            // A CR before `at` is bare unless the LF follows it; one that ends the bytes so far is not decided yet.
+            if (const auto* cr = static_cast<const char*>(std::memchr(data + i, '\r', at - i)); cr && cr + 1 != data + at)
                 return fail(400, "bare CR in request header"), std::string::npos;
-            const std::string_view unscanned = std::string_view(head_).substr(i);
-            const auto next = std::ranges::find_if(unscanned, line_break);
-            const std::size_t at = i + static_cast<std::size_t>(next - unscanned.begin());
-            const std::size_t content_end = at - (at != 0 && head_[at - 1] == '\r');
+            const std::size_t content_end = at - (at != 0 && data[at - 1] == '\r');
             if (line_start_ == 0 && content_end > limits_.max_request_line)
                 return fail(414, "request line too long"), std::string::npos;
-            if (at == head_.size()) return std::string::npos;
+            if (at == size) return std::string::npos;
             i = at + 1;
-            if (head_[at] == '\n') {
-                if (content_end == line_start_) return i;
-                line_start_ = i;
-            }
+            if (content_end == line_start_) return i;
+            line_start_ = i;
         }
     }
 
@@ -248,8 +251,19 @@ private:
             request_.headers.push_back({std::string(name), std::string(value)});
         }
 
-        if (request_.header_count("Host") > 1) return fail(400, "more than one Host field"), false;  // RFC 9112 §3.2
-        if (request_.header("Transfer-Encoding")) return fail(501, "transfer codings are not supported"), false;
+        // One pass over the fields for what the head itself must get right (each name is compared only with the
+        // one of its length).
+        std::size_t hosts = 0;
+        bool transfer_encoding = false, lengths = false;
+        for (const auto& h : request_.headers) {
+            const std::string_view name = h.name;
+            if (name.size() == 4) hosts += detail::iequals(name, "Host");
+            else if (name.size() == 17) transfer_encoding = transfer_encoding || detail::iequals(name, "Transfer-Encoding");
+            else if (name.size() == 14) lengths = lengths || detail::iequals(name, "Content-Length");
+        }
+        if (hosts > 1) return fail(400, "more than one Host field"), false;  // RFC 9112 §3.2
+        if (transfer_encoding) return fail(501, "transfer codings are not supported"), false;
+        if (!lengths) return true;
         const bool upgrade = is_upgrade_request(request_);
         bool seen_length = false;
         for (const auto& h : request_.headers) {
