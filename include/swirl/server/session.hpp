@@ -129,7 +129,8 @@ private:
             while (parser.status() == RequestParser::Status::incomplete) {
                 if (have == 0) {
                     std::error_code ec;
-                    have = co_await read_some_waiting(t, asio::buffer(buffer), ec);
+                    have = t.read_some(asio::buffer(buffer), ec);  // the request is usually there: no wait, no frame
+                    if (would_block(ec)) have = co_await read_some_waiting(t, asio::buffer(buffer), ec);
                     if (ec) co_return nullptr;
                     c_.note_activity(have);
                 }
@@ -287,7 +288,10 @@ private:
         }
         const std::string bytes = res.serialize();
         std::error_code ec;
-        c_.count_out(co_await write_all(t, asio::buffer(bytes), ec));
+        const asio::const_buffer all = asio::buffer(bytes);
+        std::size_t written = t.write_some(std::span<const asio::const_buffer>(&all, 1), ec);  // usually all of it
+        if (!ec && written < bytes.size()) written += co_await write_all(t, all + written, ec);
+        c_.count_out(written);
         if (ec) co_return false;
         if (!keep_open) co_await linger(t);
         co_return true;
@@ -427,7 +431,7 @@ private:
             std::size_t n = 0;
             while (true) {
                 n = read_available(t, input, lease, ec);
-                if (ec != asio::error::would_block && ec != asio::error::try_again) break;
+                if (!would_block(ec)) break;
                 c_.release_idle_buffers(idle_message_capacity);
                 if (may_park<T>()) co_return true;
                 co_await t.async_wait(asio::socket_base::wait_read, asio::redirect_error(asio::use_awaitable, ec));
@@ -512,7 +516,7 @@ private:
         std::span<const std::uint8_t> input;
         std::error_code ec;
         const std::size_t n = s.read_available(t, input, lease, ec);
-        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        if (would_block(ec)) {
             c->release_idle_buffers(idle_message_capacity);
             return park<T>(host, std::move(c));
         }

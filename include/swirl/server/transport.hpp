@@ -91,13 +91,19 @@ static_assert(Transport<TcpTransport>);
 
 namespace detail {
 
+/// Whether a non-blocking read found nothing (rather than failing).
+inline bool would_block(const std::error_code& ec) noexcept {
+    return ec == asio::error::would_block || ec == asio::error::try_again;
+}
+
 /// Reads at least one byte, waiting for readiness when none is there. 0 with `ec` set at the end of input or on
-/// error.
+/// error. (A caller on a hot path tries `t.read_some` first: a coroutine call allocates its frame even when it
+/// does not suspend.)
 template <Transport T>
 asio::awaitable<std::size_t> read_some_waiting(T& t, asio::mutable_buffer buffer, std::error_code& ec) {
     while (true) {
         const std::size_t n = t.read_some(buffer, ec);
-        if (ec != asio::error::would_block && ec != asio::error::try_again) co_return n;
+        if (!would_block(ec)) co_return n;
         co_await t.async_wait(asio::socket_base::wait_read, asio::redirect_error(asio::use_awaitable, ec));
         if (ec) co_return 0;
     }
