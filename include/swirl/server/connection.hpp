@@ -337,12 +337,13 @@ private:
 #endif
     /// The connection's permessage-deflate state; null without the extension.
     detail::ConnectionDeflate* deflate_state() noexcept { return deflate_.get(); }
+    /// Conn thread (the only writer of these counters: a plain load and store, no locked instruction).
     void count_in(std::size_t n) noexcept {
-        bytes_in_.fetch_add(n, std::memory_order_relaxed);
+        bytes_in_.store(bytes_in_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
         loop_->counters.bytes_in.add(n);
     }
     void count_out(std::size_t n) noexcept {
-        bytes_out_.fetch_add(n, std::memory_order_relaxed);
+        bytes_out_.store(bytes_out_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
         loop_->counters.bytes_out.add(n);
     }
     /// The event loop's statistics counters.
@@ -783,6 +784,7 @@ private:
         const bool more = has_output_locked();
         const std::size_t left = pending_.size() + (pong_owed_ ? owed_pong_->size() : 0);
         const bool drain = left <= settings().drain_below && status() == ConnectionStatus::active &&
+                           drain_armed_.load(std::memory_order_relaxed) &&  // the locked exchange only when armed
                            drain_armed_.exchange(false, std::memory_order_relaxed);
         lock.unlock();
         if (more) flush();
