@@ -65,8 +65,8 @@ struct Settings {
     /// 0 (the default, as Swoole): reading never pauses and `backpressure` decides at `max_output_buffer`.
     std::size_t pause_reading_above = 0;
     /// Bytes one read takes from a socket, into its event loop's one shared read buffer. Large reads let a burst of
-    /// large messages in with few system calls (echoing 16 KiB messages 16 at a time: ~1.5x the messages per CPU-second
-    /// of 64 KiB reads); replies to one read's messages leave in one write. It is also the most unread input a
+    /// large messages in with few system calls (echoing 16 KiB messages 16 at a time: ~1.7x the messages per
+    /// CPU-second of 64 KiB reads); replies to one read's messages leave in one write. It is also the most unread input a
     /// connection keeps for itself when its handler pauses reading in the middle of a read. With
     /// `pause_reading_above` set, a read takes at most that much (so that the replies to one read stay near it);
     /// never less than 16 KiB.

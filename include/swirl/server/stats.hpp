@@ -94,7 +94,7 @@ struct Counter {
 };
 
 /// A counter written by one thread only (its event loop's), read by any: a plain load and store where `Counter`
-/// takes a locked read-modify-write (~20 cycles, several times per echoed message).
+/// takes a locked read-modify-write (three of which an echoed message no longer makes).
 struct LocalCounter {
     std::atomic<std::uint64_t> value{0};
     void add(std::uint64_t n = 1) noexcept { value.store(value.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }

@@ -1,9 +1,10 @@
 #pragma once
 /// SHA-1 (FIPS 180-4), only what the WebSocket handshake needs. Not for security uses.
 ///
-/// Every handshake hashes 60 bytes (two blocks). On x86-64 CPUs with the SHA extensions (Intel since Goldmont and
-/// Ice Lake, AMD since Zen) the blocks go through them, picked once at run time: ~300 instructions for the two
-/// blocks instead of ~2,500 for the portable code, which every other CPU runs.
+/// Every handshake hashes 60 bytes (two blocks). On x86 CPUs with the SHA extensions (Intel since Goldmont and
+/// Ice Lake, AMD since Zen) the blocks go through them, picked once at run time: 80 ns for the two blocks instead
+/// of 680 ns for the portable code (~4,100 instructions), which every other CPU runs. (Valgrind hides the
+/// extensions: under callgrind the portable code runs.)
 
 #include <algorithm>
 #include <array>
