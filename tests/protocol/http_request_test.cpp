@@ -441,6 +441,13 @@ TEST_CASE("parser answers a request line over max_request_line with 414 however 
     while (endless.size() < 400) endless += "X-Filler: 0123456789\r\n";
     CHECK(error_status(endless, limits) == 414);
 
+    // A bare CR past the limit: the line was too long by the time the CR came, whatever the chunking (the fuzzer
+    // found the whole head and its pieces disagreeing here). One before the limit is what is reported.
+    limits = RequestLimits{};
+    limits.max_request_line = 64;
+    CHECK(error_status("GET /" + std::string(100, 'c') + "\rx HTTP/1.1\r\nHost: h\r\n\r\n", limits) == 414);
+    CHECK(error_status("GET /" + std::string(10, 'c') + "\rx" + std::string(100, 'c') + " HTTP/1.1\r\n\r\n", limits) == 400);
+
     // A line of exactly the limit is fine byte by byte too: its CR alone does not make it one byte too long.
     limits = RequestLimits{};
     limits.max_request_line = 64;
