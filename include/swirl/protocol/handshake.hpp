@@ -71,15 +71,12 @@ inline HandshakeError validate_upgrade(const Request& req) noexcept {
     bool host = false, upgrade = false, connection = false;
     std::size_t versions = 0, keys = 0;
     std::string_view version, key;
-    const auto has = [](std::string_view list, std::string_view token) {
-        return detail::any_list_item(list, [&](std::string_view item) { return detail::iequals(item, token); });
-    };
     for (const auto& h : req.headers) {
         const std::string_view name = h.name;
         switch (name.size()) {
         case 4: host = host || detail::iequals(name, "Host"); break;
-        case 7: upgrade = upgrade || (detail::iequals(name, "Upgrade") && has(h.value, "websocket")); break;
-        case 10: connection = connection || (detail::iequals(name, "Connection") && has(h.value, "Upgrade")); break;
+        case 7: upgrade = upgrade || (detail::iequals(name, "Upgrade") && detail::has_list_token(h.value, "websocket")); break;
+        case 10: connection = connection || (detail::iequals(name, "Connection") && detail::has_list_token(h.value, "Upgrade")); break;
         case 17:
             if (detail::iequals(name, "Sec-WebSocket-Key") && keys++ == 0) key = h.value;
             break;

@@ -54,9 +54,7 @@ struct Request {
     /// Whether any header `name` carries `token` in its comma-separated list (`Connection: keep-alive, Upgrade`).
     bool has_token(std::string_view name, std::string_view token) const noexcept {
         for (const auto& h : headers)
-            if (detail::iequals(h.name, name) &&
-                detail::any_list_item(h.value, [&](std::string_view item) { return detail::iequals(item, token); }))
-                return true;
+            if (detail::iequals(h.name, name) && detail::has_list_token(h.value, token)) return true;
         return false;
     }
 

@@ -14,6 +14,7 @@
 #include <swirl/server/detail/output_queue.hpp>
 #include <swirl/server/detail/small_mutex.hpp>
 #include <swirl/server/settings.hpp>
+#include <swirl/server/stats.hpp>
 
 #include <swirl/detail/asio.hpp>
 
@@ -207,8 +208,8 @@ public:
         info.connect_time = connect_system_;
         info.last_activity = connect_system_ + std::chrono::duration_cast<std::chrono::system_clock::duration>(
                                                    clock::duration(last_activity_.load(std::memory_order_relaxed)));
-        info.bytes_in = bytes_in_.load(std::memory_order_relaxed);
-        info.bytes_out = bytes_out_.load(std::memory_order_relaxed);
+        info.bytes_in = bytes_in_.get();
+        info.bytes_out = bytes_out_.get();
         info.buffered = unsent();
         return info;
     }
@@ -337,13 +338,13 @@ private:
 #endif
     /// The connection's permessage-deflate state; null without the extension.
     detail::ConnectionDeflate* deflate_state() noexcept { return deflate_.get(); }
-    /// Conn thread (the only writer of these counters: a plain load and store, no locked instruction).
+    /// Conn thread (the only writer of these counters).
     void count_in(std::size_t n) noexcept {
-        bytes_in_.store(bytes_in_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+        bytes_in_.add(n);
         loop_->counters.bytes_in.add(n);
     }
     void count_out(std::size_t n) noexcept {
-        bytes_out_.store(bytes_out_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+        bytes_out_.add(n);
         loop_->counters.bytes_out.add(n);
     }
     /// The event loop's statistics counters.
@@ -863,8 +864,7 @@ private:
     std::chrono::system_clock::time_point connect_system_;
     clock::time_point connect_steady_;
     std::atomic<clock::rep> last_activity_;
-    std::atomic<std::uint64_t> bytes_in_{0};
-    std::atomic<std::uint64_t> bytes_out_{0};
+    detail::LocalCounter bytes_in_, bytes_out_;  // written on the connection's thread only
 
     // Write path: `pending_` fills from any thread under `mutex_`; `writing_queue_` belongs to the running write.
     mutable detail::SmallMutex mutex_;  // 4 bytes: std::mutex is 40

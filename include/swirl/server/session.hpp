@@ -130,7 +130,7 @@ private:
                 if (have == 0) {
                     std::error_code ec;
                     have = t.read_some(asio::buffer(buffer), ec);  // the request is usually there: no wait, no frame
-                    if (would_block(ec)) have = co_await read_some_waiting(t, asio::buffer(buffer), ec);
+                    if (would_block(ec)) have = co_await read_some_waiting(t, asio::buffer(buffer), ec, true);
                     if (ec) co_return nullptr;
                     c_.note_activity(have);
                 }
@@ -290,7 +290,7 @@ private:
         std::error_code ec;
         const asio::const_buffer all = asio::buffer(bytes);
         std::size_t written = t.write_some(std::span<const asio::const_buffer>(&all, 1), ec);  // usually all of it
-        if (!ec && written < bytes.size()) written += co_await write_all(t, all + written, ec);
+        if (!ec && written < bytes.size()) written += co_await write_all(t, all + written, ec, true);
         c_.count_out(written);
         if (ec) co_return false;
         if (!keep_open) co_await linger(t);

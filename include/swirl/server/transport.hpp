@@ -97,27 +97,33 @@ inline bool would_block(const std::error_code& ec) noexcept {
 }
 
 /// Reads at least one byte, waiting for readiness when none is there. 0 with `ec` set at the end of input or on
-/// error. (A caller on a hot path tries `t.read_some` first: a coroutine call allocates its frame even when it
-/// does not suspend.)
+/// error. `wait_first`: the caller's own read just found nothing (a hot path tries `t.read_some` itself before
+/// calling this, since a coroutine call allocates its frame even when it never suspends), so wait before reading.
 template <Transport T>
-asio::awaitable<std::size_t> read_some_waiting(T& t, asio::mutable_buffer buffer, std::error_code& ec) {
-    while (true) {
+asio::awaitable<std::size_t> read_some_waiting(T& t, asio::mutable_buffer buffer, std::error_code& ec,
+                                               bool wait_first = false) {
+    for (bool wait = wait_first;; wait = true) {
+        if (wait) {
+            co_await t.async_wait(asio::socket_base::wait_read, asio::redirect_error(asio::use_awaitable, ec));
+            if (ec) co_return 0;
+        }
         const std::size_t n = t.read_some(buffer, ec);
         if (!would_block(ec)) co_return n;
-        co_await t.async_wait(asio::socket_base::wait_read, asio::redirect_error(asio::use_awaitable, ec));
-        if (ec) co_return 0;
     }
 }
 
-/// Writes all of `bytes`, waiting for the peer's window as needed; returns how many were written.
+/// Writes all of `bytes`, waiting for the peer's window as needed; returns how many were written. `wait_first`:
+/// the caller's own write just came back short, so wait before writing (as `read_some_waiting`).
 template <Transport T>
-asio::awaitable<std::size_t> write_all(T& t, asio::const_buffer bytes, std::error_code& ec) {
+asio::awaitable<std::size_t> write_all(T& t, asio::const_buffer bytes, std::error_code& ec, bool wait_first = false) {
     std::size_t done = 0;
-    while (done < bytes.size()) {
+    for (bool wait = wait_first; done < bytes.size(); wait = true) {
+        if (wait) {
+            co_await t.async_wait(asio::socket_base::wait_write, asio::redirect_error(asio::use_awaitable, ec));
+            if (ec) break;
+        }
         const asio::const_buffer rest = bytes + done;
         done += t.write_some(std::span<const asio::const_buffer>(&rest, 1), ec);
-        if (ec || done == bytes.size()) break;
-        co_await t.async_wait(asio::socket_base::wait_write, asio::redirect_error(asio::use_awaitable, ec));
         if (ec) break;
     }
     co_return done;

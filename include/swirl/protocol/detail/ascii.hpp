@@ -55,4 +55,9 @@ constexpr bool any_list_item(std::string_view list, F&& f) {
     return false;
 }
 
+/// Whether the comma-separated `list` holds `token`, compared case-insensitively (`Connection: keep-alive, Upgrade`).
+constexpr bool has_list_token(std::string_view list, std::string_view token) {
+    return any_list_item(list, [&](std::string_view item) { return iequals(item, token); });
+}
+
 } // namespace swirl::detail
