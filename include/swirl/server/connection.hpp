@@ -138,13 +138,12 @@ public:
     using clock = std::chrono::steady_clock;
 
     /// `loop` is the event loop the transport belongs to; it outlives the connection.
-    /// `transport` is one of `AnyTransport`'s alternatives, made in place.
+    /// `transport` is one of `AnyTransport`'s alternatives, made in place; `remote` is its peer's address.
     template <class T>
-    Connection(Server<UserData>& server, ConnectionId id, T&& transport, detail::EventLoop<UserData>& loop)
-        : server_(server), id_(id), transport_(std::in_place_type<std::decay_t<T>>, std::forward<T>(transport)), loop_(&loop),
-          bulk_(&loop.buffers), deadline_hook_(this) {
-        std::error_code ec;
-        remote_ = detail::visit_transport(transport_, [&](auto& t) { return t.remote_endpoint(ec); });
+    Connection(Server<UserData>& server, ConnectionId id, T&& transport, const asio::ip::tcp::endpoint& remote,
+               detail::EventLoop<UserData>& loop)
+        : server_(server), id_(id), transport_(std::in_place_type<std::decay_t<T>>, std::forward<T>(transport)),
+          loop_(&loop), remote_(remote), bulk_(&loop.buffers), deadline_hook_(this) {
         connect_system_ = std::chrono::system_clock::now();
         connect_steady_ = clock::now();
         last_activity_.store(0, std::memory_order_relaxed);

@@ -679,8 +679,9 @@ private:
             detail::EventLoop<UserData>& loop = *loops_[next_loop_];
             next_loop_ = (next_loop_ + 1) % loops_.size();
             LoopSocket socket(loop.context);
+            asio::ip::tcp::endpoint peer;  // from accept itself: no getpeername
             std::error_code ec;
-            co_await acceptor.async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
+            co_await acceptor.async_accept(socket, peer, asio::redirect_error(asio::use_awaitable, ec));
             if (stopping_) co_return;  // an accept that completed while stop() closed the acceptor
             if (ec) {
                 if (ec == asio::error::operation_aborted) co_return;
@@ -699,14 +700,17 @@ private:
                 asio::co_spawn(loop.context, reject_busy(asio::ip::tcp::socket(std::move(socket))), asio::detached);
                 continue;
             }
-            start_session(loop, std::move(socket), listener.tls);
+            detail::mark_descriptor_owned(socket);
+            start_session(loop, std::move(socket), peer, listener.tls);
         }
     }
 
-    /// Registers a connection for an accepted socket and spawns its session on `loop`, over TLS when `tls` is set.
-    void start_session(detail::EventLoop<UserData>& loop, LoopSocket socket, const std::shared_ptr<TlsContext>& tls) {
+    /// Registers a connection for a socket accepted from `peer` and spawns its session on `loop`, over TLS when `tls`
+    /// is set.
+    void start_session(detail::EventLoop<UserData>& loop, LoopSocket socket, const asio::ip::tcp::endpoint& peer,
+                       const std::shared_ptr<TlsContext>& tls) {
         const auto spawn = [&]<class T>(T transport) {
-            auto c = std::make_shared<Connection>(*this, loop.next_id(), std::move(transport), loop);
+            auto c = std::make_shared<Connection>(*this, loop.next_id(), std::move(transport), peer, loop);
             {
                 std::lock_guard lock(loop.registry_mutex);
                 loop.connections.emplace(c->id(), c);
@@ -845,7 +849,10 @@ private:
         for (const auto& c : snapshot()) c->abort();
         cancel_all_timers();  // again: handlers that ran meanwhile may have added some before stop()
         const bool tasks_done = tasks_.wait_idle(deadline);  // a task's completion keeps its loop running
-        for (auto& loop : loops_) loop->guard.reset();
+        for (auto& loop : loops_) {
+            asio::post(loop->context, [&l = *loop] { l.release_timer(); });
+            loop->guard.reset();
+        }
         if (connection_count() != 0 || !tasks_done)
             for (auto& loop : loops_) loop->context.stop();
     }

@@ -10,6 +10,7 @@
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <array>
@@ -22,7 +23,7 @@ namespace {
 
 /// System calls made by threads other than the one that counts (the test's own client is not counted).
 struct SyscallCount {
-    std::atomic<long> recv{0}, epoll_ctl{0};
+    std::atomic<long> recv{0}, epoll_ctl{0}, epoll_ctl_del{0}, timerfd_settime{0}, getpeername{0};
 };
 SyscallCount counted;
 std::atomic<std::thread::id> uncounted_thread{};
@@ -44,8 +45,23 @@ extern "C" ssize_t recv(int fd, void* buf, size_t n, int flags) {
 
 extern "C" int epoll_ctl(int epfd, int op, int fd, struct epoll_event* event) {
     static const auto real = next_symbol<int (*)(int, int, int, struct epoll_event*)>("epoll_ctl");
-    if (counts_here()) counted.epoll_ctl.fetch_add(1, std::memory_order_relaxed);
+    if (counts_here()) {
+        counted.epoll_ctl.fetch_add(1, std::memory_order_relaxed);
+        if (op == EPOLL_CTL_DEL) counted.epoll_ctl_del.fetch_add(1, std::memory_order_relaxed);
+    }
     return real(epfd, op, fd, event);
+}
+
+extern "C" int timerfd_settime(int fd, int flags, const struct itimerspec* value, struct itimerspec* old) {
+    static const auto real = next_symbol<int (*)(int, int, const struct itimerspec*, struct itimerspec*)>("timerfd_settime");
+    if (counts_here()) counted.timerfd_settime.fetch_add(1, std::memory_order_relaxed);
+    return real(fd, flags, value, old);
+}
+
+extern "C" int getpeername(int fd, struct sockaddr* address, socklen_t* length) {
+    static const auto real = next_symbol<int (*)(int, struct sockaddr*, socklen_t*)>("getpeername");
+    if (counts_here()) counted.getpeername.fetch_add(1, std::memory_order_relaxed);
+    return real(fd, address, length);
 }
 
 namespace {
@@ -279,6 +295,17 @@ public:
         }
     }
 
+    /// Closes as a client should: a close frame (1000), the server's close frame, the server's FIN, then its own.
+    void close_handshake() {
+        const unsigned char frame[8] = {0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8};  // mask key 0
+        send_all(frame, sizeof frame);
+        unsigned char reply[4] = {};
+        recv_all(reply, sizeof reply);
+        REQUIRE(reply[0] == 0x88);
+        char ch = 0;
+        REQUIRE(::recv(fd_, &ch, 1, 0) == 0);
+    }
+
 private:
     void send_all(const void* data, std::size_t n) { REQUIRE(::send(fd_, data, n, MSG_NOSIGNAL) == static_cast<ssize_t>(n)); }
     void recv_all(void* data, std::size_t n) {
@@ -310,6 +337,33 @@ TEST_CASE("an echo with one message in flight costs the server one recv and no e
     // The read that finds the message; one that finds nothing only when an edge came while a message was read.
     CHECK(recvs <= messages + messages / 20);
     CHECK(ctls == 0);
+}
+
+TEST_CASE("a connection's life costs the server two epoll_ctl: no EPOLL_CTL_DEL, getpeername or timer re-arming") {
+    swirl::Server<int> server(test::local_settings());
+    server.on_message([](swirl::Server<int>::Connection& c, swirl::Frame& f) { c.send(std::move(f.payload), f.opcode); });
+    test::RunningServer running(server);
+    uncounted_thread = std::this_thread::get_id();
+    const auto life = [&] {
+        {
+            BlockingClient client(running.port());
+            client.echo(20);
+            client.close_handshake();
+        }
+        REQUIRE(test::eventually([&] { return server.connection_count() == 0; }));
+    };
+    life();  // the first arms the loop's deadline timer
+    const long ctl = counted.epoll_ctl.load(), del = counted.epoll_ctl_del.load(),
+               timer = counted.timerfd_settime.load(), peer = counted.getpeername.load();
+    constexpr int connections = 20;
+    for (int i = 0; i < connections; ++i) life();
+    const long ctls = counted.epoll_ctl.load() - ctl;
+    MESSAGE("per connection: ", static_cast<double>(ctls) / connections, " epoll_ctl");
+    CHECK(ctls == 2 * connections);  // EPOLL_CTL_ADD by Asio, then EPOLLRDHUP added at the first read
+    CHECK(counted.epoll_ctl_del.load() == del);  // an accepted descriptor leaves epoll when closed
+    CHECK(counted.getpeername.load() == peer);  // the peer's address comes with accept
+    // Deadlines came later than the one the timer waits for: no connection moved it.
+    CHECK(counted.timerfd_settime.load() == timer);
 }
 
 TEST_CASE("Settings::read_size bounds each read; the default takes a burst of large messages in a few reads") {

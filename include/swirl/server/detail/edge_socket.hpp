@@ -73,7 +73,13 @@ struct ReadyEvents {
     using type = unsigned int asio::detail::scheduler_operation::*;
     friend constexpr type member(ReadyEvents) noexcept;
 };
+/// The reactor a descriptor is registered with.
+struct Reactor {
+    using type = asio::detail::epoll_reactor* asio::detail::epoll_reactor::descriptor_state::*;
+    friend constexpr type member(Reactor) noexcept;
+};
 template struct Grant<EpollFd, &asio::detail::epoll_reactor::epoll_fd_>;
+template struct Grant<Reactor, &asio::detail::epoll_reactor::descriptor_state::reactor_>;
 template struct Grant<RegisteredEvents, &asio::detail::epoll_reactor::descriptor_state::registered_events_>;
 template struct Grant<ReadyEvents, &asio::detail::scheduler_operation::task_result_>;
 
@@ -84,10 +90,16 @@ inline std::uint32_t ready_events(asio::detail::epoll_reactor::descriptor_state*
     return op->*member(ReadyEvents{});
 }
 
-/// Adds `events` to `state`'s registration with `reactor` (one `epoll_ctl`), where Asio's later re-registrations
+/// The reactor `state` is registered with (a socket's, without a service lookup).
+inline asio::detail::epoll_reactor& reactor_of(asio::detail::epoll_reactor::descriptor_state* state) noexcept {
+    return *(state->*member(Reactor{}));
+}
+
+/// Adds `events` to `state`'s registration with its reactor (one `epoll_ctl`), where Asio's later re-registrations
 /// keep them. The reactor's thread, before any operation of `state` is pending on another. False on failure.
-inline bool add_events(asio::detail::epoll_reactor& reactor, asio::detail::epoll_reactor::descriptor_state* state,
-                       int descriptor, std::uint32_t events) noexcept {
+inline bool add_events(asio::detail::epoll_reactor::descriptor_state* state, int descriptor,
+                       std::uint32_t events) noexcept {
+    asio::detail::epoll_reactor& reactor = reactor_of(state);
     std::uint32_t& registered = state->*member(RegisteredEvents{});
     if (registered == 0) return false;  // not registered with epoll (Asio's "operation not supported" descriptors)
     epoll_event ev{};
@@ -209,7 +221,8 @@ private:
         const bool is_continuation = asio_handler_cont_helpers::is_continuation(handler);
         typename Op::ptr p = {asio::detail::addressof(handler), Op::ptr::allocate(handler), nullptr};
         p.p = new (p.v) Op(std::error_code(), handler, this->impl_.get_executor(), impl.reactor_data_, &peer_shut_);
-        reactor_->start_op(asio::detail::reactor::read_op, impl.socket_, impl.reactor_data_, p.p, is_continuation, true);
+        epoll_access::reactor_of(impl.reactor_data_)
+            .start_op(asio::detail::reactor::read_op, impl.socket_, impl.reactor_data_, p.p, is_continuation, true);
         p.v = p.p = nullptr;
 #else
         this->async_wait(Socket::wait_read, std::move(handler));
@@ -223,17 +236,31 @@ private:
         rdhup_tried_ = true;
         auto& impl = this->impl_.get_implementation();
         if (impl.reactor_data_)
-            short_reads_drain_ = epoll_access::add_events(*reactor_, impl.reactor_data_, impl.socket_, EPOLLRDHUP);
+            short_reads_drain_ = epoll_access::add_events(impl.reactor_data_, impl.socket_, EPOLLRDHUP);
     }
 
-    asio::detail::reactor* reactor_ =
-        &asio::use_service<asio::detail::reactor>(asio::query(this->get_executor(), asio::execution::context));
     bool rdhup_tried_ = false;
 #endif
     bool drained_ = false;
     bool short_reads_drain_ = false;  // the registration reports the peer's FIN
     bool peer_shut_ = false;          // an edge reported the peer's FIN, a hang-up or an error: read to the end
 };
+
+/// Tells Asio that `socket`'s descriptor is its own, as one `accept` just returned is: no duplicate shares its open
+/// file, so closing it takes it off epoll by itself. Asio marks every accepted socket as possibly duplicated (they
+/// are assigned like any adopted descriptor) and makes an `epoll_ctl(EPOLL_CTL_DEL)` at each close for it.
+template <class Socket>
+void mark_descriptor_owned(Socket& socket) noexcept {
+#if SWIRL_EDGE_WAIT
+    struct Access : Socket {
+        // A protected member named through the derived class, as a pointer to the base's member.
+        static auto& impl(Socket& s) noexcept { return s.*&Access::impl_; }
+    };
+    Access::impl(socket).get_implementation().state_ &= ~asio::detail::socket_ops::possible_dup;
+#else
+    (void)socket;
+#endif
+}
 
 /// On Asio's type-erased executor, as `asio::ip::tcp::socket`.
 using EdgeSocket = BasicEdgeSocket<asio::any_io_executor>;

@@ -54,15 +54,19 @@ struct EventLoop {
         if (const auto at = deadlines.schedule(hook, due); at != clock::time_point::max()) arm(at);
     }
 
-    /// This loop's thread: takes `hook` off the deadlines; the last one off stops the timer, so that a loop with no
-    /// deadline pending holds no work (its `run()` can return after `stop()`).
+    /// This loop's thread: takes `hook` off the deadlines. The timer stays armed when the last one goes (its wake
+    /// then finds nothing and sleeps): a connection that opens and closes would otherwise set and cancel it, two
+    /// `timerfd_settime` calls and a cancelled wait each. Once `release_timer()` ran, the last one off stops it.
     void unwatch(typename Deadlines::Hook& hook) {
         deadlines.cancel(hook);
-        if (deadlines.empty() && armed_) {
-            armed_ = false;
-            ++generation_;
-            deadline_timer.cancel();
-        }
+        if (released_ && deadlines.empty()) stop_timer();
+    }
+
+    /// This loop's thread, when the server stops: from now on the timer is stopped as soon as no deadline is
+    /// pending, so that the loop holds no work and its `run()` can return.
+    void release_timer() {
+        released_ = true;
+        if (deadlines.empty()) stop_timer();
     }
 
     bool running_in_this_thread() noexcept { return context.get_executor().running_in_this_thread(); }
@@ -118,7 +122,15 @@ private:
         });
     }
 
+    void stop_timer() {
+        if (!armed_) return;
+        armed_ = false;
+        ++generation_;
+        deadline_timer.cancel();
+    }
+
     bool armed_ = false;
+    bool released_ = false;
     clock::time_point armed_at_{};
     std::uint64_t generation_ = 0;
 };
