@@ -446,11 +446,14 @@ private:
     }
 
     /// Queues a message framed once for many connections (`Server::broadcast`, `publish`): its plain frame, or
-    /// its compressed one for this connection's window (compressed once per window, whoever asks first).
+    /// its compressed one for this connection's window (compressed once per window, whoever asks first). Copied
+    /// when small, else held by reference.
     PushResult send_shared(const std::shared_ptr<detail::SharedMessage>& message) {
         return counted(enqueue([&](detail::OutputQueue& q) {
             bool compressed = false;
-            q.append_shared(detail::SharedMessage::frame_for(message, deflate_.get(), compressed));
+            const std::string& frame = detail::SharedMessage::frame_bytes(*message, deflate_.get(), compressed);
+            if (frame.size() <= detail::OutputQueue::copy_shared_up_to) q.append_encoded(frame);
+            else q.append_shared(std::shared_ptr<const std::string>(message, &frame));
 #if defined(SWIRL_HAS_DEFLATE) && SWIRL_HAS_DEFLATE
             if (compressed) deflate_->took_shared_bytes();  // under the write lock: in step with the queue
 #endif

@@ -103,6 +103,20 @@ TEST_CASE("output queue interleaves shared frames in order with flat frames") {
     CHECK(p[4] == swirl::pack("b") + swirl::pack("c", swirl::Opcode::ping));
 }
 
+TEST_CASE("output queue copies encoded bytes into the flat piece they join") {
+    swirl::detail::OutputQueue q;
+    const std::string encoded = swirl::pack("copied");
+    q.append_frame(swirl::Opcode::text, true, "a");
+    q.append_encoded(encoded);
+    q.append_frame(swirl::Opcode::text, true, "b");
+    const std::string expected = swirl::pack("a") + encoded + swirl::pack("b");
+    CHECK(q.size() == expected.size());
+    CHECK(q.held_count() == 0);
+    const auto p = pieces(q);
+    REQUIRE(p.size() == 1);
+    CHECK(p[0] == expected);
+}
+
 TEST_CASE("output queue shares one encoded frame among several queues") {
     const auto s = shared("hello everyone");
     swirl::detail::OutputQueue a, b;

@@ -172,16 +172,14 @@ public:
     Opcode opcode() const noexcept { return opcode_; }
     std::string_view payload() const noexcept { return std::string_view(plain_).substr(header_size_); }
 
-    /// The frame for a recipient with `deflate` (null: no extension), sharing ownership with `self`: compressed for
-    /// the recipient's window when it would compress a message of this size, else the plain frame. `compressed`
-    /// tells which; a recipient with a dedicated compressor must then `took_shared_bytes()`.
-    static std::shared_ptr<const std::string> frame_for(const std::shared_ptr<SharedMessage>& self, ConnectionDeflate* deflate,
-                                                        bool& compressed) {
-        SharedMessage& m = *self;
+    /// The frame for a recipient with `deflate` (null: no extension), alive as long as `m`: compressed for the
+    /// recipient's window when it would compress a message of this size, else the plain frame. `compressed` tells
+    /// which; a recipient with a dedicated compressor must then `took_shared_bytes()`.
+    static const std::string& frame_bytes(SharedMessage& m, [[maybe_unused]] ConnectionDeflate* deflate, bool& compressed) {
         compressed = false;
 #if defined(SWIRL_HAS_DEFLATE) && SWIRL_HAS_DEFLATE
         compressed = deflate != nullptr && !is_control(m.opcode_) && deflate->compresses(m.payload().size());
-        if (!compressed) return std::shared_ptr<const std::string>(self, &m.plain_);
+        if (!compressed) return m.plain_;
         const auto slot = static_cast<std::size_t>(std::clamp(deflate->window_bits(), 9, 15) - 9);  // 8 compresses as 9
         std::call_once(m.once_[slot], [&] {
             std::string payload;
@@ -190,11 +188,16 @@ public:
                 .compress(m.payload(), payload);
             m.compressed_[slot] = pack(payload, m.opcode_, true, std::nullopt, rsv::rsv1);
         });
-        return std::shared_ptr<const std::string>(self, &m.compressed_[slot]);
+        return m.compressed_[slot];
 #else
-        (void)deflate;
-        return std::shared_ptr<const std::string>(self, &m.plain_);
+        return m.plain_;
 #endif
+    }
+
+    /// `frame_bytes`, sharing ownership with `self`.
+    static std::shared_ptr<const std::string> frame_for(const std::shared_ptr<SharedMessage>& self, ConnectionDeflate* deflate,
+                                                        bool& compressed) {
+        return std::shared_ptr<const std::string>(self, &frame_bytes(*self, deflate, compressed));
     }
 
 private:
