@@ -249,6 +249,9 @@ private:
 /// Tells Asio that `socket`'s descriptor is its own, as one `accept` just returned is: no duplicate shares its open
 /// file, so closing it takes it off epoll by itself. Asio marks every accepted socket as possibly duplicated (they
 /// are assigned like any adopted descriptor) and makes an `epoll_ctl(EPOLL_CTL_DEL)` at each close for it.
+/// The one case where the descriptor is not its own: a child process that inherited it (Asio accepts without
+/// `SOCK_CLOEXEC`) keeps the connection open after our close, and epoll then reports its edges against Asio's
+/// recycled per-descriptor state, which costs another socket a spurious wake-up (its next read finds nothing).
 template <class Socket>
 void mark_descriptor_owned(Socket& socket) noexcept {
 #if SWIRL_EDGE_WAIT
