@@ -34,6 +34,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -279,14 +280,19 @@ private:
     /// A malformed response from a hook is replaced by a 500 that closes the connection (false).
     template <Transport T>
     asio::awaitable<bool> write_response(T& t, const Response& res, bool keep_open) {
-        if (const auto why = res.malformed()) {
-            log(LogLevel::error, "connection {}: a hook's response was not sent: {}", c_.id(), *why);
+        std::string bytes, malformed;
+        try {
+            bytes = res.serialize();  // checks the response (`malformed()`) once: throws when it cannot be sent
+        } catch (const std::invalid_argument& e) {
+            malformed = e.what();
+        }
+        if (!malformed.empty()) {
+            log(LogLevel::error, "connection {}: a hook's response was not sent: {}", c_.id(), malformed);
             Response internal_error(500, "internal error\n");
             internal_error.set_header("Connection", "close");
             co_await write_response(t, internal_error, false);
             co_return false;
         }
-        const std::string bytes = res.serialize();
         std::error_code ec;
         const asio::const_buffer all = asio::buffer(bytes);
         std::size_t written = t.write_some(std::span<const asio::const_buffer>(&all, 1), ec);  // usually all of it
