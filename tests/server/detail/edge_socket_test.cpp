@@ -340,7 +340,10 @@ TEST_CASE("an echo with one message in flight costs the server one recv and no e
 }
 
 TEST_CASE("a connection's life costs the server two epoll_ctl: no EPOLL_CTL_DEL, getpeername or timer re-arming") {
-    swirl::Server<int> server(test::local_settings());
+    auto settings = test::local_settings();
+    settings.close_timeout = 60s;  // no deadline comes while the test runs, however slowly (sanitizers)
+    settings.handshake_timeout = 60s;
+    swirl::Server<int> server(settings);
     server.on_message([](swirl::Server<int>::Connection& c, swirl::Frame& f) { c.send(std::move(f.payload), f.opcode); });
     test::RunningServer running(server);
     uncounted_thread = std::this_thread::get_id();
