@@ -190,15 +190,13 @@ private:
             const auto* lf = static_cast<const char*>(std::memchr(data + i, '\n', size - i));
             const std::size_t at = lf ? static_cast<std::size_t>(lf - data) : size;  // the line's LF, or the end so far
             // A CR before `at` is bare unless the LF follows it; one that ends the bytes so far is not decided yet.
-            // Its verdict falls on the byte after it, unless the request line was too long before it.
-            if (const auto* cr = static_cast<const char*>(std::memchr(data + i, '\r', at - i)); cr && cr + 1 != data + at) {
-                if (line_start_ == 0 && static_cast<std::size_t>(cr - data) > limits_.max_request_line)
-                    return fail(414, "request line too long"), std::string::npos;
-                return fail(400, "bare CR in request header"), std::string::npos;
-            }
-            const std::size_t content_end = at - (at != 0 && data[at - 1] == '\r');
+            const auto* cr = static_cast<const char*>(std::memchr(data + i, '\r', at - i));
+            const bool bare_cr = cr && cr + 1 != data + at;
+            // The line's content ends at its CRLF (or LF), or at a bare CR: a request line too long by then is 414.
+            const std::size_t content_end = bare_cr ? static_cast<std::size_t>(cr - data) : at - (at != 0 && data[at - 1] == '\r');
             if (line_start_ == 0 && content_end > limits_.max_request_line)
                 return fail(414, "request line too long"), std::string::npos;
+            if (bare_cr) return fail(400, "bare CR in request header"), std::string::npos;
             if (at == size) return std::string::npos;
             i = at + 1;
             if (content_end == line_start_) return i;
