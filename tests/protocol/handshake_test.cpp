@@ -62,6 +62,21 @@ TEST_CASE("accept_key matches the RFC 6455 example") {
     CHECK(swirl::accept_key("x3JJHMbDL1EzLkh9GBhXDw==").size() == 28);
 }
 
+TEST_CASE("SwitchingProtocols is byte for byte what accept_handshake and serialize send") {
+    // The RFC's key, and keys whose SHA-1 digests exercise every base64 character position.
+    for (const std::string_view key : {rfc_key, std::string_view("AAAAAAAAAAAAAAAAAAAAAA=="), std::string_view("////////////////////ww=="),
+                                       std::string_view("x3JJHMbDL1EzLkh9GBhXDw==")}) {
+        CAPTURE(key);
+        const Request req = upgrade(
+            "Host: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + std::string(key) +
+            "\r\nSec-WebSocket-Version: 13\r\n");
+        Response res;
+        REQUIRE(swirl::accept_handshake(req, res));
+        CHECK(swirl::SwitchingProtocols(key).bytes() == res.serialize());
+    }
+    CHECK(swirl::SwitchingProtocols(rfc_key).bytes().find(rfc_accept) != std::string_view::npos);
+}
+
 TEST_CASE("is_valid_client_key accepts base64 encodings of 16 bytes") {
     std::array<std::uint8_t, 16> zeros{};
     std::array<std::uint8_t, 16> ones{};

@@ -3,8 +3,10 @@
 // SIGINT/SIGTERM stopping the server.
 #include "test_support.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
+#include <stdexcept>
 #include <thread>
 
 namespace {
@@ -266,5 +268,88 @@ TEST_CASE("SIGTERM and SIGINT stop a running server gracefully; stop_on_signals 
         CHECK(caught);
     }
     CHECK_FALSE(server.stopping());
+    test::run([&]() -> asio::awaitable<void> { co_await test::check_still_serving(running.port()); });
+}
+
+TEST_CASE("an upgrade request in pieces, or with frames behind it in the same write, upgrades and loses nothing") {
+    // Both kinds of message handler: a plain one (the connection parks between reads) and a coroutine one.
+    for (const bool plain : {true, false}) {
+        CAPTURE(plain);
+        test::Events events;
+        Server server(test::local_settings());
+        if (plain) server.on_message(echo_plain);
+        else server.on_message([](Conn& c, swirl::Frame& f) { return test::echo(c, f); });
+        server.on_close([&](Conn&, const swirl::CloseInfo& info) { events.add(fmt::format("close {} {}", info.code, info.clean)); });
+        test::RunningServer running(server);
+        const std::string close_frame = test::client_frame(std::string("\x03\xE8", 2), swirl::Opcode::close);
+        const std::string answer = "HTTP/1.1 101 ";
+        const std::string echoed = swirl::pack("first") + swirl::pack("second") + swirl::pack(std::string("\x03\xE8", 2), swirl::Opcode::close);
+        test::run([&]() -> asio::awaitable<void> {
+            {  // the request and three frames in one write: the frames are read from behind the request
+                auto socket = co_await test::connect_raw(running.port());
+                const std::string all = test::upgrade_request() + test::client_frame("first") + test::client_frame("second") + close_frame;
+                co_await asio::async_write(socket, asio::buffer(all), asio::use_awaitable);
+                const std::string got = co_await test::read_to_eof(socket);
+                CHECK(got.starts_with(answer));
+                CHECK(got.ends_with("\r\n\r\n" + echoed));
+            }
+            {  // the request in three writes, apart in time: the first read finds only part of it
+                auto socket = co_await test::connect_raw(running.port());
+                const std::string request = test::upgrade_request();
+                asio::steady_timer pause(co_await asio::this_coro::executor);
+                for (const auto& piece : {request.substr(0, 10), request.substr(10, 30), request.substr(40)}) {
+                    co_await asio::async_write(socket, asio::buffer(piece), asio::use_awaitable);
+                    pause.expires_after(50ms);
+                    co_await pause.async_wait(asio::use_awaitable);
+                }
+                const std::string frames = test::client_frame("first") + test::client_frame("second") + close_frame;
+                co_await asio::async_write(socket, asio::buffer(frames), asio::use_awaitable);
+                const std::string got = co_await test::read_to_eof(socket);
+                CHECK(got.starts_with(answer));
+                CHECK(got.ends_with("\r\n\r\n" + echoed));
+            }
+        });
+        CHECK(test::eventually([&] { return server.connection_count() == 0; }));
+        const auto all = events.all();
+        CHECK(std::count(all.begin(), all.end(), "close 1000 true") == 2);
+    }
+}
+
+TEST_CASE("a plain handshake hook that throws, or accepts what cannot be sent, answers 500; plain open and close run") {
+    test::Events events;
+    Server server(test::local_settings());
+    server.on_handshake([](Conn&, const swirl::Request& req, swirl::Response& res) -> bool {
+        const auto token = req.query_param("token").value_or("");
+        if (token == "throw") throw std::runtime_error("hook failed");
+        if (token == "no101") return true;  // accepts without accept_handshake
+        if (token == "crlf") res.add_header("X-Name", "a\r\nSet-Cookie: x");
+        return swirl::accept_handshake(req, res);
+    });
+    server.on_open([&](Conn& c, const swirl::Request& req) {
+        events.add("open");
+        if (req.query_param("token") == "bye") c.close(4000, "bye");
+    });
+    server.on_message(echo_plain);
+    server.on_close([&](Conn&, const swirl::CloseInfo& info) { events.add(fmt::format("close {}", info.code)); });
+    test::RunningServer running(server);
+    for (const char* token : {"throw", "no101", "crlf"}) {
+        CAPTURE(token);
+        const auto response = test::http_exchange(running.port(), test::upgrade_request({}, std::string("/?token=") + token));
+        CHECK(response.starts_with("HTTP/1.1 500 "));
+        CHECK(response.find("Set-Cookie") == std::string::npos);
+    }
+    CHECK_FALSE(events.contains("open"));  // refused connections never open, so never close either
+    CHECK_FALSE(events.contains("close 4000"));
+    test::run([&]() -> asio::awaitable<void> {
+        swirl::ClientOptions options;
+        options.target = "/?token=bye";  // the open handler closes at once
+        auto client = co_await Client::connect("127.0.0.1", running.port(), options);
+        const auto frame = co_await client.receive();
+        REQUIRE(frame);
+        CHECK(frame->opcode == swirl::Opcode::close);
+        CHECK(frame->code == 4000);
+    });
+    CHECK(events.wait_for("close 4000"));
+    CHECK(test::eventually([&] { return server.connection_count() == 0; }));
     test::run([&]() -> asio::awaitable<void> { co_await test::check_still_serving(running.port()); });
 }

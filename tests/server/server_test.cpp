@@ -447,6 +447,15 @@ TEST_CASE("a client that never finishes the upgrade is dropped after the handsha
         CHECK(waited >= 250ms);
         CHECK(waited < 2s);
     });
+    test::run([&]() -> asio::awaitable<void> {  // one that sends nothing at all
+        auto socket = co_await test::connect_raw(running.port());
+        const auto start = std::chrono::steady_clock::now();
+        const auto rest = co_await test::read_to_eof(socket);
+        const auto waited = std::chrono::steady_clock::now() - start;
+        CHECK(rest.empty());
+        CHECK(waited >= 250ms);
+        CHECK(waited < 2s);
+    });
     CHECK(test::eventually([&] { return server.connection_count() == 0; }));
 }
 

@@ -17,13 +17,23 @@ namespace swirl {
 
 inline constexpr std::string_view websocket_guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-/// `Sec-WebSocket-Accept` for a client key: base64(SHA-1(key + GUID)).
-inline std::string accept_key(std::string_view client_key) {
+/// Characters in a `Sec-WebSocket-Accept` value.
+inline constexpr std::size_t accept_key_size = detail::base64_size(20);
+
+/// `Sec-WebSocket-Accept` for a client key: base64(SHA-1(key + GUID)), into `out`.
+inline void accept_key_into(std::string_view client_key, std::span<char, accept_key_size> out) noexcept {
     detail::Sha1 h;
     h.update(client_key);
     h.update(websocket_guid);
     const auto digest = h.finish();
-    return detail::base64_encode(digest);
+    detail::base64_encode_into(digest, out.data());
+}
+
+/// `Sec-WebSocket-Accept` for a client key: base64(SHA-1(key + GUID)).
+inline std::string accept_key(std::string_view client_key) {
+    std::string key(accept_key_size, '\0');
+    accept_key_into(client_key, std::span<char, accept_key_size>(key.data(), accept_key_size));
+    return key;
 }
 
 /// A valid `Sec-WebSocket-Key`: 24 characters matching `^[+/0-9A-Za-z]{21}[AQgw]==$`, decoding to 16 bytes.
@@ -133,5 +143,25 @@ inline bool accept_handshake(const Request& req, Response& res, std::span<const 
     if (const auto protocol = select_subprotocol(req, subprotocols)) res.set_header("Sec-WebSocket-Protocol", *protocol);
     return true;
 }
+
+/// The response `accept_handshake` answers with when it selects no subprotocol and nothing else was set (no
+/// extension), as `Response::serialize` sends it, built in place: for a server that answers with the RFC default,
+/// without a `Response`. `client_key` is the request's `Sec-WebSocket-Key`, valid (`validate_upgrade`).
+class SwitchingProtocols {
+public:
+    explicit SwitchingProtocols(std::string_view client_key) noexcept {
+        std::copy(head.begin(), head.end(), bytes_);
+        accept_key_into(client_key, std::span<char, accept_key_size>(bytes_ + head.size(), accept_key_size));
+        std::copy(tail.begin(), tail.end(), bytes_ + head.size() + accept_key_size);
+    }
+
+    std::string_view bytes() const noexcept { return {bytes_, sizeof bytes_}; }
+
+private:
+    static constexpr std::string_view head =
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ";
+    static constexpr std::string_view tail = "\r\n\r\n";
+    char bytes_[head.size() + accept_key_size + tail.size()];
+};
 
 } // namespace swirl

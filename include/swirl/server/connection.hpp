@@ -568,15 +568,15 @@ private:
         });
     }
 
-    /// Conn thread: sends our close frame unless one was already sent (answering a peer's close, or failing the
-    /// connection), and bounds the wait for the peer even if it has stopped reading.
+    /// Conn thread: queues our close frame unless one was already sent (answering a peer's close, or failing the
+    /// connection), and bounds the wait for the peer even if it has stopped reading. The caller writes it
+    /// (`wait_drained` or `drain_now`).
     void close_from_reader(std::uint16_t code, std::string_view reason, bool by_server) {
         {
             std::lock_guard lock(mutex_);
             if (!close_sent_) begin_close_locked(code, reason, by_server);
         }
         flush_follows_.store(false, std::memory_order_relaxed);
-        post_flush();
         arm_close_timeout();
     }
 
@@ -821,11 +821,15 @@ private:
 
     /// Conn thread: completes once everything queued so far is written (or writing failed).
     asio::awaitable<void> wait_drained() {
-        while (!drained()) {
-            flush();
-            if (drained()) break;
-            co_await wait_session_signal();
-        }
+        while (!drain_now()) co_await wait_session_signal();
+    }
+
+    /// Conn thread: writes what is queued as far as the transport takes it now; true when all is written (or writing
+    /// failed), as `wait_drained` would complete.
+    bool drain_now() {
+        if (drained()) return true;
+        flush();
+        return drained();
     }
 
     /// Conn thread: moves the watchdog's deadline; an earlier one wakes the watchdog to re-arm.

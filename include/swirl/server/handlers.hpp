@@ -35,11 +35,19 @@ struct Handlers {
     using RequestHandler = std::function<asio::awaitable<void>(Connection&, const Request&, Response&)>;
     using DrainHandler = std::function<void(Connection&)>;
 
+    using PlainHandshakeHandler = std::function<bool(Connection&, const Request&, Response&)>;
+    using PlainOpenHandler = std::function<void(Connection&, const Request&)>;
+    using PlainCloseHandler = std::function<void(Connection&, const CloseInfo&)>;
+    // Each event has a coroutine handler or a plain one (one that never waits: called in place, without a coroutine
+    // frame), never both.
     HandshakeHandler handshake;
+    PlainHandshakeHandler plain_handshake;
     OpenHandler open;
-    MessageHandler message;          ///< a coroutine message handler, or
-    PlainMessageHandler plain_message;  ///< one that never waits (called in place, no coroutine frame per message)
+    PlainOpenHandler plain_open;
+    MessageHandler message;
+    PlainMessageHandler plain_message;
     CloseHandler close;
+    PlainCloseHandler plain_close;
     RequestHandler request;
     DrainHandler drain;  ///< called on the connection's thread (a coroutine handler is spawned from it)
 

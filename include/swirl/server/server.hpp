@@ -92,24 +92,27 @@ public:
     /// `co_return`: without one, a lambda declared `-> asio::awaitable<void>` is an ordinary function that returns
     /// nothing, which crashes) or a plain function returning what the coroutine would (`bool` here, `void` for the
     /// others): write a handler that never waits as a plain one.
-    void on_handshake(HandshakeHandler h) { handlers_.handshake = std::move(h); }
-    /// A handshake handler that never waits (returns bool).
+    void on_handshake(HandshakeHandler h) {
+        handlers_.handshake = std::move(h);
+        handlers_.plain_handshake = nullptr;
+    }
+    /// A handshake handler that never waits (returns bool): called in place, without a coroutine frame.
     template <class F>
         requires std::same_as<std::invoke_result_t<F&, Connection&, const Request&, Response&>, bool>
     void on_handshake(F h) {
-        handlers_.handshake = [h = std::move(h)](Connection& c, const Request& q, Response& r) mutable -> asio::awaitable<bool> {
-            co_return h(c, q, r);
-        };
+        handlers_.plain_handshake = std::move(h);
+        handlers_.handshake = nullptr;
     }
-    void on_open(OpenHandler h) { handlers_.open = std::move(h); }
+    void on_open(OpenHandler h) {
+        handlers_.open = std::move(h);
+        handlers_.plain_open = nullptr;
+    }
     /// An open handler that never waits (returns void).
     template <class F>
         requires std::is_void_v<std::invoke_result_t<F&, Connection&, const Request&>>
     void on_open(F h) {
-        handlers_.open = [h = std::move(h)](Connection& c, const Request& r) mutable -> asio::awaitable<void> {
-            h(c, r);
-            co_return;
-        };
+        handlers_.plain_open = std::move(h);
+        handlers_.open = nullptr;
     }
     void on_message(MessageHandler h) {
         handlers_.message = std::move(h);
@@ -122,15 +125,16 @@ public:
         handlers_.plain_message = std::move(h);
         handlers_.message = nullptr;
     }
-    void on_close(CloseHandler h) { handlers_.close = std::move(h); }
+    void on_close(CloseHandler h) {
+        handlers_.close = std::move(h);
+        handlers_.plain_close = nullptr;
+    }
     /// A close handler that never waits (returns void).
     template <class F>
         requires std::is_void_v<std::invoke_result_t<F&, Connection&, const CloseInfo&>>
     void on_close(F h) {
-        handlers_.close = [h = std::move(h)](Connection& c, const CloseInfo& i) mutable -> asio::awaitable<void> {
-            h(c, i);
-            co_return;
-        };
+        handlers_.plain_close = std::move(h);
+        handlers_.close = nullptr;
     }
     /// Called once on the first event loop when `stop()` begins (a call, or a signal: `Settings::stop_on_signals`),
     /// before connections are closed (Swoole's `onShutdown`). Cancel the application's own pending waits there
@@ -705,7 +709,7 @@ private:
         }
     }
 
-    /// Registers a connection for a socket accepted from `peer` and spawns its session on `loop`, over TLS when `tls`
+    /// Registers a connection for a socket accepted from `peer` and starts its session on `loop`, over TLS when `tls`
     /// is set.
     void start_session(detail::EventLoop<UserData>& loop, LoopSocket socket, const asio::ip::tcp::endpoint& peer,
                        const std::shared_ptr<TlsContext>& tls) {
@@ -717,7 +721,9 @@ private:
             }
             connection_count_.fetch_add(1, std::memory_order_relaxed);
             loop.counters.accepted.add();
-            asio::co_spawn(loop.context, detail::Session<UserData>::template run<T>(session_host_, std::move(c)), asio::detached);
+            asio::post(loop.context, [&host = session_host_, c = std::move(c)]() mutable {
+                detail::Session<UserData>::template start<T>(host, std::move(c));
+            });
         };
 #if SWIRL_TLS
         if (tls) {

@@ -66,15 +66,34 @@ public:
     using Connection = swirl::Connection<UserData>;
     using clock = typename Connection::clock;
 
-    /// The coroutine the server spawns per connection, on the connection's event loop. Its frame holds the session
-    /// for the connection's whole life; the phases are coroutines of their own, alive one at a time.
+    /// Starts the session of a connection the server accepted, on the connection's event loop (the caller is on
+    /// that loop's thread). A plain TCP connection whose upgrade request is there whole and is answered without a
+    /// coroutine hook upgrades in place, without a coroutine frame (`start_in_place`); any other runs `run`.
     template <Transport T>
-    static asio::awaitable<void> run(SessionHost<UserData>& host, std::shared_ptr<Connection> c) {
+    static void start(SessionHost<UserData>& host, std::shared_ptr<Connection> c) {
+        prepare(host, *c);
+        if constexpr (std::is_same_v<T, TcpTransport>) {
+            if (!host.handlers.handshake) return start_in_place<T>(host, std::move(c));
+        }
+        const auto executor = c->executor();
+        asio::co_spawn(executor, run<T>(host, std::move(c)), asio::detached);
+    }
+
+private:
+    /// A new connection's read buffer for its HTTP request, and its handshake deadline.
+    static void prepare(SessionHost<UserData>& host, Connection& c) {
+        c.own_read_buffer().resize(connection_read_size);
+        if (host.settings.handshake_timeout.count() > 0) c.move_deadline(clock::now() + host.settings.handshake_timeout);
+        c.watch();
+    }
+
+    /// The session as one coroutine, from `have` bytes of the HTTP phase already read into the connection's own
+    /// buffer. Its frame holds the session for the connection's whole life; the phases are coroutines of their own,
+    /// alive one at a time.
+    template <Transport T>
+    static asio::awaitable<void> run(SessionHost<UserData>& host, std::shared_ptr<Connection> c, std::size_t have = 0) {
         Session s(host, *c);
         T& t = c->template transport<T>();
-        c->own_read_buffer().resize(connection_read_size);
-        if (host.settings.handshake_timeout.count() > 0) c->move_deadline(clock::now() + host.settings.handshake_timeout);
-        c->watch();
         if constexpr (requires { t.handshake(); }) {  // TLS: bounded by handshake_timeout like the HTTP phase
             if (const std::error_code ec = co_await t.handshake()) {
                 detail::log(host.settings.log_level, LogLevel::debug, "connection {}: TLS handshake failed: {}",
@@ -90,7 +109,7 @@ public:
         // What stays in this frame for the connection's life is kept small (the upgrade request is on the heap
         // until `open` has seen it; the close tail is a coroutine of its own): an idle connection with a coroutine
         // message handler holds this frame (one with a plain handler parks, and holds none).
-        std::size_t leftover = 0;
+        std::size_t leftover = have;
         std::unique_ptr<Request> upgrade = co_await s.http_phase(t, leftover);
         if (upgrade && co_await s.websocket_phase(t, std::move(upgrade), leftover)) {
             park<T>(host, std::move(c));  // this coroutine ends: an idle connection keeps none (see `park`)
@@ -99,7 +118,6 @@ public:
         co_await s.finish_phase();
     }
 
-private:
     Session(SessionHost<UserData>& host, Connection& c) : host_(host), settings_(host.settings), c_(c) {}
 
     template <class... Args>
@@ -111,21 +129,39 @@ private:
 
     /// The session is over: runs the close handler for a connection that opened, then forgets the connection.
     asio::awaitable<void> finish_phase() {
-        const bool was_open = c_.opened();
-        const CloseInfo info = c_.finish();
-        if (was_open) {
-            (info.by_server ? c_.counters().closed_by_server : c_.counters().closed_by_peer).add();
-            if (handlers().close) co_await call_handler("close", [&] { return handlers().close(c_, info); });
+        if (!handlers().close) {
+            finish_now();
+            co_return;
         }
+        const bool was_open = c_.opened();
+        const CloseInfo info = end_session();
+        if (was_open) co_await call_handler("close", [&] { return handlers().close(c_, info); });
         host_.forget(c_);
     }
 
-    /// Reads HTTP requests until an upgrade (returned) or the end of the connection (null).
+    /// `finish_phase` without a coroutine, for a session with no coroutine close handler.
+    void finish_now() {
+        const bool was_open = c_.opened();
+        const CloseInfo info = end_session();
+        if (was_open && handlers().plain_close) call_plain("close", [&] { handlers().plain_close(c_, info); });
+        host_.forget(c_);
+    }
+
+    /// Stops the watchdog and closes the transport; counts how an open connection ended. Returns why it ended.
+    CloseInfo end_session() {
+        const bool was_open = c_.opened();
+        CloseInfo info = c_.finish();
+        if (was_open) (info.by_server ? c_.counters().closed_by_server : c_.counters().closed_by_peer).add();
+        return info;
+    }
+
+    /// Reads HTTP requests until an upgrade (returned) or the end of the connection (null). `leftover`: on entry,
+    /// bytes already read into the connection's own buffer; on return, those that follow the upgrade request.
     template <Transport T>
     asio::awaitable<std::unique_ptr<Request>> http_phase(T& t, std::size_t& leftover) {
         RequestParser parser(settings_.http);
         std::vector<std::uint8_t>& buffer = c_.own_read_buffer();
-        std::size_t have = 0;  // unparsed bytes at the front of the read buffer
+        std::size_t have = std::exchange(leftover, 0);  // unparsed bytes at the front of the read buffer
         while (true) {
             while (parser.status() == RequestParser::Status::incomplete) {
                 if (have == 0) {
@@ -171,46 +207,87 @@ private:
     /// Runs the handshake hook (or the RFC default) and writes its response; true when upgraded.
     template <Transport T>
     asio::awaitable<bool> handshake(T& t, const Request& req) {
-        c_.set_status(ConnectionStatus::handshake);
         Response res;
-        // permessage-deflate: the answer under Settings::compression is in `res` before the hook runs, which may
-        // keep, change or remove it (see agree_extensions).
-        accept_deflate(req, res, settings_.compression.negotiation());
         bool accepted = false;
         if (handlers().handshake) {
+            begin_handshake(req, res);
+            bool answer = false;
             const bool ok = co_await call_handler("handshake", [&]() -> asio::awaitable<void> {
-                accepted = co_await handlers().handshake(c_, req, res);
+                answer = co_await handlers().handshake(c_, req, res);
             });
-            if (!ok) {
-                accepted = false;
-                res = Response(500, "internal error\n");
-            } else if (accepted && res.status != 101) {
-                log(LogLevel::error, "connection {}: handshake hook accepted without a 101 response; "
-                                     "call swirl::accept_handshake(req, res)", c_.id());
-                accepted = false;
-                res = Response(500, "internal error\n");
-            } else if (accepted && !agree_subprotocol(req, res)) {
-                accepted = false;
-                res = Response(500, "internal error\n");
-            }
+            accepted = settle_handshake(req, res, ok ? hook_verdict(answer, req, res) : Verdict::failed);
         } else {
-            accepted = accept_handshake(req, res, settings_.subprotocols);
+            accepted = answer_handshake(req, res);
         }
-        if (accepted && !agree_extensions(req, res)) {
-            accepted = false;
-            res = Response(500, "internal error\n");
+        const bool written = co_await write_response(t, res, accepted);
+        co_return accepted && written;
+    }
+
+    /// How a handshake ended: accepted, refused (by the hook or the RFC), or failed (a hook that threw or answered
+    /// what cannot be sent: 500).
+    enum class Verdict { accepted, refused, failed };
+
+    /// The handshake without a coroutine hook: the plain hook's answer, or the RFC default. True: accepted (`res` is
+    /// the 101 to send); false: `res` is the refusal to send before closing.
+    bool answer_handshake(const Request& req, Response& res) {
+        begin_handshake(req, res);
+        if (!handlers().plain_handshake)
+            return settle_handshake(req, res, accept_handshake(req, res, settings_.subprotocols) ? Verdict::accepted : Verdict::refused);
+        Verdict verdict = Verdict::failed;
+        try {
+            const bool answer = handlers().plain_handshake(c_, req, res);
+            verdict = hook_verdict(answer, req, res);
+        } catch (...) {
+            handler_threw("handshake");
         }
-        if (!accepted) {
-            res.remove_header("Sec-WebSocket-Extensions");
-            if (res.status == 101 || res.status < 200) res = Response(400);
-            c_.counters().reject(res.status);
-            res.set_header("Connection", "close");
-            log(LogLevel::debug, "connection {}: handshake rejected with {}", c_.id(), res.status);
-            co_await write_response(t, res, false);
-            co_return false;
+        return settle_handshake(req, res, verdict);
+    }
+
+    /// The RFC default's acceptance when it is the whole answer (no hook; no extension offered that would be
+    /// answered; no subprotocol to select), built without a `Response`; nullopt: `answer_handshake` answers.
+    std::optional<SwitchingProtocols> default_acceptance(const Request& req) {
+        if (handlers().handshake || handlers().plain_handshake) return std::nullopt;
+        if (settings_.compression.negotiation().enabled && req.header("Sec-WebSocket-Extensions")) return std::nullopt;
+        if (!settings_.subprotocols.empty() && req.header("Sec-WebSocket-Protocol")) return std::nullopt;
+        if (validate_upgrade(req) != HandshakeError::none) return std::nullopt;
+        c_.set_status(ConnectionStatus::handshake);
+        return SwitchingProtocols(*req.header("Sec-WebSocket-Key"));
+    }
+
+    /// Before the hook runs: permessage-deflate's answer under Settings::compression is in `res`, which the hook may
+    /// keep, change or remove (see agree_extensions).
+    void begin_handshake(const Request& req, Response& res) {
+        c_.set_status(ConnectionStatus::handshake);
+        accept_deflate(req, res, settings_.compression.negotiation());
+    }
+
+    /// A hook's answer, checked: an acceptance without a 101, or with a subprotocol the client cannot take, fails.
+    Verdict hook_verdict(bool accepted, const Request& req, Response& res) {
+        if (!accepted) return Verdict::refused;
+        if (res.status != 101) {
+            log(LogLevel::error, "connection {}: handshake hook accepted without a 101 response; "
+                                 "call swirl::accept_handshake(req, res)", c_.id());
+            return Verdict::failed;
         }
-        if (const auto protocol = res.header("Sec-WebSocket-Protocol")) c_.set_subprotocol(*protocol);
-        co_return co_await write_response(t, res, true);
+        return agree_subprotocol(req, res) ? Verdict::accepted : Verdict::failed;
+    }
+
+    /// The handshake's outcome in `res`: an acceptance whose extensions agree (its subprotocol taken up), or a
+    /// refusal that closes (500 for a failure; a refusal keeps its own status, or gets 400 for a 101 or 1xx).
+    /// True: accepted.
+    bool settle_handshake(const Request& req, Response& res, Verdict verdict) {
+        if (verdict == Verdict::accepted && !agree_extensions(req, res)) verdict = Verdict::failed;
+        if (verdict == Verdict::accepted) {
+            if (const auto protocol = res.header("Sec-WebSocket-Protocol")) c_.set_subprotocol(*protocol);
+            return true;
+        }
+        if (verdict == Verdict::failed) res = Response(500, "internal error\n");
+        res.remove_header("Sec-WebSocket-Extensions");
+        if (res.status == 101 || res.status < 200) res = Response(400);
+        c_.counters().reject(res.status);
+        res.set_header("Connection", "close");
+        log(LogLevel::debug, "connection {}: handshake rejected with {}", c_.id(), res.status);
+        return false;
     }
 
     /// After a hook accepted: a hook that chose no subprotocol (`accept_handshake(req, res)`) gets the one
@@ -339,12 +416,18 @@ private:
     /// Opens the connection and runs its read loop. True: parked (see `park`).
     template <Transport T>
     asio::awaitable<bool> websocket_phase(T& t, std::unique_ptr<Request> req, std::size_t have) {
-        c_.open(quiet_window(settings_));
-        c_.counters().upgraded.add();
-        if (host_.stopping) c_.close(close_code::going_away, "server shutting down");  // upgraded while stop() ran
+        open_connection(*req);
         if (handlers().open) co_await call_handler("open", [&] { return handlers().open(c_, *req); });
         req.reset();  // nothing keeps the upgrade request alive past open
         co_return co_await websocket_loop(t, have);
+    }
+
+    /// The upgrade is done: the connection is open; a plain open handler runs (a coroutine one is the caller's).
+    void open_connection(const Request& req) {
+        c_.open(quiet_window(settings_));
+        c_.counters().upgraded.add();
+        if (host_.stopping) c_.close(close_code::going_away, "server shutting down");  // upgraded while stop() ran
+        if (handlers().plain_open) call_plain("open", [&] { handlers().plain_open(c_, req); });
     }
 
     /// Where `consume` stopped.
@@ -467,6 +550,94 @@ private:
         co_await linger(t);
     }
 
+    // --- Starting in place ---------------------------------------------------------------------------------------
+    // Most clients send their upgrade request at once, and most servers answer it with the RFC default or a plain
+    // hook: such a connection upgrades without a coroutine (a request not there yet is waited for with a pooled
+    // block, as a parked connection's input), then reads as a parked connection does. Whatever has to wait goes on
+    // in a coroutine from where this stopped: a request in pieces or a plain HTTP request (`run`, which parses the
+    // bytes read so far again), a refusal (written, then lingered on), a coroutine open handler, a response the
+    // socket took only in part.
+
+    /// A new connection's readiness wait for its request.
+    template <Transport T>
+    struct Arriving {
+        SessionHost<UserData>* host;
+        std::shared_ptr<Connection> c;
+
+        using allocator_type = BlockAllocator<void>;
+        allocator_type get_allocator() const noexcept { return allocator_type(c->loop_buffers().waits); }
+
+        void operator()(std::error_code ec) {
+            if (ec) return Session(*host, *c).finish_now();
+            start_in_place<T>(*host, std::move(c));
+        }
+    };
+
+    /// A new connection's first read: an upgrade request there whole is answered, and the connection opened and
+    /// pumped (or handed to a coroutine, see above); nothing there yet is waited for.
+    template <Transport T>
+    static void start_in_place(SessionHost<UserData>& host, std::shared_ptr<Connection> c) {
+        Session s(host, *c);
+        T& t = c->template transport<T>();
+        std::vector<std::uint8_t>& buffer = c->own_read_buffer();
+        std::error_code ec;
+        std::size_t have = t.read_some(asio::buffer(buffer), ec);
+        if (would_block(ec)) return t.async_wait(asio::socket_base::wait_read, Arriving<T>{&host, std::move(c)});
+        if (ec) return s.finish_now();
+        c->note_activity(have);
+        const auto executor = c->executor();
+        RequestParser parser(host.settings.http);
+        const std::size_t consumed = parser.feed(std::string_view(reinterpret_cast<const char*>(buffer.data()), have)).consumed;
+        if (parser.status() != RequestParser::Status::complete || !is_upgrade_request(parser.request()))
+            return asio::co_spawn(executor, run<T>(host, std::move(c), have), asio::detached);
+        consume_front(buffer, have, consumed);  // `have`: the bytes after the request
+        Request& req = parser.request();
+        std::optional<SwitchingProtocols> default_answer = s.default_acceptance(req);
+        Response res;
+        std::string serialized;
+        std::string_view bytes;
+        if (default_answer) {
+            bytes = default_answer->bytes();
+        } else if (s.answer_handshake(req, res)) {
+            try {
+                serialized = res.serialize();
+                bytes = serialized;
+            } catch (const std::invalid_argument&) {  // a hook's malformed response: write_response answers 500
+            }
+        }
+        if (bytes.empty()) {
+            auto refusing = [](Session s, T& t, std::shared_ptr<Connection>, Response res) -> asio::awaitable<void> {
+                co_await s.write_response(t, res, false);
+                co_await s.finish_phase();
+            };
+            return asio::co_spawn(executor, refusing(s, t, std::move(c), std::move(res)), asio::detached);
+        }
+        const asio::const_buffer all = asio::buffer(bytes);
+        const std::size_t written = t.write_some(std::span<const asio::const_buffer>(&all, 1), ec);
+        c->count_out(written);
+        if (ec) return s.finish_now();
+        if (written < bytes.size() || host.handlers.open) {
+            auto upgrading = [](SessionHost<UserData>& host, std::shared_ptr<Connection> c, std::unique_ptr<Request> req,
+                                std::string rest, std::size_t have) -> asio::awaitable<void> {
+                Session s(host, *c);
+                T& t = c->template transport<T>();
+                std::error_code ec;
+                if (!rest.empty()) c->count_out(co_await write_all(t, asio::buffer(rest), ec, true));
+                if (!ec && co_await s.websocket_phase(t, std::move(req), have)) {
+                    park<T>(host, std::move(c));
+                    co_return;
+                }
+                co_await s.finish_phase();
+            };
+            return asio::co_spawn(executor, upgrading(host, std::move(c), std::make_unique<Request>(std::move(req)),
+                                                      std::string(bytes.substr(written)), have), asio::detached);
+        }
+        s.open_connection(req);
+        if (have != 0 || !s.template may_park<T>()) return spawn_resume<T>(host, std::move(c), {}, have);
+        c->drop_own_read_buffer();
+        pump<T>(host, std::move(c));
+    }
+
     // --- Parking -------------------------------------------------------------------------------------------------
     // An open connection whose read would block keeps no coroutine when its message handler is a plain function: its
     // session coroutine ends, and a readiness wait of ~100 bytes (from the loop's block pool) holds the connection.
@@ -530,7 +701,25 @@ private:
         c->note_activity(n);
         c->begin_batch();
         const Stop stop = s.consume(input);
-        if (stop.next == Stop::fail || stop.next == Stop::close) {
+        if (stop.next == Stop::close) {  // answered in place; what has to wait goes on in a coroutine
+            lease.release();
+            c->end_batch();
+            s.answer_close(*stop.frame);
+            const bool drained = c->drain_now();
+            if (drained) s.closed_cleanly(t);
+            if (drained && !host.handlers.close) return s.finish_now();
+            auto closing = [](Session s, T& t, std::shared_ptr<Connection>, bool drained) -> asio::awaitable<void> {
+                if (!drained) {
+                    co_await s.c_.wait_drained();
+                    s.closed_cleanly(t);
+                }
+                co_await s.finish_phase();
+            };
+            const auto executor = c->executor();
+            asio::co_spawn(executor, closing(s, t, std::move(c), drained), asio::detached);
+            return;
+        }
+        if (stop.next == Stop::fail) {
             lease.release();
             c->end_batch();
             auto ending = [](Session s, T& t, std::shared_ptr<Connection>, Stop stop) -> asio::awaitable<void> {
@@ -639,12 +828,24 @@ private:
     /// The peer sent a close frame: answer it (unless we already sent ours), flush, then close TCP first.
     template <Transport T>
     asio::awaitable<void> on_close_frame(T& t, Frame& frame) {
-        if (settings_.deliver_close && c_.status() == ConnectionStatus::active) {
-            if (handlers().plain_message) call_plain("message", [&] { handlers().plain_message(c_, frame); });
-            else if (handlers().message) co_await call_handler("message", [&] { return handlers().message(c_, frame); });
-        }
-        c_.close_from_reader(frame.code, frame.reason, false);
+        if (settings_.deliver_close && c_.status() == ConnectionStatus::active && handlers().message)
+            co_await call_handler("message", [&] { return handlers().message(c_, frame); });
+        answer_close(frame);
         co_await c_.wait_drained();
+        closed_cleanly(t);
+    }
+
+    /// The peer's close frame: a plain message handler hears of it (`deliver_close`; a coroutine one is the
+    /// caller's), and our close frame is queued in answer.
+    void answer_close(Frame& frame) {
+        if (settings_.deliver_close && c_.status() == ConnectionStatus::active && handlers().plain_message)
+            call_plain("message", [&] { handlers().plain_message(c_, frame); });
+        c_.close_from_reader(frame.code, frame.reason, false);
+    }
+
+    /// Both close frames crossed and ours is written: the server closes TCP first (RFC 6455 §7.1.1).
+    template <Transport T>
+    void closed_cleanly(T& t) {
         c_.mark_clean_close();
         std::error_code ec;
         t.shutdown_send(ec);

@@ -11,8 +11,12 @@ constexpr char ascii_lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? st
 
 constexpr bool iequals(std::string_view a, std::string_view b) noexcept {
     if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i)
-        if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        const char x = a[i], y = b[i];
+        if (x == y) continue;  // field names mostly arrive in the case they are looked up in
+        const char lower = static_cast<char>(x | 0x20);
+        if ((x ^ y) != 0x20 || lower < 'a' || lower > 'z') return false;
+    }
     return true;
 }
 

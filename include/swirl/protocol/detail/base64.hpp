@@ -13,25 +13,33 @@ namespace swirl::detail {
 inline constexpr std::string_view base64_alphabet =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-inline std::string base64_encode(std::span<const std::uint8_t> in) {
-    std::string out;
-    out.reserve((in.size() + 2) / 3 * 4);
+/// Characters that `n` bytes encode to.
+constexpr std::size_t base64_size(std::size_t n) noexcept { return (n + 2) / 3 * 4; }
+
+/// Encodes `in` into `out`, which has room for `base64_size(in.size())` characters; returns the end of what it wrote.
+inline char* base64_encode_into(std::span<const std::uint8_t> in, char* out) noexcept {
     std::size_t i = 0;
     for (; i + 3 <= in.size(); i += 3) {
         const std::uint32_t v = (std::uint32_t{in[i]} << 16) | (std::uint32_t{in[i + 1]} << 8) | in[i + 2];
-        out += base64_alphabet[(v >> 18) & 63];
-        out += base64_alphabet[(v >> 12) & 63];
-        out += base64_alphabet[(v >> 6) & 63];
-        out += base64_alphabet[v & 63];
+        *out++ = base64_alphabet[(v >> 18) & 63];
+        *out++ = base64_alphabet[(v >> 12) & 63];
+        *out++ = base64_alphabet[(v >> 6) & 63];
+        *out++ = base64_alphabet[v & 63];
     }
     if (const std::size_t rest = in.size() - i; rest != 0) {
         std::uint32_t v = std::uint32_t{in[i]} << 16;
         if (rest == 2) v |= std::uint32_t{in[i + 1]} << 8;
-        out += base64_alphabet[(v >> 18) & 63];
-        out += base64_alphabet[(v >> 12) & 63];
-        out += rest == 2 ? base64_alphabet[(v >> 6) & 63] : '=';
-        out += '=';
+        *out++ = base64_alphabet[(v >> 18) & 63];
+        *out++ = base64_alphabet[(v >> 12) & 63];
+        *out++ = rest == 2 ? base64_alphabet[(v >> 6) & 63] : '=';
+        *out++ = '=';
     }
+    return out;
+}
+
+inline std::string base64_encode(std::span<const std::uint8_t> in) {
+    std::string out(base64_size(in.size()), '\0');
+    base64_encode_into(in, out.data());
     return out;
 }
 
