@@ -67,13 +67,19 @@ public:
     using clock = typename Connection::clock;
 
     /// Starts the session of a connection the server accepted, on the connection's event loop (the caller is on
-    /// that loop's thread). A plain TCP connection whose upgrade request is there whole and is answered without a
-    /// coroutine hook upgrades in place, without a coroutine frame (`start_in_place`); any other runs `run`.
+    /// that loop's thread). A plain TCP connection whose upgrade request arrives whole and is answered without a
+    /// coroutine hook upgrades in place, without a coroutine frame (`start_in_place`, once the request is there);
+    /// any other runs `run`.
     template <Transport T>
     static void start(SessionHost<UserData>& host, std::shared_ptr<Connection> c) {
         prepare(host, *c);
         if constexpr (std::is_same_v<T, TcpTransport>) {
-            if (!host.handlers.handshake) return start_in_place<T>(host, std::move(c));
+            if (!host.handlers.handshake) {
+                // A client that has just connected has seldom sent its request yet: wait for it rather than find
+                // the socket empty (the wait completes at once when the request is there).
+                T& t = c->template transport<T>();
+                return t.async_wait(asio::socket_base::wait_read, Arriving<T>{&host, std::move(c)});
+            }
         }
         const auto executor = c->executor();
         asio::co_spawn(executor, run<T>(host, std::move(c)), asio::detached);

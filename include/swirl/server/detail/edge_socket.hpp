@@ -78,10 +78,22 @@ struct Reactor {
     using type = asio::detail::epoll_reactor* asio::detail::epoll_reactor::descriptor_state::*;
     friend constexpr type member(Reactor) noexcept;
 };
+/// Per operation type, whether the reactor tries a new operation at once rather than waiting for an edge.
+struct TrySpeculative {
+    using type = bool (asio::detail::epoll_reactor::descriptor_state::*)[asio::detail::epoll_reactor::max_ops];
+    friend constexpr type member(TrySpeculative) noexcept;
+};
+/// The lock over a descriptor's operations and flags.
+struct DescriptorMutex {
+    using type = asio::detail::conditionally_enabled_mutex asio::detail::epoll_reactor::descriptor_state::*;
+    friend constexpr type member(DescriptorMutex) noexcept;
+};
 template struct Grant<EpollFd, &asio::detail::epoll_reactor::epoll_fd_>;
 template struct Grant<Reactor, &asio::detail::epoll_reactor::descriptor_state::reactor_>;
 template struct Grant<RegisteredEvents, &asio::detail::epoll_reactor::descriptor_state::registered_events_>;
 template struct Grant<ReadyEvents, &asio::detail::scheduler_operation::task_result_>;
+template struct Grant<TrySpeculative, &asio::detail::epoll_reactor::descriptor_state::try_speculative_>;
+template struct Grant<DescriptorMutex, &asio::detail::epoll_reactor::descriptor_state::mutex_>;
 
 /// The events `epoll_wait` last reported for `state` (0 before the first).
 inline std::uint32_t ready_events(asio::detail::epoll_reactor::descriptor_state* state) noexcept {
@@ -93,6 +105,15 @@ inline std::uint32_t ready_events(asio::detail::epoll_reactor::descriptor_state*
 /// The reactor `state` is registered with (a socket's, without a service lookup).
 inline asio::detail::epoll_reactor& reactor_of(asio::detail::epoll_reactor::descriptor_state* state) noexcept {
     return *(state->*member(Reactor{}));
+}
+
+/// A read found `state`'s descriptor empty: until its next edge the reactor need not try a read wait at once, as
+/// after a wait that reported itself exhausted. Asio tries every newly registered descriptor at once; without this,
+/// a new connection's first wait would complete at once and the read after it find nothing again.
+inline void mark_read_exhausted(asio::detail::epoll_reactor::descriptor_state* state) noexcept {
+    asio::detail::conditionally_enabled_mutex::scoped_lock lock(state->*member(DescriptorMutex{}));
+    if (state->*member(RegisteredEvents{}) != 0)  // unregistered descriptors are only ever tried at once
+        (state->*member(TrySpeculative{}))[asio::detail::epoll_reactor::read_op] = false;
 }
 
 /// Adds `events` to `state`'s registration with its reactor (one `epoll_ctl`), where Asio's later re-registrations
@@ -180,7 +201,12 @@ public:
         if (!rdhup_tried_) report_peer_shutdown();
 #endif
         const std::size_t n = Socket::read_some(buffer, ec);
-        if (ec == asio::error::would_block || ec == asio::error::try_again) drained_ = true;
+        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+            drained_ = true;
+#if SWIRL_EDGE_WAIT
+            if (auto* state = this->impl_.get_implementation().reactor_data_) epoll_access::mark_read_exhausted(state);
+#endif
+        }
         // A short read drained the socket too, unless the peer's FIN may be behind it: it raises no edge of its own
         // when it comes with the data (the next read returns end of input).
         else if (!ec && n < buffer.size() && short_reads_drain_ && !peer_shut_) drained_ = true;
@@ -194,8 +220,8 @@ public:
     bool short_reads_drain() const noexcept { return short_reads_drain_ && !peer_shut_; }
 
     /// Completes (with no error) when input may have arrived since the socket was drained: at once when an edge
-    /// came meanwhile, otherwise on the next one; `operation_aborted` when the socket is closed meanwhile. A
-    /// socket's first wait may complete at once without input (Asio tries a socket it has seen no edge for).
+    /// came meanwhile, otherwise on the next one; `operation_aborted` when the socket is closed meanwhile. Without
+    /// the edge wait (other reactors, other Asio versions), a socket's first wait may complete at once without input.
     template <class Token>
     auto async_wait_readable(Token&& token) {
         return asio::async_initiate<Token, void(std::error_code)>(
@@ -215,7 +241,12 @@ private:
             this->async_wait(Socket::wait_read, std::move(handler));
             return;
         }
-        if (!rdhup_tried_) report_peer_shutdown();
+        if (!rdhup_tried_) {
+            report_peer_shutdown();
+            // That re-armed the registration, so epoll reports the socket again if it holds input already: the first
+            // wait need not try it at once (as Asio does with every newly registered descriptor).
+            if (short_reads_drain_) epoll_access::mark_read_exhausted(impl.reactor_data_);
+        }
         using IoExecutor = std::decay_t<decltype(this->impl_.get_executor())>;
         using Op = EdgeReadWaitOp<Handler, IoExecutor>;
         const bool is_continuation = asio_handler_cont_helpers::is_continuation(handler);
