@@ -721,6 +721,10 @@ private:
             }
             connection_count_.fetch_add(1, std::memory_order_relaxed);
             loop.counters.accepted.add();
+            // On its loop's thread (the accepting loop's own connections) the session starts here; a connection of
+            // another loop starts there.
+            if (loop.context.get_executor().running_in_this_thread())
+                return detail::Session<UserData>::template start<T>(session_host_, std::move(c));
             asio::post(loop.context, [&host = session_host_, c = std::move(c)]() mutable {
                 detail::Session<UserData>::template start<T>(host, std::move(c));
             });
