@@ -142,16 +142,20 @@ public:
         if (!in_body_) {
             const std::size_t old = head_.size();
             const std::size_t room = limits_.max_header_bytes - old;
-            head_.append(in.substr(0, room));
-            const std::size_t end = scan_head(old);
+            // A head that arrives whole (the usual case) is parsed where it is; one in pieces is gathered in `head_`.
+            const bool in_place = old == 0;
+            if (!in_place) head_.append(in.substr(0, room));
+            const std::string_view text = in_place ? in.substr(0, room) : std::string_view(head_);
+            const std::size_t end = scan_head(text, old);
             if (status_ == Status::error) return {status_, 0};
             if (end == std::string::npos) {
-                if (head_.size() >= limits_.max_header_bytes) return fail(431, "request header too large");
+                if (text.size() >= limits_.max_header_bytes) return fail(431, "request header too large");
+                if (in_place) head_.assign(text);
                 return {Status::incomplete, in.size()};
             }
             const std::size_t used = end - old;
-            head_.resize(line_start_);  // drop the blank line, keep the last header's line end
-            if (!parse_head()) return {status_, used};
+            // Without the blank line; with the last header's line end.
+            if (!parse_head(text.substr(0, line_start_))) return {status_, used};
             if (content_length_ == 0) {
                 status_ = Status::complete;
                 return {status_, used};
@@ -177,12 +181,13 @@ public:
     }
 
 private:
-    /// Scans `head_` from `from` for line ends: LF, ignoring a CR before it (RFC 9112 §2.2). Returns the size of
-    /// the head through its blank line, or npos until that arrives or on error. Each verdict falls on the byte
-    /// that decides it, so it does not depend on how the bytes arrive; a trailing CR may be the start of a CRLF.
-    std::size_t scan_head(std::size_t from) {
-        const char* const data = head_.data();
-        const std::size_t size = head_.size();
+    /// Scans the head so far, `text`, from `from` for line ends: LF, ignoring a CR before it (RFC 9112 §2.2).
+    /// Returns the size of the head through its blank line, or npos until that arrives or on error. Each verdict
+    /// falls on the byte that decides it, so it does not depend on how the bytes arrive; a trailing CR may be the
+    /// start of a CRLF.
+    std::size_t scan_head(std::string_view text, std::size_t from) {
+        const char* const data = text.data();
+        const std::size_t size = text.size();
         // A CR that ended the bytes before is decided by the first byte after it.
         if (from != 0 && from < size && data[from - 1] == '\r' && data[from] != '\n')
             return fail(400, "bare CR in request header"), std::string::npos;
@@ -213,8 +218,9 @@ private:
         return line;
     }
 
-    bool parse_head() {
-        std::string_view rest = head_;
+    /// Parses `head`: the request line and the fields, each line with its line end, without the blank line.
+    bool parse_head(std::string_view head) {
+        std::string_view rest = head;
         const std::string_view line = take_line(rest);
 
         const auto sp1 = line.find(' ');
@@ -293,8 +299,8 @@ private:
 
     RequestLimits limits_;
     Status status_ = Status::incomplete;
-    std::string head_;
-    std::size_t line_start_ = 0;  ///< where the line being scanned starts in `head_`; 0 while in the request line
+    std::string head_;  ///< a head that arrived in pieces, so far
+    std::size_t line_start_ = 0;  ///< where the line being scanned starts in the head; 0 while in the request line
     bool in_body_ = false;
     std::size_t content_length_ = 0;
     Request request_;

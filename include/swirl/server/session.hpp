@@ -1,7 +1,9 @@
 #pragma once
-/// One connection from accept to close, as one coroutine: the HTTP phase (plain requests, the upgrade and the
-/// handshake hook), the WebSocket phase (the frame loop and the message handler), the close handshake, and the
-/// watchdog that enforces the handshake, heartbeat, idle and close deadlines.
+/// One connection from accept to close: the HTTP phase (plain requests, the upgrade and the handshake hook), the
+/// WebSocket phase (the frame loop and the message handler), the close handshake, and the watchdog that enforces the
+/// handshake, heartbeat, idle and close deadlines. Written as one coroutine (`run`); what needs no waiting also runs
+/// in place, from readiness callbacks, without a coroutine frame: the upgrade (`start_in_place`), an open
+/// connection's reads with a plain message handler (`pump`), and the answer to the peer's close frame.
 ///
 /// The session is compiled for one transport (server/transport.hpp) and drives its connection through the
 /// connection's session interface (server/connection.hpp); what it needs of the server is a `SessionHost`.
