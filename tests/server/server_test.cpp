@@ -436,26 +436,20 @@ TEST_CASE("a client that never finishes the upgrade is dropped after the handsha
     Server server(settings);
     server.on_message(echo_message);
     test::RunningServer running(server);
-    test::run([&]() -> asio::awaitable<void> {
-        auto socket = co_await test::connect_raw(running.port());
-        const std::string partial = "GET / HTTP/1.1\r\nHost: x\r\n";
-        co_await asio::async_write(socket, asio::buffer(partial), asio::use_awaitable);
-        const auto start = std::chrono::steady_clock::now();
-        const auto rest = co_await test::read_to_eof(socket);
-        const auto waited = std::chrono::steady_clock::now() - start;
-        CHECK(rest.empty());
-        CHECK(waited >= 250ms);
-        CHECK(waited < 2s);
-    });
-    test::run([&]() -> asio::awaitable<void> {  // one that sends nothing at all
-        auto socket = co_await test::connect_raw(running.port());
-        const auto start = std::chrono::steady_clock::now();
-        const auto rest = co_await test::read_to_eof(socket);
-        const auto waited = std::chrono::steady_clock::now() - start;
-        CHECK(rest.empty());
-        CHECK(waited >= 250ms);
-        CHECK(waited < 2s);
-    });
+    // Part of a request, and nothing at all (the server waits for the request without reading).
+    for (const std::string sent : {"GET / HTTP/1.1\r\nHost: x\r\n", ""}) {
+        CAPTURE(sent);
+        test::run([&]() -> asio::awaitable<void> {
+            auto socket = co_await test::connect_raw(running.port());
+            if (!sent.empty()) co_await asio::async_write(socket, asio::buffer(sent), asio::use_awaitable);
+            const auto start = std::chrono::steady_clock::now();
+            const auto rest = co_await test::read_to_eof(socket);
+            const auto waited = std::chrono::steady_clock::now() - start;
+            CHECK(rest.empty());
+            CHECK(waited >= 250ms);
+            CHECK(waited < 2s);
+        });
+    }
     CHECK(test::eventually([&] { return server.connection_count() == 0; }));
 }
 

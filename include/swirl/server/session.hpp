@@ -566,20 +566,27 @@ private:
     // bytes read so far again), a refusal (written, then lingered on), a coroutine open handler, a response the
     // socket took only in part.
 
-    /// A new connection's readiness wait for its request.
-    template <Transport T>
-    struct Arriving {
+    /// A readiness wait of a connection that keeps no coroutine (a new one's for its request, a parked one's for
+    /// input), in a block of its event loop's pool; `Next(host, c, ec)` goes on when it completes.
+    template <auto Next>
+    struct Awaiting {
         SessionHost<UserData>* host;
         std::shared_ptr<Connection> c;
 
         using allocator_type = BlockAllocator<void>;
         allocator_type get_allocator() const noexcept { return allocator_type(c->loop_buffers().waits); }
 
-        void operator()(std::error_code ec) {
-            if (ec) return Session(*host, *c).finish_now();
-            start_in_place<T>(*host, std::move(c));
-        }
+        void operator()(std::error_code ec) { Next(*host, std::move(c), ec); }
     };
+
+    /// A new connection's wait for its request ended: read it, or end the session (closed meanwhile: a timeout).
+    template <Transport T>
+    static void request_ready(SessionHost<UserData>& host, std::shared_ptr<Connection> c, std::error_code ec) {
+        if (ec) return Session(host, *c).finish_now();
+        start_in_place<T>(host, std::move(c));
+    }
+    template <Transport T>
+    using Arriving = Awaiting<&request_ready<T>>;
 
     /// A new connection's first read: an upgrade request there whole is answered, and the connection opened and
     /// pumped (or handed to a coroutine, see above); nothing there yet is waited for.
@@ -669,20 +676,14 @@ private:
         return may_park<T>() && !(settings_.pause_reading_above != 0 && c_.unsent() > settings_.pause_reading_above);
     }
 
-    /// The parked connection's readiness wait.
+    /// A parked connection's wait for input ended: pump it, or end the session in a coroutine.
     template <Transport T>
-    struct Parked {
-        SessionHost<UserData>* host;
-        std::shared_ptr<Connection> c;
-
-        using allocator_type = BlockAllocator<void>;
-        allocator_type get_allocator() const noexcept { return allocator_type(c->loop_buffers().waits); }
-
-        void operator()(std::error_code ec) {
-            if (ec) return spawn_resume<T>(*host, std::move(c), ec);
-            pump<T>(*host, std::move(c));
-        }
-    };
+    static void input_ready(SessionHost<UserData>& host, std::shared_ptr<Connection> c, std::error_code ec) {
+        if (ec) return spawn_resume<T>(host, std::move(c), ec);
+        pump<T>(host, std::move(c));
+    }
+    template <Transport T>
+    using Parked = Awaiting<&input_ready<T>>;
 
     template <Transport T>
     static void park(SessionHost<UserData>& host, std::shared_ptr<Connection> c) {
