@@ -287,9 +287,11 @@ TEST_CASE("utf8 reset discards a pending partial sequence") {
 }
 
 TEST_CASE("utf8 ASCII fast path finds a bad byte at every offset") {
-    const std::string ascii(40, 'x');
+    // Offsets past two 64-byte steps, so that every loop of the fast path (64-byte steps, 16-byte vectors, words,
+    // bytes) meets the byte in each of its positions.
+    const std::string ascii(160, 'x');
     for (std::size_t start = 0; start < 8; ++start) {          // also vary the pointer's alignment
-        for (std::size_t off = 0; off <= 17; ++off) {
+        for (std::size_t off = 0; off <= 140; ++off) {
             CAPTURE(start);
             CAPTURE(off);
             for (int bad : {0x80, 0xBF, 0xC0, 0xF5, 0xFF}) {
@@ -360,14 +362,15 @@ TEST_CASE("utf8 agrees with a reference decoder on random short byte strings") {
 }
 
 TEST_CASE("utf8 is_valid_utf8 agrees with a reference decoder after an ASCII run of every length") {
-    // is_valid_utf8 skips ASCII words and tests the last few bytes at once before handing over to the validator.
+    // The fast path skips ASCII 64, 16 and 8 bytes at a time, then bytes, before it hands a lead byte to the sequence
+    // checker: runs of every length up to past two 64-byte steps.
     static constexpr std::uint8_t tails[] = {0x41, 0x7F, 0x80, 0xBF, 0xC2, 0xC3, 0xA9, 0xE0, 0xE2, 0x82, 0xAC,
                                              0xED, 0xA0, 0xF0, 0x90, 0xF4, 0x8F, 0xF5, 0xFF};
     std::mt19937 rng(20261122);
     std::size_t mismatches = 0, valid_seen = 0, invalid_seen = 0;
     std::string first_bad;
-    for (std::size_t ascii = 0; ascii <= 24; ++ascii) {
-        for (int iter = 0; iter < 4'000; ++iter) {
+    for (std::size_t ascii = 0; ascii <= 150; ++ascii) {
+        for (int iter = 0; iter < 700; ++iter) {
             std::string s(ascii, 'x');
             for (std::size_t i = rng() % 6; i > 0; --i) s += static_cast<char>(tails[rng() % sizeof tails]);
             const bool valid = reference_utf8(s).complete;
@@ -379,4 +382,39 @@ TEST_CASE("utf8 is_valid_utf8 agrees with a reference decoder after an ASCII run
     CHECK(mismatches == 0);
     CHECK(valid_seen > 10'000);
     CHECK(invalid_seen > 10'000);
+}
+
+TEST_CASE("utf8 agrees with a reference decoder on long mostly-ASCII texts fed in random pieces") {
+    // Texts of up to 600 bytes: ASCII runs of random length between characters of every length, with now and then a
+    // byte from near a boundary, so that a sequence starts, ends or breaks anywhere in a 64-byte step.
+    static constexpr std::uint8_t odd[] = {0x80, 0xBF, 0xC0, 0xC1, 0xE0, 0xED, 0xF0, 0xF4, 0xF5, 0xFF};
+    static constexpr std::uint32_t chars[] = {0xE9, 0x7FF, 0x800, 0xD7FF, 0xE000, 0xFFFD, 0x10000, 0x10FFFF};
+    std::mt19937 rng(20261130);
+    std::size_t mismatches = 0, valid_seen = 0, invalid_seen = 0;
+    std::string first_bad;
+    for (int iter = 0; iter < 20'000; ++iter) {
+        std::string s;
+        const std::size_t size = rng() % 600;
+        while (s.size() < size) {
+            s.append(rng() % 90, 'a');
+            const std::uint32_t r = rng() % 64;
+            if (r < 3) s += static_cast<char>(odd[rng() % sizeof odd]);
+            else if (r < 20) s += encode(chars[rng() % std::size(chars)]);
+        }
+        const RefResult ref = reference_utf8(s);
+        (ref.complete ? valid_seen : invalid_seen)++;
+        swirl::Utf8Validator v;
+        bool fed = true;
+        for (std::size_t at = 0; at < s.size() && fed;) {
+            const std::size_t n = std::min<std::size_t>(s.size() - at, 1 + rng() % 200);
+            fed = v.feed(std::string_view(s).substr(at, n));
+            at += n;
+        }
+        if ((fed != ref.prefix_ok || v.complete() != ref.complete || !matches_reference(s)) && mismatches++ == 0)
+            first_bad = hex(s);
+    }
+    CAPTURE(first_bad);
+    CHECK(mismatches == 0);
+    CHECK(valid_seen > 2'000);
+    CHECK(invalid_seen > 2'000);
 }

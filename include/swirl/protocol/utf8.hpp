@@ -2,12 +2,54 @@
 /// Incremental UTF-8 validation (RFC 3629): fails on the first byte that cannot start or continue
 /// a valid sequence, so a text message split across fragments or reads is rejected as early as possible.
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <string_view>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace swirl {
+
+namespace detail {
+/// The first byte in [p, end) with its high bit set, or `end`: ASCII is skipped 64 bytes a step (four 16-byte vectors
+/// where SSE2 is, as on every x86-64; four machine words elsewhere). 512 bytes of ASCII take ~100 instructions with
+/// SSE2, against ~620 a word at a time.
+inline const std::uint8_t* skip_ascii(const std::uint8_t* p, const std::uint8_t* end) noexcept {
+#if defined(__SSE2__)
+    const auto load = [](const std::uint8_t* at) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(at)); };
+    while (end - p >= 64) {
+        const __m128i any = _mm_or_si128(_mm_or_si128(load(p), load(p + 16)), _mm_or_si128(load(p + 32), load(p + 48)));
+        if (_mm_movemask_epi8(any) != 0) break;
+        p += 64;
+    }
+    while (end - p >= 16) {
+        if (const int high = _mm_movemask_epi8(load(p)); high != 0) return p + std::countr_zero(static_cast<unsigned>(high));
+        p += 16;
+    }
+#else
+    const auto load = [](const std::uint8_t* at) {
+        std::uint64_t word;
+        std::memcpy(&word, at, 8);
+        return word;
+    };
+    while (end - p >= 32 && ((load(p) | load(p + 8) | load(p + 16) | load(p + 24)) & 0x8080808080808080ull) == 0) p += 32;
+#endif
+    for (; end - p >= 8; p += 8) {
+        std::uint64_t word;
+        std::memcpy(&word, p, 8);
+        if (const std::uint64_t high = word & 0x8080808080808080ull; high != 0) {
+            if constexpr (std::endian::native == std::endian::little) return p + std::countr_zero(high) / 8;
+            else return p + std::countl_zero(high) / 8;
+        }
+    }
+    while (p != end && *p < 0x80) ++p;
+    return p;
+}
+} // namespace detail
 
 class Utf8Validator {
 public:
@@ -18,17 +60,9 @@ public:
         const auto* end = p + bytes.size();
         while (p != end) {
             if (need_ == 0) {
-                // Fast path: skip ASCII a word at a time.
-                while (end - p >= 8) {
-                    std::uint64_t word;
-                    std::memcpy(&word, p, 8);
-                    if (word & 0x8080808080808080ull) break;
-                    p += 8;
-                }
+                p = detail::skip_ascii(p, end);
                 if (p == end) break;
-                const std::uint8_t b = *p++;
-                if (b < 0x80) continue;
-                if (!start_sequence(b)) return fail();
+                if (!start_sequence(*p++)) return fail();
             } else {
                 const std::uint8_t b = *p++;
                 if (b < lo_ || b > hi_) return fail();
