@@ -65,6 +65,7 @@ TEST_CASE("frame header round trips every length class with and without a mask")
             h.payload_length = len;
             const Bytes wire = encode(h);
             CHECK(wire.size() == expected_header_size(len, masked));
+            if (!masked) CHECK(swirl::unmasked_header_size(len) == wire.size());
             CHECK(((wire[1] & 0x80) != 0) == masked);
             const int len7 = wire[1] & 0x7F;
             CHECK(len7 == (len < 126 ? static_cast<int>(len) : len <= 0xFFFF ? 126 : 127));

@@ -72,16 +72,22 @@ inline HeaderDecode decode_frame_header(std::span<const std::uint8_t> in, FrameH
     h.opcode = static_cast<Opcode>(b0 & 0x0F);
     h.masked = masked;
     std::uint64_t len = len7;
-    if (ext != 0) {
+    if (ext == 2) {
+        len = static_cast<std::uint64_t>(in[2]) << 8 | in[3];
+        if (len < 126) return {HeaderStatus::bad_length, size};
+    } else if (ext == 8) {
         len = 0;
-        for (std::size_t i = 0; i < ext; ++i) len = (len << 8) | in[2 + i];
-        if ((ext == 2 && len < 126) || (ext == 8 && (len <= 0xFFFF || (len >> 63) != 0)))
-            return {HeaderStatus::bad_length, size};
+        for (std::size_t i = 0; i < 8; ++i) len = (len << 8) | in[2 + i];
+        if (len <= 0xFFFF || (len >> 63) != 0) return {HeaderStatus::bad_length, size};
     }
     h.payload_length = len;
-    if (masked)
-        for (std::size_t i = 0; i < 4; ++i) h.mask[i] = in[2 + ext + i];
+    if (masked) std::memcpy(h.mask.data(), in.data() + 2 + ext, 4);
     return {HeaderStatus::ok, size};
+}
+
+/// The length of an unmasked frame header for a payload of `payload_length` bytes.
+constexpr std::size_t unmasked_header_size(std::uint64_t payload_length) noexcept {
+    return payload_length < 126 ? 2 : payload_length <= 0xFFFF ? 4 : 10;
 }
 
 /// Encodes `h` into `out` (at least `max_frame_header_size` bytes); returns the header length.

@@ -186,7 +186,7 @@ private:
         if (dst.size() < n) dst.resize(n);
         if (header_.masked) mask_copy(dst.data(), input.data() + head.size, n, header_.mask, 0);
         else std::copy_n(input.data() + head.size, n, dst.data());
-        dst.resize(n);  // never grows here: drops what an earlier, longer message left
+        if (dst.size() != n) dst.resize(n);  // never grows here: drops what an earlier, longer message left
         const std::size_t used = head.size + n;
         message_.opcode = header_.opcode;
         message_.rsv = header_.rsv;

@@ -24,20 +24,20 @@ public:
     /// Appends one frame: header then payload, unmasked (server to client). `rsv_bits`: `rsv::rsv1` for a
     /// compressed message.
     void append_frame(Opcode opcode, bool fin, std::string_view payload, std::uint8_t rsv_bits = 0) {
-        std::uint8_t header[max_frame_header_size];
-        const std::size_t n = encode_unmasked_header(header, opcode, fin, payload.size(), rsv_bits);
-        flat_.append(reinterpret_cast<const char*>(header), n);
-        flat_.append(payload);
+        char* at = room(unmasked_header_size(payload.size()) + payload.size());
+        const std::size_t n = encode_unmasked_header(reinterpret_cast<std::uint8_t*>(at), opcode, fin, payload.size(), rsv_bits);
+        if (!payload.empty()) std::memcpy(at + n, payload.data(), payload.size());
+        used_ += n + payload.size();
         size_ += n + payload.size();
     }
 
     /// Appends one frame whose payload the queue takes over instead of copying: a large payload its sender gives up.
     void append_owned(Opcode opcode, bool fin, std::string&& payload) {
-        std::uint8_t header[max_frame_header_size];
-        const std::size_t n = encode_unmasked_header(header, opcode, fin, payload.size());
-        flat_.append(reinterpret_cast<const char*>(header), n);
+        const std::size_t n = encode_unmasked_header(
+            reinterpret_cast<std::uint8_t*>(room(unmasked_header_size(payload.size()))), opcode, fin, payload.size());
+        used_ += n;
         size_ += n + payload.size();
-        held_.emplace_back(flat_.size(), std::move(payload));
+        held_.emplace_back(used_, std::move(payload));
     }
 
     /// Shared encoded frames up to this size are better copied than held (`append_encoded`): a copy of a few hundred
@@ -47,31 +47,35 @@ public:
 
     /// Appends already-encoded bytes by copying them.
     void append_encoded(std::string_view bytes) {
-        flat_.append(bytes);
+        if (!bytes.empty()) std::memcpy(room(bytes.size()), bytes.data(), bytes.size());
+        used_ += bytes.size();
         size_ += bytes.size();
     }
 
     /// Appends already-encoded bytes by reference (shared among many connections).
     void append_shared(std::shared_ptr<const std::string> bytes) {
         size_ += bytes->size();
-        held_.emplace_back(flat_.size(), std::move(bytes));
+        held_.emplace_back(used_, std::move(bytes));
     }
 
     std::size_t size() const noexcept { return size_; }
     bool empty() const noexcept { return size_ == 0; }
     /// Bytes copied into the flat buffer (frames and headers), and payloads held outside it.
-    std::size_t flat_size() const noexcept { return flat_.size(); }
+    std::size_t flat_size() const noexcept { return used_; }
     std::size_t held_count() const noexcept { return held_.size(); }
 
     /// The flat buffer's capacity: what the queue holds for frames to come.
     std::size_t capacity() const noexcept { return flat_.capacity(); }
     /// An empty queue's flat buffer, handed over (to an event loop's pool while the connection is idle); the queue
     /// is left without one.
-    std::string take_buffer() noexcept { return std::exchange(flat_, std::string()); }
-    /// An empty queue takes `buffer` (from a pool; its contents are discarded) for the frames to come.
+    std::string take_buffer() noexcept {
+        used_ = 0;
+        return std::exchange(flat_, std::string());
+    }
+    /// An empty queue takes `buffer` (from a pool; its contents are overwritten) for the frames to come.
     void adopt_buffer(std::string&& buffer) noexcept {
         flat_ = std::move(buffer);
-        flat_.clear();
+        used_ = 0;
     }
 
     /// Calls `f(data, size)` for each contiguous piece, in order.
@@ -84,14 +88,14 @@ public:
             const std::string& bytes = h.shared ? *h.shared : h.owned;
             f(bytes.data(), bytes.size());
         }
-        if (flat_.size() > from) f(flat_.data() + from, flat_.size() - from);
+        if (used_ > from) f(flat_.data() + from, used_ - from);
     }
 
     /// Empties the queue, keeping up to `keep_capacity` bytes of buffer for reuse. Payloads taken over by
     /// `append_owned` go to `recycle` (when given), for their buffers to receive later messages.
     void clear(std::size_t keep_capacity = default_kept_capacity, BufferPool* recycle = nullptr) {
         if (flat_.capacity() > keep_capacity) std::string().swap(flat_);
-        else flat_.clear();
+        used_ = 0;
         if (recycle)
             for (auto& h : held_)
                 if (!h.shared) recycle->give(std::move(h.owned));
@@ -101,6 +105,7 @@ public:
 
     void swap(OutputQueue& other) noexcept {
         flat_.swap(other.flat_);
+        std::swap(used_, other.used_);
         held_.swap(other.held_);
         std::swap(size_, other.size_);
     }
@@ -115,7 +120,16 @@ private:
         std::shared_ptr<const std::string> shared;
         std::string owned;  ///< when `shared` is null
     };
+    /// Room for `n` more bytes at `flat_.data() + used_`. The string's size is the most the queue has used since it
+    /// got the buffer, not its contents (`used_` bytes): growing it zero-fills, so a frame appended where the queue
+    /// has been before is copied in place, with no size change and no fill.
+    char* room(std::size_t n) {
+        if (flat_.size() - used_ < n) flat_.resize(used_ + n);
+        return flat_.data() + used_;
+    }
+
     std::string flat_;
+    std::size_t used_ = 0;  ///< bytes of `flat_` queued
     std::vector<Held> held_;
     std::size_t size_ = 0;
 };
