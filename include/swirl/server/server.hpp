@@ -15,6 +15,7 @@
 #include <swirl/server/detail/descriptor_limit.hpp>
 #include <swirl/server/detail/event_loop.hpp>
 #include <swirl/server/detail/log.hpp>
+#include <swirl/server/detail/owned_descriptor.hpp>
 #include <swirl/server/handlers.hpp>
 #include <swirl/server/offload.hpp>
 #include <swirl/server/session.hpp>
@@ -24,6 +25,7 @@
 #include <swirl/detail/asio.hpp>
 
 #include <csignal>
+#include <fcntl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -31,6 +33,7 @@
 #include <cerrno>
 #include <chrono>
 #include <concepts>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -211,7 +214,7 @@ public:
         catch_signals();  // after the bind: a listen() that fails leaves the signals alone
         listening_ = true;
         fit_connection_limit();
-        for (auto& listener : listeners_) asio::co_spawn(first_context(), accept_loop(listener), asio::detached);
+        for (auto& listener : listeners_) start_accepting(listener);
     }
 
     /// Another address to accept connections on, served like the first (Swoole's `addListener`): bound at once,
@@ -221,7 +224,7 @@ public:
         std::lock_guard lock(listeners_mutex_);
         if (stopping_) throw std::logic_error("add_listener after stop()");
         Listener& listener = listeners_.emplace_back(bind(options));
-        if (listening_) asio::co_spawn(first_context(), accept_loop(listener), asio::detached);
+        if (listening_) start_accepting(listener);
         return listener.acceptor->local_endpoint();
     }
 
@@ -648,9 +651,32 @@ private:
         timers_.erase(id);
     }
 
+    struct Throttle {
+        std::chrono::steady_clock::duration period = std::chrono::seconds(10);
+        std::chrono::steady_clock::time_point next{};
+        std::size_t held_back = 0;
+        /// True when the warning may be logged now; `held` is how many were suppressed since the last one.
+        bool allow(std::size_t& held) {
+            const auto now = std::chrono::steady_clock::now();
+            if (now < next) {
+                ++held_back;
+                return false;
+            }
+            next = now + period;
+            held = std::exchange(held_back, 0);
+            return true;
+        }
+        static std::string note(std::size_t held) {
+            return held == 0 ? std::string() : fmt::format(" ({} more since the last such line)", held);
+        }
+    };
+
     struct Listener {
-        std::unique_ptr<asio::ip::tcp::acceptor> acceptor;
+        std::unique_ptr<asio::ip::tcp::acceptor> acceptor;  // non-blocking, on the first event loop
         std::shared_ptr<TlsContext> tls;  // null: plain TCP
+        // The first event loop's thread only:
+        std::unique_ptr<asio::steady_timer> pause;  // the wait after `accept` failed for want of resources
+        Throttle accept_failed;
     };
 
     /// A bound, listening acceptor on the first event loop.
@@ -671,72 +697,151 @@ private:
         }
         acceptor->bind(endpoint);
         acceptor->listen(options.backlog);
-        return {std::move(acceptor), options.tls};
+        acceptor->non_blocking(true);  // `accept` answers EAGAIN once no connection waits
+        Listener listener;
+        listener.acceptor = std::move(acceptor);
+        listener.tls = options.tls;
+        return listener;
     }
 
-    /// Accepts on one listener; every listener's loop runs on the first event loop and deals connections out to
-    /// the event loops in turn.
-    asio::awaitable<void> accept_loop(Listener& listener) {
-        asio::ip::tcp::acceptor& acceptor = *listener.acceptor;
-        Throttle accept_failed, limit_reached;
-        while (!stopping_) {
-            detail::EventLoop<UserData>& loop = *loops_[next_loop_];
-            next_loop_ = (next_loop_ + 1) % loops_.size();
-            LoopSocket socket(loop.context);
-            asio::ip::tcp::endpoint peer;  // from accept itself: no getpeername
-            std::error_code ec;
-            co_await acceptor.async_accept(socket, peer, asio::redirect_error(asio::use_awaitable, ec));
-            if (stopping_) co_return;  // an accept that completed while stop() closed the acceptor
-            if (ec) {
-                if (ec == asio::error::operation_aborted) co_return;
-                if (std::size_t held = 0; accept_failed.allow(held))
-                    log(LogLevel::warning, "accept failed: {}{}", ec.message(), Throttle::note(held));
-                // Out of descriptors and the like: back off instead of spinning.
-                asio::steady_timer pause(first_context(), std::chrono::milliseconds(50));
-                co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-                continue;
-            }
-            if (connection_count() >= connection_limit_) {
-                if (std::size_t held = 0; limit_reached.allow(held))
-                    log(LogLevel::warning, "connection limit {} reached, answering 503{}", connection_limit_,
+    /// Starts accepting on `listener`, on the first event loop.
+    void start_accepting(Listener& listener) {
+        asio::post(first_context(), [this, &listener] { accept_ready(listener, {}); });
+    }
+
+    /// Connections accepted in one go before other work of the first event loop gets a turn.
+    static constexpr int accept_batch = 64;
+
+    /// The first event loop's thread: accepts every connection waiting on `listener` (at most `accept_batch`, then
+    /// goes on after whatever else is due), dealing them out to the event loops in turn, and then waits for the
+    /// next. No coroutine and no Asio accept operation: a non-blocking, close-on-exec `accept4`, and an edge wait
+    /// on the listening socket (`detail::async_wait_acceptable`). At the connection limit, a connection is answered
+    /// 503; when the process is out of descriptors or memory, accepting pauses 50 ms instead of spinning.
+    void accept_ready(Listener& listener, std::error_code ec) {
+        if (stopping_ || ec == asio::error::operation_aborted || !listener.acceptor->is_open()) return;
+        for (int accepted = 0; accepted < accept_batch; ++accepted) {
+            sockaddr_storage address{};
+            socklen_t length = sizeof address;
+            const int fd = accept_socket(listener.acceptor->native_handle(), address, length);
+            if (fd < 0) {
+                const int error = errno;
+                if (error == EAGAIN || error == EWOULDBLOCK)
+                    return detail::async_wait_acceptable(*listener.acceptor, [this, &listener](std::error_code e) {
+                        accept_ready(listener, e);
+                    });
+                // Failures of the connection rather than of the listener (Linux reports some network errors of
+                // the new socket here): that connection is gone, the next may be fine.
+                if (error == EINTR || error == ECONNABORTED || error == EPROTO || error == EPERM ||
+                    error == ENETDOWN || error == ENOPROTOOPT || error == EHOSTDOWN || error == ENONET ||
+                    error == EHOSTUNREACH || error == EOPNOTSUPP || error == ENETUNREACH)
+                    continue;
+                if (std::size_t held = 0; listener.accept_failed.allow(held))
+                    log(LogLevel::warning, "accept failed: {}{}", std::system_category().message(error),
                         Throttle::note(held));
-                loops_.front()->counters.refused_at_limit.add();
-                asio::co_spawn(loop.context, reject_busy(asio::ip::tcp::socket(std::move(socket))), asio::detached);
-                continue;
+                if (!listener.pause) listener.pause = std::make_unique<asio::steady_timer>(first_context());
+                listener.pause->expires_after(std::chrono::milliseconds(50));
+                listener.pause->async_wait([this, &listener](std::error_code) { accept_ready(listener, {}); });
+                return;
             }
-            detail::mark_descriptor_owned(socket);
-            start_session(loop, std::move(socket), peer, listener.tls);
+            asio::ip::tcp::endpoint peer;  // from accept itself: no getpeername
+            if (length <= peer.capacity()) {
+                std::memcpy(peer.data(), &address, length);
+                peer.resize(length);
+            }
+            hand_over(fd, peer, listener.tls);
         }
+        asio::post(first_context(), [this, &listener] { accept_ready(listener, {}); });
     }
 
-    /// Registers a connection for a socket accepted from `peer` and starts its session on `loop`, over TLS when `tls`
-    /// is set.
+    /// `accept4` with `SOCK_NONBLOCK | SOCK_CLOEXEC` where there is one, else `accept` and `fcntl`.
+    static int accept_socket(int listening, sockaddr_storage& address, socklen_t& length) noexcept {
+#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
+        return ::accept4(listening, reinterpret_cast<sockaddr*>(&address), &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+#else
+        const int fd = ::accept(listening, reinterpret_cast<sockaddr*>(&address), &length);
+        if (fd >= 0) {
+            ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+            ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+        }
+        return fd;
+#endif
+    }
+
+    /// The first event loop's thread: gives the descriptor `accept` returned to the next event loop in turn, to be
+    /// registered there, by that loop's own thread: each loop's per-socket reactor state is only ever touched by the
+    /// thread that runs the loop, which lets the loops run without Asio's per-socket locks. A slot under
+    /// the connection limit is taken here, where every connection is counted in the order it arrived; past the
+    /// limit, the connection is answered 503 on its loop.
+    void hand_over(int fd, const asio::ip::tcp::endpoint& peer, const std::shared_ptr<TlsContext>& tls) {
+        detail::EventLoop<UserData>& loop = *loops_[next_loop_];
+        next_loop_ = (next_loop_ + 1) % loops_.size();
+        const bool busy = connection_count() >= connection_limit_;
+        if (busy) {
+            if (std::size_t held = 0; limit_reached_.allow(held))
+                log(LogLevel::warning, "connection limit {} reached, answering 503{}", connection_limit_,
+                    Throttle::note(held));
+            loops_.front()->counters.refused_at_limit.add();
+        } else {
+            connection_count_.fetch_add(1, std::memory_order_relaxed);
+        }
+        if (&loop == loops_.front().get()) return adopt(loop, detail::OwnedDescriptor(fd), peer, tls, busy);
+        asio::post(loop.context, [this, &loop, fd = detail::OwnedDescriptor(fd), peer, tls, busy]() mutable {
+            adopt(loop, std::move(fd), peer, tls, busy);
+        });
+    }
+
+    /// `loop`'s thread: a socket for the accepted descriptor, registered with this loop's reactor, and then its
+    /// session (or its 503, when `busy`).
+    void adopt(detail::EventLoop<UserData>& loop, detail::OwnedDescriptor fd, const asio::ip::tcp::endpoint& peer,
+               const std::shared_ptr<TlsContext>& tls, bool busy) {
+        std::error_code ec;
+        LoopSocket socket(loop.context);
+        if (!busy && stopping_) ec = asio::error::operation_aborted;
+        else socket.assign(peer.protocol(), fd.get(), ec);  // one epoll_ctl
+        if (ec) {
+            if (!busy) connection_count_.fetch_sub(1, std::memory_order_relaxed);
+            if (ec != asio::error::operation_aborted) log(LogLevel::error, "accepted socket: {}", ec.message());
+            return;  // `fd` closes it
+        }
+        fd.release();
+        detail::adopt_accepted(socket);
+        if (busy) {
+            asio::co_spawn(loop.context, reject_busy(asio::ip::tcp::socket(std::move(socket))), asio::detached);
+            return;
+        }
+        start_session(loop, std::move(socket), peer, tls);
+    }
+
+    /// `loop`'s thread: registers a connection (whose slot under the limit is taken) for a socket accepted from
+    /// `peer` and starts its session, over TLS when `tls` is set. A connection that cannot be set up (out of
+    /// memory, say) gives its slot back; the others go on.
     void start_session(detail::EventLoop<UserData>& loop, LoopSocket socket, const asio::ip::tcp::endpoint& peer,
                        const std::shared_ptr<TlsContext>& tls) {
         const auto spawn = [&]<class T>(T transport) {
-            auto c = std::make_shared<Connection>(*this, loop.next_id(), std::move(transport), peer, loop);
-            {
+            std::shared_ptr<Connection> c;
+            try {
+                c = std::make_shared<Connection>(*this, loop.next_id(), std::move(transport), peer, loop);
                 std::lock_guard lock(loop.registry_mutex);
                 loop.connections.emplace(c->id(), c);
+            } catch (const std::exception& e) {
+                connection_count_.fetch_sub(1, std::memory_order_relaxed);
+                log(LogLevel::error, "connection setup failed: {}", e.what());
+                return;
             }
-            connection_count_.fetch_add(1, std::memory_order_relaxed);
             loop.counters.accepted.add();
-            // On its loop's thread (the accepting loop's own connections) the session starts here; a connection of
-            // another loop starts there.
-            if (loop.context.get_executor().running_in_this_thread())
-                return detail::Session<UserData>::template start<T>(session_host_, std::move(c));
-            asio::post(loop.context, [&host = session_host_, c = std::move(c)]() mutable {
-                detail::Session<UserData>::template start<T>(host, std::move(c));
-            });
+            detail::Session<UserData>::template start<T>(session_host_, std::move(c));
         };
 #if SWIRL_TLS
         if (tls) {
+            std::optional<TlsTransport> transport;
             try {
-                return spawn(TlsTransport(asio::ip::tcp::socket(std::move(socket)), *tls));
+                transport.emplace(asio::ip::tcp::socket(std::move(socket)), *tls);
             } catch (const std::exception& e) {  // out of memory in OpenSSL, say: this connection only
+                connection_count_.fetch_sub(1, std::memory_order_relaxed);
                 log(LogLevel::error, "TLS setup failed: {}", e.what());
                 return;
             }
+            return spawn(std::move(*transport));
         }
 #else
         (void)tls;
@@ -764,25 +869,6 @@ private:
     }
 
     /// Lets a repeated warning through at most once per `period`, counting what it held back.
-    struct Throttle {
-        std::chrono::steady_clock::duration period = std::chrono::seconds(10);
-        std::chrono::steady_clock::time_point next{};
-        std::size_t held_back = 0;
-        /// True when the warning may be logged now; `held` is how many were suppressed since the last one.
-        bool allow(std::size_t& held) {
-            const auto now = std::chrono::steady_clock::now();
-            if (now < next) {
-                ++held_back;
-                return false;
-            }
-            next = now + period;
-            held = std::exchange(held_back, 0);
-            return true;
-        }
-        static std::string note(std::size_t held) {
-            return held == 0 ? std::string() : fmt::format(" ({} more since the last such line)", held);
-        }
-    };
 
     /// Answers 503 without reading the request, then lingers (at most a second) so the answer is not lost to a
     /// reset caused by the unread request.
@@ -875,6 +961,7 @@ private:
     mutable std::mutex listeners_mutex_;
     std::deque<Listener> listeners_;  // the one `Settings` names first, once listening; accept loops hold references
     std::size_t next_loop_ = 0;  // the event loop the next accepted connection goes to (first loop only)
+    Throttle limit_reached_;     // the first loop only
     std::vector<std::thread> threads_;
     std::atomic<bool> stopping_{false};
     bool listening_ = false;

@@ -15,6 +15,7 @@
 
 #include <array>
 #include <atomic>
+#include <cstdarg>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -23,7 +24,8 @@ namespace {
 
 /// System calls made by threads other than the one that counts (the test's own client is not counted).
 struct SyscallCount {
-    std::atomic<long> recv{0}, epoll_ctl{0}, epoll_ctl_del{0}, timerfd_settime{0}, getpeername{0};
+    std::atomic<long> recv{0}, epoll_ctl{0}, epoll_ctl_del{0}, timerfd_settime{0}, getpeername{0}, ioctl{0};
+    std::atomic<long> accept{0}, accept4{0}, accept4_nonblocking_cloexec{0};
 };
 SyscallCount counted;
 std::atomic<std::thread::id> uncounted_thread{};
@@ -62,6 +64,33 @@ extern "C" int getpeername(int fd, struct sockaddr* address, socklen_t* length) 
     static const auto real = next_symbol<int (*)(int, struct sockaddr*, socklen_t*)>("getpeername");
     if (counts_here()) counted.getpeername.fetch_add(1, std::memory_order_relaxed);
     return real(fd, address, length);
+}
+
+extern "C" int ioctl(int fd, unsigned long request, ...) {
+    static const auto real = next_symbol<int (*)(int, unsigned long, void*)>("ioctl");
+    va_list args;
+    va_start(args, request);
+    void* argument = va_arg(args, void*);
+    va_end(args);
+    if (counts_here()) counted.ioctl.fetch_add(1, std::memory_order_relaxed);
+    return real(fd, request, argument);
+}
+
+extern "C" int accept(int fd, struct sockaddr* address, socklen_t* length) {
+    static const auto real = next_symbol<int (*)(int, struct sockaddr*, socklen_t*)>("accept");
+    if (counts_here()) counted.accept.fetch_add(1, std::memory_order_relaxed);
+    return real(fd, address, length);
+}
+
+extern "C" int accept4(int fd, struct sockaddr* address, socklen_t* length, int flags) {
+    static const auto real = next_symbol<int (*)(int, struct sockaddr*, socklen_t*, int)>("accept4");
+    const int result = real(fd, address, length, flags);
+    if (counts_here() && result >= 0) {
+        counted.accept4.fetch_add(1, std::memory_order_relaxed);
+        if ((flags & (SOCK_NONBLOCK | SOCK_CLOEXEC)) == (SOCK_NONBLOCK | SOCK_CLOEXEC))
+            counted.accept4_nonblocking_cloexec.fetch_add(1, std::memory_order_relaxed);
+    }
+    return result;
 }
 
 namespace {
@@ -341,7 +370,7 @@ TEST_CASE("an echo with one message in flight costs the server one recv and no e
     CHECK(ctls == 0);
 }
 
-TEST_CASE("a connection's life costs the server two epoll_ctl and three recv: no EPOLL_CTL_DEL, getpeername or timer re-arming") {
+TEST_CASE("a connection's life costs the server one accept4, two epoll_ctl and three recv: no ioctl, EPOLL_CTL_DEL, getpeername or timer re-arming") {
     auto settings = test::local_settings();
     settings.close_timeout = 60s;  // no deadline comes while the test runs, however slowly (sanitizers)
     settings.handshake_timeout = 60s;
@@ -359,7 +388,9 @@ TEST_CASE("a connection's life costs the server two epoll_ctl and three recv: no
     };
     life();  // the first arms the loop's deadline timer
     const long ctl = counted.epoll_ctl.load(), del = counted.epoll_ctl_del.load(),
-               timer = counted.timerfd_settime.load(), peer = counted.getpeername.load(), recv = counted.recv.load();
+               timer = counted.timerfd_settime.load(), peer = counted.getpeername.load(), recv = counted.recv.load(),
+               ioctls = counted.ioctl.load(), accepts = counted.accept.load(), accept4s = counted.accept4.load(),
+               flagged = counted.accept4_nonblocking_cloexec.load();
     constexpr int connections = 20;
     for (int i = 0; i < connections; ++i) life();
     const long ctls = counted.epoll_ctl.load() - ctl, recvs = counted.recv.load() - recv;
@@ -373,6 +404,11 @@ TEST_CASE("a connection's life costs the server two epoll_ctl and three recv: no
     CHECK(counted.getpeername.load() == peer);  // the peer's address comes with accept
     // Deadlines came later than the one the timer waits for: no connection moved it.
     CHECK(counted.timerfd_settime.load() == timer);
+    // Accepted non-blocking and close-on-exec in one call: no ioctl(FIONBIO), no Asio accept.
+    CHECK(counted.accept4.load() - accept4s == connections);
+    CHECK(counted.accept4_nonblocking_cloexec.load() - flagged == connections);
+    CHECK(counted.accept.load() == accepts);
+    CHECK(counted.ioctl.load() == ioctls);
 }
 
 TEST_CASE("Settings::read_size bounds each read; the default takes a burst of large messages in a few reads") {

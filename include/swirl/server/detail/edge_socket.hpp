@@ -94,6 +94,13 @@ template struct Grant<RegisteredEvents, &asio::detail::epoll_reactor::descriptor
 template struct Grant<ReadyEvents, &asio::detail::scheduler_operation::task_result_>;
 template struct Grant<TrySpeculative, &asio::detail::epoll_reactor::descriptor_state::try_speculative_>;
 template struct Grant<DescriptorMutex, &asio::detail::epoll_reactor::descriptor_state::mutex_>;
+/// A TCP acceptor's implementation (descriptor, state flags, reactor registration) and I/O executor.
+struct AcceptorImpl {
+    using type = asio::detail::io_object_impl<asio::detail::reactive_socket_service<asio::ip::tcp>, asio::any_io_executor>
+        asio::ip::tcp::acceptor::*;
+    friend constexpr type member(AcceptorImpl) noexcept;
+};
+template struct Grant<AcceptorImpl, &asio::ip::tcp::acceptor::impl_>;
 
 /// The events `epoll_wait` last reported for `state` (0 before the first).
 inline std::uint32_t ready_events(asio::detail::epoll_reactor::descriptor_state* state) noexcept {
@@ -101,6 +108,9 @@ inline std::uint32_t ready_events(asio::detail::epoll_reactor::descriptor_state*
     auto* op = (asio::detail::scheduler_operation*)state;  // NOLINT(cppcoreguidelines-pro-type-cstyle-cast)
     return op->*member(ReadyEvents{});
 }
+
+/// The implementation behind `acceptor` (its `io_object_impl`).
+inline auto& acceptor_impl(asio::ip::tcp::acceptor& acceptor) noexcept { return acceptor.*member(AcceptorImpl{}); }
 
 /// The reactor `state` is registered with (a socket's, without a service lookup).
 inline asio::detail::epoll_reactor& reactor_of(asio::detail::epoll_reactor::descriptor_state* state) noexcept {
@@ -135,7 +145,7 @@ inline bool add_events(asio::detail::epoll_reactor::descriptor_state* state, int
 
 /// Completes when the descriptor it is queued on has seen an edge (data, end of input or an error) since the
 /// reactor last tried it. Reports itself "exhausted", so the reactor stops trying the descriptor speculatively
-/// until the next edge. Sets `*peer_shut` when the edge reports the peer's FIN, a hang-up or an error.
+/// until the next edge. Sets `*peer_shut` (unless null) when the edge reports the peer's FIN, a hang-up or an error.
 template <class Handler, class IoExecutor>
 class EdgeReadWaitOp : public asio::detail::reactor_op {
 public:
@@ -149,7 +159,8 @@ public:
     // Runs under the descriptor's lock, while the socket is open (closing it takes the operation off unperformed).
     static status do_perform(reactor_op* base) {
         auto* o = static_cast<EdgeReadWaitOp*>(base);
-        if (epoll_access::ready_events(o->state_) & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) *o->peer_shut_ = true;
+        if (o->peer_shut_ && (epoll_access::ready_events(o->state_) & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+            *o->peer_shut_ = true;
         return done_and_exhausted;
     }
 
@@ -175,6 +186,47 @@ private:
 };
 #endif
 
+/// The Asio implementation (descriptor, state flags, reactor registration) and I/O executor behind a socket: a
+/// protected member, named through a derived class as a pointer to the base's member.
+template <class Socket>
+auto& socket_impl(Socket& socket) noexcept {
+    struct Access : Socket {
+        static auto& impl(Socket& s) noexcept { return s.*&Access::impl_; }
+    };
+    return Access::impl(socket);
+}
+
+#if SWIRL_EDGE_WAIT
+/// Queues an `EdgeReadWaitOp` on the registration behind `io` (an open socket's or acceptor's `io_object_impl`):
+/// `handler` runs at once when an edge came since the descriptor was last drained, otherwise on the next edge.
+template <class IoObjectImpl, class Handler>
+void start_edge_wait(IoObjectImpl& io, Handler handler, bool* peer_shut) {
+    auto& impl = io.get_implementation();
+    using IoExecutor = std::decay_t<decltype(io.get_executor())>;
+    using Op = EdgeReadWaitOp<Handler, IoExecutor>;
+    const bool is_continuation = asio_handler_cont_helpers::is_continuation(handler);
+    typename Op::ptr p = {asio::detail::addressof(handler), Op::ptr::allocate(handler), nullptr};
+    p.p = new (p.v) Op(std::error_code(), handler, io.get_executor(), impl.reactor_data_, peer_shut);
+    epoll_access::reactor_of(impl.reactor_data_)
+        .start_op(asio::detail::reactor::read_op, impl.socket_, impl.reactor_data_, p.p, is_continuation, true);
+    p.v = p.p = nullptr;
+}
+#endif
+
+/// Calls `handler(std::error_code)` once the listening `acceptor` (non-blocking) may have a connection to accept: at
+/// once when one arrived since it last had none, otherwise on the next; `operation_aborted` once it is closed. The
+/// caller accepts until the socket has none (`EAGAIN`) before it waits again, or an arrival may go unnoticed.
+template <class Handler>
+void async_wait_acceptable(asio::ip::tcp::acceptor& acceptor, Handler handler) {
+#if SWIRL_EDGE_WAIT
+    if (acceptor.is_open()) {
+        start_edge_wait(epoll_access::acceptor_impl(acceptor), std::move(handler), nullptr);
+        return;
+    }
+#endif
+    acceptor.async_wait(asio::ip::tcp::acceptor::wait_read, std::move(handler));
+}
+
 /// A TCP socket on `Executor`, non-blocking, whose reads and read waits follow the edges of Asio's epoll
 /// registration. Use `read_some` and `async_wait_readable` for input; everything else is the Asio socket's. Not to
 /// be moved once it has waited (a pending wait points at it).
@@ -187,7 +239,7 @@ public:
     template <class OtherExecutor>
     explicit BasicEdgeSocket(asio::basic_stream_socket<asio::ip::tcp, OtherExecutor>&& socket) : Socket(std::move(socket)) {
         std::error_code ec;
-        this->non_blocking(true, ec);
+        if (!this->non_blocking()) this->non_blocking(true, ec);  // one accepted non-blocking needs no ioctl
     }
 
     /// The bytes the socket holds now, at most `buffer.size()`; `would_block` when it has none, without a system
@@ -247,14 +299,7 @@ private:
             // wait need not try it at once (as Asio does with every newly registered descriptor).
             if (short_reads_drain_) epoll_access::mark_read_exhausted(impl.reactor_data_);
         }
-        using IoExecutor = std::decay_t<decltype(this->impl_.get_executor())>;
-        using Op = EdgeReadWaitOp<Handler, IoExecutor>;
-        const bool is_continuation = asio_handler_cont_helpers::is_continuation(handler);
-        typename Op::ptr p = {asio::detail::addressof(handler), Op::ptr::allocate(handler), nullptr};
-        p.p = new (p.v) Op(std::error_code(), handler, this->impl_.get_executor(), impl.reactor_data_, &peer_shut_);
-        epoll_access::reactor_of(impl.reactor_data_)
-            .start_op(asio::detail::reactor::read_op, impl.socket_, impl.reactor_data_, p.p, is_continuation, true);
-        p.v = p.p = nullptr;
+        start_edge_wait(this->impl_, std::move(handler), &peer_shut_);
 #else
         this->async_wait(Socket::wait_read, std::move(handler));
 #endif
@@ -277,22 +322,22 @@ private:
     bool peer_shut_ = false;          // an edge reported the peer's FIN, a hang-up or an error: read to the end
 };
 
-/// Tells Asio that `socket`'s descriptor is its own, as one `accept` just returned is: no duplicate shares its open
-/// file, so closing it takes it off epoll by itself. Asio marks every accepted socket as possibly duplicated (they
-/// are assigned like any adopted descriptor) and makes an `epoll_ctl(EPOLL_CTL_DEL)` at each close for it.
-/// The one case where the descriptor is not its own: a child process that inherited it (Asio accepts without
-/// `SOCK_CLOEXEC`) keeps the connection open after our close, and epoll then reports its edges against Asio's
-/// recycled per-descriptor state, which costs another socket a spurious wake-up (its next read finds nothing).
+/// Tells Asio what `accept4(..., SOCK_NONBLOCK | SOCK_CLOEXEC)` made of the descriptor `socket` was just assigned:
+///   * it is the socket's own: no duplicate shares its open file (close-on-exec: no child process inherits it), so
+///     closing it takes it off epoll by itself. Asio marks every assigned descriptor as possibly duplicated and
+///     makes an `epoll_ctl(EPOLL_CTL_DEL)` at each close for it;
+///   * it is non-blocking already: Asio would make an `ioctl(FIONBIO)` at its first operation.
+/// Elsewhere (other reactors, other Asio versions), sets it non-blocking the usual way.
 template <class Socket>
-void mark_descriptor_owned(Socket& socket) noexcept {
+void adopt_accepted(Socket& socket) noexcept {
 #if SWIRL_EDGE_WAIT
-    struct Access : Socket {
-        // A protected member named through the derived class, as a pointer to the base's member.
-        static auto& impl(Socket& s) noexcept { return s.*&Access::impl_; }
-    };
-    Access::impl(socket).get_implementation().state_ &= ~asio::detail::socket_ops::possible_dup;
+    namespace ops = asio::detail::socket_ops;
+    auto& state = socket_impl(socket).get_implementation().state_;
+    state = static_cast<ops::state_type>((state & ~ops::possible_dup) | ops::user_set_non_blocking |
+                                         ops::internal_non_blocking);
 #else
-    (void)socket;
+    std::error_code ec;
+    socket.non_blocking(true, ec);
 #endif
 }
 
