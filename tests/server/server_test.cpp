@@ -292,6 +292,33 @@ TEST_CASE("connection ids are unique in the process, across servers, and name th
     for (const auto id : ids_one) CHECK(ids_two.count(id) == 0);
 }
 
+TEST_CASE("connections are dealt to every event loop and echo there, with and without Asio's socket locks") {
+    for (const bool locks : {false, true}) {
+        CAPTURE(locks);
+        auto settings = two_threads();
+        settings.socket_locks = locks;
+        EchoServer echo(settings);
+        std::atomic<int> on_first{0}, on_second{0};
+        echo.server.on_open([&](Conn& c, const swirl::Request&) {
+            (c.id() % 2 == 0 ? on_first : on_second).fetch_add(1);
+        });
+        test::RunningServer running(echo.server);
+        test::run([&]() -> asio::awaitable<void> {
+            std::vector<Client> clients;
+            for (int i = 0; i < 6; ++i) clients.push_back(co_await Client::connect("127.0.0.1", running.port()));
+            for (std::size_t i = 0; i < clients.size(); ++i) co_await clients[i].send(std::string(i * 100, 'a'));
+            for (std::size_t i = 0; i < clients.size(); ++i) {
+                const auto reply = co_await clients[i].receive();
+                REQUIRE(reply);
+                CHECK(reply->payload == std::string(i * 100, 'a'));
+            }
+            for (auto& c : clients) co_await c.close();
+        });
+        CHECK(on_first.load() == 3);  // in turn: each loop registered and served its own
+        CHECK(on_second.load() == 3);
+    }
+}
+
 TEST_CASE("a custom handshake can reject with any response or accept with extra headers") {
     test::Events events;
     Server server(test::local_settings());

@@ -74,7 +74,8 @@ public:
         for (unsigned i = 0; i < settings_.threads; ++i)
             loops_.push_back(std::make_unique<detail::EventLoop<UserData>>(i, settings_.threads, read_size(settings_),
                                                                            deadline_tick(settings_),
-                [this](Connection& c) { detail::Session<UserData>::on_deadline(session_host_, c); }));
+                [this](Connection& c) { detail::Session<UserData>::on_deadline(session_host_, c); },
+                settings_.socket_locks));
     }
 
     Server(const Server&) = delete;
@@ -525,7 +526,8 @@ public:
         }, asio::detached);
     }
 
-    /// The first event loop, for user tasks (`co_spawn(server.context(), ...)`).
+    /// The first event loop, for user tasks (`co_spawn(server.context(), ...)`). I/O objects of your own on it are
+    /// used from its thread (see `Settings::socket_locks`).
     asio::io_context& context() noexcept { return first_context(); }
 
 private:

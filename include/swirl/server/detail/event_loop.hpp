@@ -43,9 +43,11 @@ struct EventLoop {
 
     /// `read_size`: bytes one read takes (the shared read buffer); `tick`: the resolution of the connections'
     /// deadlines; `on_deadline` acts on a connection whose deadline came.
+    /// `socket_locks`: Asio's per-socket locks (`Settings::socket_locks`).
     EventLoop(std::size_t index, std::size_t count, std::size_t read_size, clock::duration tick,
-              std::function<void(Connection&)> on_deadline)
-        : index(index), count(count), buffers(read_size), deadlines(tick), on_deadline(std::move(on_deadline)) {}
+              std::function<void(Connection&)> on_deadline, bool socket_locks = false)
+        : index(index), count(count), buffers(read_size), deadlines(tick), on_deadline(std::move(on_deadline)),
+          context(socket_locks ? 1 : ASIO_CONCURRENCY_HINT_UNSAFE_IO) {}  // 1: one thread, every lock
 
     /// This loop's thread: (re)schedules `hook` for `due`, and wakes the loop's one deadline timer in time for it.
     /// O(1): while any deadline is pending the timer is armed by the earliest (each wake re-arms for the next), so
@@ -91,10 +93,10 @@ struct EventLoop {
     Deadlines deadlines;  // this loop's thread only: handshake, heartbeat, idle and close deadlines of its connections
     std::function<void(Connection&)> on_deadline;
 
-    /// One thread runs it. (Asio's per-socket locks stay on: ASIO_CONCURRENCY_HINT_UNSAFE_IO measured 130
-    /// instructions less per message, but the acceptor on the first loop registers sockets for the others, and TSan
-    /// then sees the recycled per-socket state race with the loop that used it before.)
-    asio::io_context context{1};
+    /// One thread runs it. Without Asio's per-socket locks unless `Settings::socket_locks`: the server registers and
+    /// uses each socket of this loop on this loop's thread only (the scheduler and the reactor's registrations and
+    /// timers keep their locks, for posts and timers from other threads).
+    asio::io_context context;
     asio::executor_work_guard<asio::io_context::executor_type> guard{context.get_executor()};
     asio::steady_timer deadline_timer{context};
 
