@@ -419,7 +419,11 @@ private:
 
     /// A data frame queued counts as a message out.
     PushResult counted(PushResult r, Opcode opcode) noexcept {
-        if (r && !is_control(opcode)) loop_->counters.messages_out.add();
+        if (r && !is_control(opcode)) {
+            // A reply from a handler, a publish on the loop: counted without a locked add.
+            if (on_own_thread()) loop_->counters.messages_out_here.add();
+            else loop_->counters.messages_out.add();
+        }
         return r;
     }
 

@@ -106,6 +106,7 @@ struct LoopCounters {
     Counter accepted, refused_at_limit, upgraded, closed_by_server, closed_by_peer;
     Counter messages_out, pushes_refused;           // also bumped by other threads (a push, a publish)
     LocalCounter messages_in, bytes_in, bytes_out;  // the loop's thread only
+    LocalCounter messages_out_here;                 // the part of messages_out sent on the loop's thread
     std::array<Counter, 500> rejected_by_status;  ///< index: HTTP status - 100
     std::array<Counter, 16> errors_by_code;       ///< index: close code - 1000 (1000..1015)
     Counter errors_other_code;                    ///< an application close code (3000-4999) used for a protocol error
@@ -126,7 +127,7 @@ struct LoopCounters {
         s.closed_by_server = closed_by_server.get();
         s.closed_by_peer = closed_by_peer.get();
         s.messages_in = messages_in.get();
-        s.messages_out = messages_out.get();
+        s.messages_out = messages_out.get() + messages_out_here.get();
         s.bytes_in = bytes_in.get();
         s.bytes_out = bytes_out.get();
         s.pushes_refused = pushes_refused.get();

@@ -18,10 +18,11 @@
 ///     but the edge the data raised then carries `EPOLLRDHUP`; once one has, reads go on until one finds the end.
 /// Until an edge is seen, `read_some` then answers `would_block` without a system call.
 ///
-/// The operation and the registration use Asio's reactor internals (asio::detail, and three of its members that are
-/// not public): it is compiled for the epoll reactor of the Asio versions swirl is tested with, and everywhere else
-/// `async_wait_readable` is plain `async_wait(wait_read)` and only an empty read drains: correct, and one
-/// `epoll_ctl` and one `recv` per wait dearer.
+/// The operation and the registration use Asio's reactor internals (asio::detail, and members of its reactor and
+/// acceptor that are not public): it is compiled for the epoll reactor of the Asio versions swirl is tested with, and
+/// everywhere else `async_wait_readable` is plain `async_wait(wait_read)` and only an empty read drains: correct, and
+/// one `epoll_ctl` and one `recv` per wait dearer. The server's accept loop waits on its listening sockets the same
+/// way (`async_wait_acceptable`).
 
 #include <swirl/detail/asio.hpp>
 
@@ -51,8 +52,9 @@ namespace swirl::detail {
 #if SWIRL_EDGE_WAIT
 namespace epoll_access {
 
-// Three members of Asio's epoll reactor that it does not make public, reached the standard way: the names in an
-// explicit instantiation are not access-checked, and the instantiation defines a friend function that returns them.
+// Members of Asio's epoll reactor (and of its TCP acceptor) that it does not make public, reached the standard way:
+// the names in an explicit instantiation are not access-checked, and the instantiation defines a friend function
+// that returns them.
 template <class Tag, typename Tag::type Member>
 struct Grant {
     friend constexpr typename Tag::type member(Tag) noexcept { return Member; }
