@@ -81,7 +81,11 @@ std::vector<Element> elements(std::string_view value) {
         for (std::size_t i = 0; i < e.param_count; ++i) {
             const auto& p = e.params[i];
             std::string s(p.name);
-            if (p.has_value) s += p.quoted ? "=\"" + std::string(p.value) + "\"" : "=" + std::string(p.value);
+            if (p.has_value) {  // appended piece by piece: g++ 12 at -O3 warns (-Wrestrict) about "..." + std::string
+                s += p.quoted ? "=\"" : "=";
+                s += p.value;
+                if (p.quoted) s += '"';
+            }
             el.params.push_back(s);
         }
         out.push_back(el);
