@@ -313,6 +313,35 @@ TEST_CASE("utf8 ASCII fast path finds a bad byte at every offset") {
     }
 }
 
+TEST_CASE("utf8 skip_ascii finds the first high byte for every length and position") {
+    // Every length reaches each way the fast path ends: whole steps only, an overlapping last vector or word, the
+    // byte loop; a second high byte later must not be reported instead of the first.
+    for (std::size_t start = 0; start < 4; ++start) {
+        for (std::size_t length = 0; length <= 150; ++length) {
+            std::string s(start + length + 16, 'a');
+            const auto* base = reinterpret_cast<const std::uint8_t*>(s.data()) + start;
+            CAPTURE(start);
+            CAPTURE(length);
+            CHECK(swirl::detail::skip_ascii(base, base + length) == base + length);
+            CHECK(swirl::is_ascii(std::string_view(s).substr(start, length)));
+            for (std::size_t at = 0; at < length; ++at) {
+                CAPTURE(at);
+                std::string t = s;
+                t[start + at] = static_cast<char>(0x80 | (at & 0x7F));
+                for (std::size_t later = at + 1; later < length; later += 7) t[start + later] = '\xFF';
+                const auto* tb = reinterpret_cast<const std::uint8_t*>(t.data()) + start;
+                CHECK(swirl::detail::skip_ascii(tb, tb + length) == tb + at);
+                CHECK_FALSE(swirl::is_ascii(std::string_view(t).substr(start, length)));
+            }
+            // A high byte just past the end is not looked at.
+            std::string u = s;
+            u[start + length] = '\x80';
+            const auto* ub = reinterpret_cast<const std::uint8_t*>(u.data()) + start;
+            CHECK(swirl::detail::skip_ascii(ub, ub + length) == ub + length);
+        }
+    }
+}
+
 TEST_CASE("utf8 agrees with a reference decoder on all one- and two-byte inputs") {
     std::size_t mismatches = 0;
     std::string first_bad;

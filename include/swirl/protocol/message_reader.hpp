@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <span>
 #include <string>
@@ -60,17 +61,75 @@ public:
 
     /// Consumes input until one event is complete. The frame returned by `frame()` stays valid until the next call.
     ReadResult read(std::span<const std::uint8_t> input) {
-        if (delivered_ != Delivered::none) {
-            // Keep the buffer for the next message unless one huge message would pin it. A message's buffer also
-            // keeps its size: the next message overwrites it, and only growth beyond it is zero-filled first.
-            if (delivered_ == Delivered::control) control_.payload.clear();
-            else release_buffer(1u << 20);
-            delivered_ = Delivered::none;
-        }
-        if (state_ == State::failed || state_ == State::closed) return {state_ == State::failed ? ReadEvent::error : ReadEvent::need_more, input.size()};
-
+        if (delivered_ != Delivered::none) settle_delivered();
+        // A failed or closed reader is not in the header state: the general path answers it.
         if (state_ == State::header && header_len_ == 0 && !in_message_)
             if (const std::optional<ReadResult> whole = read_whole_message(input)) return *whole;
+        return read_frames(input);
+    }
+
+    /// Frees the message buffer if its capacity exceeds `keep_capacity` and no message is partly received, so that
+    /// a connection waiting for input does not hold a burst's buffer. `frame()` is invalid afterwards.
+    void release_buffer(std::size_t keep_capacity) noexcept {
+        if (!in_message_ && message_.payload.capacity() > keep_capacity) std::string().swap(message_.payload);
+    }
+
+    /// Hands over the message buffer, for the caller to pool while the connection waits for input: empty while a
+    /// message is partly received (that buffer stays). `frame()` is invalid afterwards.
+    std::string take_buffer() noexcept {
+        if (in_message_) return {};
+        return std::exchange(message_.payload, std::string());
+    }
+
+    /// Offers `buffer` (a pooled one, say) for the next message: swapped in only between messages, and only when
+    /// larger than the reader's own. Saves allocating and zero-filling a new one. True when taken (`buffer` then
+    /// holds what the reader had).
+    bool adopt_buffer(std::string& buffer) noexcept {
+        if (in_message_ || buffer.capacity() <= message_.payload.capacity()) return false;
+        message_.payload.swap(buffer);
+        return true;
+    }
+
+    /// permessage-deflate negotiated (or not): whether a first data frame may carry RSV1, marking its message as
+    /// compressed. Such a message is delivered as received (`frame().rsv == rsv::rsv1`, text not yet UTF-8 checked),
+    /// under `compressed_wire_limit` of the limits. Takes effect from the next frame header.
+    void set_compression(bool enabled) noexcept { allowed_rsv_ = enabled ? rsv::rsv1 : 0; }
+    bool compression() const noexcept { return allowed_rsv_ != 0; }
+
+    /// The capacity of the buffer the next message is received into.
+    std::size_t buffer_capacity() const noexcept { return message_.payload.capacity(); }
+
+    /// The last completed message or control frame.
+    Frame& frame() noexcept { return last_is_control_ ? control_ : message_; }
+    std::uint16_t error_code() const noexcept { return error_code_; }
+    std::string_view error_reason() const noexcept { return error_reason_; }
+    /// True while a fragmented message is partly received.
+    bool in_message() const noexcept { return in_message_; }
+    /// True between frames with no message partly received: nothing read so far is waiting for more input, so the
+    /// next frame may as well go to another reader of the same role and limits (a pooled one, say).
+    bool at_rest() const noexcept { return state_ == State::header && header_len_ == 0 && !in_message_; }
+    Role role() const noexcept { return role_; }
+    const ReaderLimits& limits() const noexcept { return limits_; }
+
+private:
+    enum class State { header, payload, closed, failed };
+
+    /// What the previous `read` delivered is the caller's until this call: clears a control frame, and keeps the
+    /// message buffer for the next message unless one huge message would pin it. A message's buffer also keeps its
+    /// size: the next message overwrites it, and only growth beyond it is zero-filled first.
+    void settle_delivered() noexcept {
+        if (delivered_ == Delivered::control) control_.payload.clear();
+        else release_buffer(1u << 20);
+        delivered_ = Delivered::none;
+    }
+
+    /// The general path: any input, a byte at a time if need be, through the header and payload states. Out of line,
+    /// so that `read`'s common case stays small where it is inlined.
+#if defined(__GNUC__)
+    __attribute__((noinline))
+#endif
+    ReadResult read_frames(std::span<const std::uint8_t> input) {
+        if (state_ == State::failed || state_ == State::closed) return {state_ == State::failed ? ReadEvent::error : ReadEvent::need_more, input.size()};
 
         std::size_t used = 0;
         while (true) {
@@ -125,74 +184,53 @@ public:
         }
     }
 
-    /// Frees the message buffer if its capacity exceeds `keep_capacity` and no message is partly received, so that
-    /// a connection waiting for input does not hold a burst's buffer. `frame()` is invalid afterwards.
-    void release_buffer(std::size_t keep_capacity) noexcept {
-        if (!in_message_ && message_.payload.capacity() > keep_capacity) std::string().swap(message_.payload);
-    }
-
-    /// Hands over the message buffer, for the caller to pool while the connection waits for input: empty while a
-    /// message is partly received (that buffer stays). `frame()` is invalid afterwards.
-    std::string take_buffer() noexcept {
-        if (in_message_) return {};
-        return std::exchange(message_.payload, std::string());
-    }
-
-    /// Offers `buffer` (a pooled one, say) for the next message: swapped in only between messages, and only when
-    /// larger than the reader's own. Saves allocating and zero-filling a new one. True when taken (`buffer` then
-    /// holds what the reader had).
-    bool adopt_buffer(std::string& buffer) noexcept {
-        if (in_message_ || buffer.capacity() <= message_.payload.capacity()) return false;
-        message_.payload.swap(buffer);
-        return true;
-    }
-
-    /// permessage-deflate negotiated (or not): whether a first data frame may carry RSV1, marking its message as
-    /// compressed. Such a message is delivered as received (`frame().rsv == rsv::rsv1`, text not yet UTF-8 checked),
-    /// under `compressed_wire_limit` of the limits. Takes effect from the next frame header.
-    void set_compression(bool enabled) noexcept { allowed_rsv_ = enabled ? rsv::rsv1 : 0; }
-    bool compression() const noexcept { return allowed_rsv_ != 0; }
-
-    /// The capacity of the buffer the next message is received into.
-    std::size_t buffer_capacity() const noexcept { return message_.payload.capacity(); }
-
-    /// The last completed message or control frame.
-    Frame& frame() noexcept { return last_is_control_ ? control_ : message_; }
-    std::uint16_t error_code() const noexcept { return error_code_; }
-    std::string_view error_reason() const noexcept { return error_reason_; }
-    /// True while a fragmented message is partly received.
-    bool in_message() const noexcept { return in_message_; }
-    /// True between frames with no message partly received: nothing read so far is waiting for more input, so the
-    /// next frame may as well go to another reader of the same role and limits (a pooled one, say).
-    bool at_rest() const noexcept { return state_ == State::header && header_len_ == 0 && !in_message_; }
-    Role role() const noexcept { return role_; }
-    const ReaderLimits& limits() const noexcept { return limits_; }
-
-private:
-    enum class State { header, payload, closed, failed };
-
     /// The common case, between messages: the input starts with a whole, final, valid data frame. Reads it in one
     /// step (what the general path would do, without its state machine). Anything else, errors included, is left
     /// to the general path (nullopt), which decodes the header again.
     std::optional<ReadResult> read_whole_message(std::span<const std::uint8_t> input) {
-        const HeaderDecode head = decode_frame_header(input, header_);
-        if (head.status != HeaderStatus::ok || !header_.fin || (header_.rsv & ~allowed_rsv_) != 0 ||
-            (header_.opcode != Opcode::binary && header_.opcode != Opcode::text) ||
-            header_.masked != (role_ == Role::server) || header_.payload_length > input.size() - head.size ||
-            header_.payload_length > limits_.max_frame_size || header_.payload_length > limits_.max_message_size)
-            return std::nullopt;
-        const auto n = static_cast<std::size_t>(header_.payload_length);
+        // The header, decoded here rather than by decode_frame_header: FIN set, RSV bits only as negotiated, text
+        // or binary, masked exactly when we are the server, a length in its shortest form, all of it in the input.
+        const std::size_t have = input.size();
+        if (have < 2) return std::nullopt;
+        const std::uint8_t b0 = input[0], b1 = input[1];
+        const std::uint8_t op = b0 & 0x0F;
+        if ((b0 & 0xF0 & ~allowed_rsv_) != 0x80 || (op != 0x1 && op != 0x2)) return std::nullopt;
+        const bool masked = (b1 & 0x80) != 0;
+        if (masked != (role_ == Role::server)) return std::nullopt;
+        std::uint64_t length = b1 & 0x7F;
+        std::size_t head = 2;
+        if (length == 126) {
+            if (have < 4) return std::nullopt;
+            length = static_cast<std::uint64_t>(input[2]) << 8 | input[3];
+            if (length < 126) return std::nullopt;
+            head = 4;
+        } else if (length == 127) {
+            if (have < 10) return std::nullopt;
+            length = 0;
+            for (std::size_t i = 2; i < 10; ++i) length = length << 8 | input[i];
+            if (length <= 0xFFFF || (length >> 63) != 0) return std::nullopt;
+            head = 10;
+        }
+        MaskKey key{};
+        if (masked) {
+            if (have < head + 4) return std::nullopt;
+            std::memcpy(key.data(), input.data() + head, 4);
+            head += 4;
+        }
+        if (length > have - head || length > limits_.max_frame_size || length > limits_.max_message_size) return std::nullopt;
+
+        const auto n = static_cast<std::size_t>(length);
         std::string& dst = message_.payload;
-        if (dst.size() < n) dst.resize(n);
-        if (header_.masked) mask_copy(dst.data(), input.data() + head.size, n, header_.mask, 0);
-        else std::copy_n(input.data() + head.size, n, dst.data());
-        if (dst.size() != n) dst.resize(n);  // never grows here: drops what an earlier, longer message left
-        const std::size_t used = head.size + n;
-        message_.opcode = header_.opcode;
-        message_.rsv = header_.rsv;
+        if (dst.size() != n) dst.resize(n);  // the old bytes are overwritten; only growth is zero-filled
+        if (masked) mask_copy(dst.data(), input.data() + head, n, key, 0);
+        else std::copy_n(input.data() + head, n, dst.data());
+        const std::size_t used = head + n;
+        const auto rsv = static_cast<std::uint8_t>(b0 & 0x70);
+        message_.opcode = static_cast<Opcode>(op);
+        message_.rsv = rsv;
         message_.fin = true;
         message_size_ = n;
-        if (header_.opcode == Opcode::text && header_.rsv == 0) {
+        if (op == 0x1 && rsv == 0 && !is_ascii(dst)) {
             utf8_.reset();
             if (!utf8_.feed(std::string_view(dst))) return fail(close_code::invalid_payload, "invalid UTF-8 in text message", used);
             if (!utf8_.complete()) return fail(close_code::invalid_payload, "text message ends inside a UTF-8 sequence", used);

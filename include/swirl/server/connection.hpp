@@ -470,7 +470,7 @@ private:
     bool compresses([[maybe_unused]] Opcode opcode, [[maybe_unused]] bool fin, [[maybe_unused]] std::size_t size,
                     [[maybe_unused]] bool compress) const noexcept {
 #if defined(SWIRL_HAS_DEFLATE) && SWIRL_HAS_DEFLATE
-        return compress && fin && (opcode == Opcode::text || opcode == Opcode::binary) && is_established() && deflate_ &&
+        return deflate_ && compress && fin && (opcode == Opcode::text || opcode == Opcode::binary) && is_established() &&
                deflate_->compresses(size);
 #else
         return false;

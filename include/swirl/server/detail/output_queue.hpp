@@ -124,9 +124,14 @@ private:
     /// got the buffer, not its contents (`used_` bytes): growing it zero-fills, so a frame appended where the queue
     /// has been before is copied in place, with no size change and no fill.
     char* room(std::size_t n) {
-        if (flat_.size() - used_ < n) flat_.resize(used_ + n);
+        if (flat_.size() - used_ < n) [[unlikely]] grow(n);
         return flat_.data() + used_;
     }
+    /// Out of line, so that appending where the queue has been before needs no registers saved for the resize.
+#if defined(__GNUC__)
+    __attribute__((noinline))
+#endif
+    void grow(std::size_t n) { flat_.resize(used_ + n); }
 
     std::string flat_;
     std::size_t used_ = 0;  ///< bytes of `flat_` queued
