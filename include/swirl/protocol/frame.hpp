@@ -57,12 +57,33 @@ struct HeaderDecode {
     std::size_t size;
 };
 
+namespace detail {
+/// How many extended payload length bytes follow a header's second byte whose low seven bits are `len7`.
+constexpr std::size_t extended_length_size(std::uint8_t len7) noexcept { return len7 == 126 ? 2 : len7 == 127 ? 8 : 0; }
+
+/// The payload length from `len7` and the `extended_length_size(len7)` bytes at `ext`; false when it is not in its
+/// shortest form or has the top bit set (RFC 6455 §5.2).
+inline bool decode_payload_length(std::uint8_t len7, const std::uint8_t* ext, std::uint64_t& length) noexcept {
+    length = len7;
+    if (len7 == 126) {
+        length = static_cast<std::uint64_t>(ext[0]) << 8 | ext[1];
+        return length >= 126;
+    }
+    if (len7 == 127) {
+        length = 0;
+        for (std::size_t i = 0; i < 8; ++i) length = length << 8 | ext[i];
+        return length > 0xFFFF && (length >> 63) == 0;
+    }
+    return true;
+}
+} // namespace detail
+
 /// Decodes a frame header from the start of `in`. Opcode and RSV semantics are left to the caller.
 inline HeaderDecode decode_frame_header(std::span<const std::uint8_t> in, FrameHeader& h) noexcept {
     if (in.size() < 2) return {HeaderStatus::incomplete, 2};
     const std::uint8_t b0 = in[0], b1 = in[1];
     const std::uint8_t len7 = b1 & 0x7F;
-    const std::size_t ext = len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
+    const std::size_t ext = detail::extended_length_size(len7);
     const bool masked = (b1 & 0x80) != 0;
     const std::size_t size = 2 + ext + (masked ? 4 : 0);
     if (in.size() < size) return {HeaderStatus::incomplete, size};
@@ -71,16 +92,7 @@ inline HeaderDecode decode_frame_header(std::span<const std::uint8_t> in, FrameH
     h.rsv = b0 & 0x70;
     h.opcode = static_cast<Opcode>(b0 & 0x0F);
     h.masked = masked;
-    std::uint64_t len = len7;
-    if (ext == 2) {
-        len = static_cast<std::uint64_t>(in[2]) << 8 | in[3];
-        if (len < 126) return {HeaderStatus::bad_length, size};
-    } else if (ext == 8) {
-        len = 0;
-        for (std::size_t i = 0; i < 8; ++i) len = (len << 8) | in[2 + i];
-        if (len <= 0xFFFF || (len >> 63) != 0) return {HeaderStatus::bad_length, size};
-    }
-    h.payload_length = len;
+    if (!detail::decode_payload_length(len7, in.data() + 2, h.payload_length)) return {HeaderStatus::bad_length, size};
     if (masked) std::memcpy(h.mask.data(), in.data() + 2 + ext, 4);
     return {HeaderStatus::ok, size};
 }

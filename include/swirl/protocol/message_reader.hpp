@@ -188,8 +188,9 @@ private:
     /// step (what the general path would do, without its state machine). Anything else, errors included, is left
     /// to the general path (nullopt), which decodes the header again.
     std::optional<ReadResult> read_whole_message(std::span<const std::uint8_t> input) {
-        // The header, decoded here rather than by decode_frame_header: FIN set, RSV bits only as negotiated, text
-        // or binary, masked exactly when we are the server, a length in its shortest form, all of it in the input.
+        // The header, checked here rather than decoded into `header_` (its length with decode_frame_header's
+        // helpers): FIN set, RSV bits only as negotiated, text or binary, masked exactly when we are the server, a
+        // length in its shortest form, all of it in the input.
         const std::size_t have = input.size();
         if (have < 2) return std::nullopt;
         const std::uint8_t b0 = input[0], b1 = input[1];
@@ -197,19 +198,12 @@ private:
         if ((b0 & 0xF0 & ~allowed_rsv_) != 0x80 || (op != 0x1 && op != 0x2)) return std::nullopt;
         const bool masked = (b1 & 0x80) != 0;
         if (masked != (role_ == Role::server)) return std::nullopt;
-        std::uint64_t length = b1 & 0x7F;
+        const std::uint8_t len7 = b1 & 0x7F;
+        std::uint64_t length = len7;
         std::size_t head = 2;
-        if (length == 126) {
-            if (have < 4) return std::nullopt;
-            length = static_cast<std::uint64_t>(input[2]) << 8 | input[3];
-            if (length < 126) return std::nullopt;
-            head = 4;
-        } else if (length == 127) {
-            if (have < 10) return std::nullopt;
-            length = 0;
-            for (std::size_t i = 2; i < 10; ++i) length = length << 8 | input[i];
-            if (length <= 0xFFFF || (length >> 63) != 0) return std::nullopt;
-            head = 10;
+        if (len7 >= 126) {
+            head += detail::extended_length_size(len7);
+            if (have < head || !detail::decode_payload_length(len7, input.data() + 2, length)) return std::nullopt;
         }
         MaskKey key{};
         if (masked) {
@@ -230,10 +224,16 @@ private:
         message_.rsv = rsv;
         message_.fin = true;
         message_size_ = n;
-        if (op == 0x1 && rsv == 0 && !is_ascii(dst)) {
-            utf8_.reset();
-            if (!utf8_.feed(std::string_view(dst))) return fail(close_code::invalid_payload, "invalid UTF-8 in text message", used);
-            if (!utf8_.complete()) return fail(close_code::invalid_payload, "text message ends inside a UTF-8 sequence", used);
+        if (op == 0x1 && rsv == 0) {
+            // ASCII (the common case) needs no validator; otherwise it starts at the first byte that is not.
+            const auto* const begin = reinterpret_cast<const std::uint8_t*>(dst.data());
+            const auto* const high = detail::skip_ascii(begin, begin + n);
+            if (high != begin + n) {
+                utf8_.reset();
+                if (!utf8_.feed(std::string_view(dst).substr(static_cast<std::size_t>(high - begin))))
+                    return fail(close_code::invalid_payload, "invalid UTF-8 in text message", used);
+                if (!utf8_.complete()) return fail(close_code::invalid_payload, "text message ends inside a UTF-8 sequence", used);
+            }
         }
         last_is_control_ = false;
         delivered_ = Delivered::message;

@@ -699,13 +699,15 @@ private:
         return true;
     }
 
-    /// Under the write lock: an empty queue without a buffer worth keeping borrows the loop's most recently freed
-    /// one (which goes back to the pool once written, so that an idle connection holds no output buffer). Only on
-    /// the connection's thread, which the pool belongs to: other threads' pushes allocate their own.
+    /// Under the write lock: an empty queue without a buffer borrows the loop's output buffer freed last, still in
+    /// cache (it goes back to the pool once written, so that an idle connection holds no output buffer). Only on
+    /// the connection's thread, which the pool belongs to: other threads' pushes allocate their own. A queue keeps a
+    /// buffer of its own only when the pool was full as its last write ended (a broadcast to more connections than
+    /// the pool holds buffers, say), and then keeps using it: no allocation per message either way.
     void borrow_output_buffer(detail::OutputQueue& q, bool known_on_own_thread) {
-        if (!q.empty() || q.capacity() >= detail::BufferPool::min_capacity) return;
+        if (!q.empty() || q.capacity() != 0) return;
         if (!known_on_own_thread && !on_own_thread()) return;
-        if (bulk_->messages.next_capacity() > q.capacity()) q.adopt_buffer(bulk_->messages.take());
+        q.adopt_buffer(bulk_->output.take());
     }
 
     /// A write that never blocks: what the transport takes now.
@@ -769,11 +771,10 @@ private:
 
     void on_written(std::error_code ec, std::size_t n) {
         count_out(n);
-        // The written queue's buffer goes back to the loop's pool (the next message received or sent on the loop
-        // takes it), so that an idle connection holds no output buffer; one the pool has no room for is kept up to
-        // 64 KiB.
+        // The written queue's buffer goes back to the loop's pool (the next frames queued on the loop take it), so
+        // that an idle connection holds no output buffer; one the pool has no room for is kept up to 64 KiB.
         writing_queue_.clear(std::numeric_limits<std::size_t>::max(), &bulk_->messages);
-        if (bulk_->messages.accepts(writing_queue_.capacity())) bulk_->messages.give(writing_queue_.take_buffer());
+        if (bulk_->output.accepts(writing_queue_.capacity())) bulk_->output.give(writing_queue_.take_buffer());
         else writing_queue_.clear();
         std::unique_lock lock(mutex_);
         writing_ = false;

@@ -40,13 +40,15 @@ private:
 };
 
 /// One per event loop: the bulk read buffer, `busy` while a connection still has unconsumed bytes in it (its
-/// handler suspended; others then read into their own buffer), and the message buffers no connection is using.
+/// handler suspended; others then read into their own buffer), and the message and output buffers no connection is
+/// using.
 struct LoopBuffers {
     explicit LoopBuffers(std::size_t read_size) : bytes(read_size) {}
 
     std::vector<std::uint8_t> bytes;  // one read's worth (`Settings::read_size`)
     bool busy = false;
     BufferPool messages;
+    OutputBufferPool output;
     ReaderPool readers;
     BlockPool waits;  // parked connections' readiness waits and the read loop's yields (server/session.hpp)
 };

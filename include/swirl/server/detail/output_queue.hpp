@@ -4,6 +4,7 @@
 /// are held, never copied.
 
 #include <swirl/server/detail/buffer_pool.hpp>
+#include <swirl/server/detail/byte_buffer.hpp>
 #include <swirl/protocol/frame.hpp>
 
 #include <cstddef>
@@ -68,12 +69,12 @@ public:
     std::size_t capacity() const noexcept { return flat_.capacity(); }
     /// An empty queue's flat buffer, handed over (to an event loop's pool while the connection is idle); the queue
     /// is left without one.
-    std::string take_buffer() noexcept {
+    ByteBuffer take_buffer() noexcept {
         used_ = 0;
-        return std::exchange(flat_, std::string());
+        return std::move(flat_);
     }
     /// An empty queue takes `buffer` (from a pool; its contents are overwritten) for the frames to come.
-    void adopt_buffer(std::string&& buffer) noexcept {
+    void adopt_buffer(ByteBuffer&& buffer) noexcept {
         flat_ = std::move(buffer);
         used_ = 0;
     }
@@ -94,7 +95,7 @@ public:
     /// Empties the queue, keeping up to `keep_capacity` bytes of buffer for reuse. Payloads taken over by
     /// `append_owned` go to `recycle` (when given), for their buffers to receive later messages.
     void clear(std::size_t keep_capacity = default_kept_capacity, BufferPool* recycle = nullptr) {
-        if (flat_.capacity() > keep_capacity) std::string().swap(flat_);
+        if (flat_.capacity() > keep_capacity) flat_ = ByteBuffer();
         used_ = 0;
         if (recycle)
             for (auto& h : held_)
@@ -120,20 +121,18 @@ private:
         std::shared_ptr<const std::string> shared;
         std::string owned;  ///< when `shared` is null
     };
-    /// Room for `n` more bytes at `flat_.data() + used_`. The string's size is the most the queue has used since it
-    /// got the buffer, not its contents (`used_` bytes): growing it zero-fills, so a frame appended where the queue
-    /// has been before is copied in place, with no size change and no fill.
+    /// Room for `n` more bytes at `flat_.data() + used_`.
     char* room(std::size_t n) {
-        if (flat_.size() - used_ < n) [[unlikely]] grow(n);
+        if (flat_.capacity() - used_ < n) [[unlikely]] grow(n);
         return flat_.data() + used_;
     }
-    /// Out of line, so that appending where the queue has been before needs no registers saved for the resize.
+    /// Out of line, so that appending within the capacity needs no registers saved for the growth.
 #if defined(__GNUC__)
     __attribute__((noinline))
 #endif
-    void grow(std::size_t n) { flat_.resize(used_ + n); }
+    void grow(std::size_t n) { flat_.grow(used_ + n, used_); }
 
-    std::string flat_;
+    ByteBuffer flat_;
     std::size_t used_ = 0;  ///< bytes of `flat_` queued
     std::vector<Held> held_;
     std::size_t size_ = 0;
