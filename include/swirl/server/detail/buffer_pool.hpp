@@ -18,8 +18,7 @@ class BasicBufferPool {
 public:
     static constexpr std::size_t max_buffers = 64;
     static constexpr std::size_t max_bytes = 4u << 20;  ///< capacity of all kept buffers together
-    /// Smaller buffers cost less to keep with their connection than to pass through the pool; an idle connection
-    /// holds less than this in its message buffer and in each output queue.
+    /// Smaller buffers are not kept: they cost less to keep with their connection than to pass through the pool.
     static constexpr std::size_t min_capacity = MinCapacity;
 
     BasicBufferPool() { buffers_.reserve(max_buffers); }
