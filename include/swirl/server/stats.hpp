@@ -103,13 +103,14 @@ struct LocalCounter {
 
 /// One event loop's counters, bumped where things happen (session, connection, accept loop).
 struct LoopCounters {
-    Counter accepted, refused_at_limit, upgraded, closed_by_server, closed_by_peer;
-    Counter messages_out, pushes_refused;           // also bumped by other threads (a push, a publish)
-    LocalCounter messages_in, bytes_in, bytes_out;  // the loop's thread only
-    LocalCounter messages_out_here;                 // the part of messages_out sent on the loop's thread
-    std::array<Counter, 500> rejected_by_status;  ///< index: HTTP status - 100
-    std::array<Counter, 16> errors_by_code;       ///< index: close code - 1000 (1000..1015)
-    Counter errors_other_code;                    ///< an application close code (3000-4999) used for a protocol error
+    Counter messages_out, pushes_refused;  // also bumped by other threads (a push, a publish)
+    // The rest, the loop's thread only: its sessions, and (the first loop's) accepting.
+    LocalCounter accepted, refused_at_limit, upgraded, closed_by_server, closed_by_peer;
+    LocalCounter messages_in, bytes_in, bytes_out;
+    LocalCounter messages_out_here;                    // the part of messages_out sent on the loop's thread
+    std::array<LocalCounter, 500> rejected_by_status;  ///< index: HTTP status - 100
+    std::array<LocalCounter, 16> errors_by_code;       ///< index: close code - 1000 (1000..1015)
+    LocalCounter errors_other_code;                    ///< an application close code (3000-4999) used for a protocol error
 
     void reject(int status) noexcept {
         if (status >= 100 && status < 600) rejected_by_status[static_cast<std::size_t>(status - 100)].add();

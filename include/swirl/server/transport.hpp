@@ -93,7 +93,9 @@ namespace detail {
 
 /// Whether a non-blocking read found nothing (rather than failing).
 inline bool would_block(const std::error_code& ec) noexcept {
-    return ec == asio::error::would_block || ec == asio::error::try_again;
+    // `!ec` first: each comparison with an enumerator makes an `error_code` through `asio::system_category()`, an
+    // out-of-line call, and most reads succeed.
+    return ec && (ec == asio::error::would_block || ec == asio::error::try_again);
 }
 
 /// Reads at least one byte, waiting for readiness when none is there. 0 with `ec` set at the end of input or on

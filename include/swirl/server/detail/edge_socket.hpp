@@ -188,6 +188,7 @@ private:
 };
 #endif
 
+#if SWIRL_EDGE_WAIT
 /// The Asio implementation (descriptor, state flags, reactor registration) and I/O executor behind a socket: a
 /// protected member, named through a derived class as a pointer to the base's member.
 template <class Socket>
@@ -198,7 +199,6 @@ auto& socket_impl(Socket& socket) noexcept {
     return Access::impl(socket);
 }
 
-#if SWIRL_EDGE_WAIT
 /// Queues an `EdgeReadWaitOp` on the registration behind `io` (an open socket's or acceptor's `io_object_impl`):
 /// `handler` runs at once when an edge came since the descriptor was last drained, otherwise on the next edge.
 template <class IoObjectImpl, class Handler>
@@ -255,7 +255,7 @@ public:
         if (!rdhup_tried_) report_peer_shutdown();
 #endif
         const std::size_t n = Socket::read_some(buffer, ec);
-        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        if (ec && (ec == asio::error::would_block || ec == asio::error::try_again)) {  // `!ec` spares the comparisons' calls
             drained_ = true;
 #if SWIRL_EDGE_WAIT
             if (auto* state = this->impl_.get_implementation().reactor_data_) epoll_access::mark_read_exhausted(state);
