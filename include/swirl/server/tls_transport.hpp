@@ -91,7 +91,7 @@ struct TlsState : std::enable_shared_from_this<TlsState> {
         while (pending_out()) {
             const std::size_t n = socket.write_some(asio::buffer(out.data() + out_sent, out.size() - out_sent), ec);
             if (ec) {
-                if (ec == asio::error::would_block || ec == asio::error::try_again) ec.clear();
+                if (detail::would_block(ec)) ec.clear();
                 return false;
             }
             out_sent += n;
@@ -291,7 +291,7 @@ public:
                 co_return std::error_code{};
             }
             while (!s->fill_input(ec)) {
-                if (ec != asio::error::would_block && ec != asio::error::try_again) co_return ec;
+                if (!detail::would_block(ec)) co_return ec;
                 co_await s->socket.async_wait_readable(asio::redirect_error(asio::use_awaitable, ec));
                 if (ec) co_return ec;
             }

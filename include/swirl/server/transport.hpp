@@ -69,7 +69,7 @@ public:
     std::size_t write_some(std::span<const asio::const_buffer> buffers, std::error_code& ec) {
         const std::size_t written = buffers.size() == 1 ? socket_.write_some(buffers.front(), ec)
                                                         : socket_.write_some(buffers, ec);
-        if (ec == asio::error::would_block || ec == asio::error::try_again) ec.clear();
+        if (detail::would_block(ec)) ec.clear();
         return written;
     }
 
@@ -90,13 +90,6 @@ private:
 static_assert(Transport<TcpTransport>);
 
 namespace detail {
-
-/// Whether a non-blocking read found nothing (rather than failing).
-inline bool would_block(const std::error_code& ec) noexcept {
-    // `!ec` first: each comparison with an enumerator makes an `error_code` through `asio::system_category()`, an
-    // out-of-line call, and most reads succeed.
-    return ec && (ec == asio::error::would_block || ec == asio::error::try_again);
-}
 
 /// Reads at least one byte, waiting for readiness when none is there. 0 with `ec` set at the end of input or on
 /// error. `wait_first`: the caller's own read just found nothing (a hot path tries `t.read_some` itself before

@@ -49,6 +49,13 @@
 
 namespace swirl::detail {
 
+/// Whether a non-blocking read or write found the socket not ready (rather than failing).
+inline bool would_block(const std::error_code& ec) noexcept {
+    // `!ec` first: each comparison with an enumerator makes an `error_code` through `asio::system_category()`, an
+    // out-of-line call, and most reads and writes succeed.
+    return ec && (ec == asio::error::would_block || ec == asio::error::try_again);
+}
+
 #if SWIRL_EDGE_WAIT
 namespace epoll_access {
 
@@ -255,7 +262,7 @@ public:
         if (!rdhup_tried_) report_peer_shutdown();
 #endif
         const std::size_t n = Socket::read_some(buffer, ec);
-        if (ec && (ec == asio::error::would_block || ec == asio::error::try_again)) {  // `!ec` spares the comparisons' calls
+        if (would_block(ec)) {
             drained_ = true;
 #if SWIRL_EDGE_WAIT
             if (auto* state = this->impl_.get_implementation().reactor_data_) epoll_access::mark_read_exhausted(state);
