@@ -64,8 +64,9 @@ constexpr std::size_t extended_length_size(std::uint8_t len7) noexcept { return 
 /// The payload length from `len7` and the `extended_length_size(len7)` bytes at `ext`; false when it is not in its
 /// shortest form or has the top bit set (RFC 6455 §5.2).
 #if defined(__GNUC__) && !defined(__clang__)
-// GCC 12 at -O3 warns about `ext[2]` where it has inlined a caller's 2-byte input and not followed the caller's own
-// length check (`in.size() < size` returns first): a false positive, silenced here rather than in every caller.
+// GCC 12 at -O3 warns that `ext[0]` and `ext[1]` lie past a caller's 2-byte input where it has inlined that caller
+// and not followed its length check (`in.size() < size` returns first): a false positive, silenced here rather than
+// in every caller.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Warray-bounds"
 #endif
