@@ -1,0 +1,60 @@
+// Its own executable: the first test needs a process that has never had a second thread.
+#include "doctest.hpp"
+
+#include <swirl/server/detail/small_mutex.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+using swirl::detail::SmallMutex;
+
+TEST_CASE("small mutex: alone, with plain stores; held as a second thread starts, which waits for it") {
+#if defined(SWIRL_HAS_LIBC_SINGLE_THREADED)
+    REQUIRE(swirl::detail::process_single_threaded());  // nothing in this executable started a thread yet
+#else
+    CHECK_FALSE(swirl::detail::process_single_threaded());  // no way to tell: always the locked instructions
+#endif
+    SmallMutex m;
+    m.lock();
+    CHECK_FALSE(m.try_lock());
+    m.unlock();
+    REQUIRE(m.try_lock());
+    CHECK_FALSE(m.try_lock());
+    m.unlock();
+
+    // Taken alone, still held when a thread starts: the thread must find it held and wait (it marks it contended
+    // and sleeps), and the unlock, no longer alone, must wake it.
+    m.lock();
+    std::atomic<bool> took{false};
+    std::thread other([&] {
+        m.lock();
+        took.store(true);
+        m.unlock();
+    });
+    CHECK_FALSE(swirl::detail::process_single_threaded());
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    CHECK_FALSE(took.load());
+    m.unlock();
+    other.join();
+    CHECK(took.load());
+    REQUIRE(m.try_lock());
+    m.unlock();
+}
+
+TEST_CASE("small mutex: excludes between threads") {
+    SmallMutex m;
+    long counter = 0;  // guarded by m
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t)
+        threads.emplace_back([&] {
+            for (int i = 0; i < 100000; ++i) {
+                std::lock_guard lock(m);
+                ++counter;
+            }
+        });
+    for (auto& t : threads) t.join();
+    CHECK(counter == 400000);
+}
