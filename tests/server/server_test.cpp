@@ -1259,6 +1259,133 @@ TEST_CASE("heartbeat: data from the peer counts as an answer, so a chatty peer i
     });
 }
 
+namespace {
+
+/// The next frame that is not a ping (`receive()` answers each ping and returns it).
+asio::awaitable<std::optional<Frame>> receive_skipping_pings(Client& client) {
+    auto frame = co_await client.receive();
+    while (frame && frame->opcode == Opcode::ping) frame = co_await client.receive();
+    co_return frame;
+}
+
+} // namespace
+
+TEST_CASE("hibernation: a coroutine handler's connection, silent for a heartbeat interval, gives up its coroutine until its next message") {
+    auto settings = test::local_settings();
+    settings.ping_interval = 100ms;
+    settings.pong_timeout = 1s;  // also when the watchdog looks again after a ping, pong or not
+    settings.deliver_close = true;
+    test::Events events;
+    Server server(settings);
+    server.on_message([&](Conn& c, Frame& f) -> asio::awaitable<void> {
+        if (f.opcode == Opcode::close) {
+            events.add(fmt::format("message close {}", f.code));
+            co_return;
+        }
+        co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);  // a handler that suspends
+        c.send(f.payload, f.opcode);
+    });
+    server.on_close([&](Conn&, const swirl::CloseInfo& info) -> asio::awaitable<void> {
+        events.add(fmt::format("close {} {}", info.code, info.by_server));
+        co_return;
+    });
+    test::RunningServer running(server);
+    const auto hibernations = [&] { return server.stats().total.hibernations; };
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await Client::connect("127.0.0.1", running.port());
+        for (int round = 1; round <= 3; ++round) {
+            const std::string text = fmt::format("round {}", round);
+            co_await client.send(text, round == 2 ? Opcode::binary : Opcode::text);
+            const auto echoed = co_await receive_skipping_pings(client);  // rounds 2 and 3: woken from hibernation
+            REQUIRE(echoed);
+            CHECK(echoed->payload == text);
+            // Silent from here: the next heartbeat ends the session coroutine (and goes out just after that). The
+            // pongs that receive() sends back are answered in place: the connection stays parked.
+            const auto before = hibernations();
+            while (hibernations() == before) {
+                const auto frame = co_await client.receive();
+                REQUIRE(frame);
+                CHECK(frame->opcode == Opcode::ping);
+            }
+        }
+        // Parked, the peer's close frame still reaches the coroutine handler (deliver_close), then on_close runs.
+        const auto reply = co_await client.close();
+        REQUIRE(reply);
+        CHECK(reply->code == swirl::close_code::normal);
+    }, 30s);
+    CHECK(events.wait_for("message close 1000"));
+    CHECK(events.wait_for("close 1000 false"));
+    CHECK(hibernations() >= 3);
+    const std::string metric = fmt::format("swirl_hibernations_total{{loop=\"0\"}} {}\n", hibernations());
+    CHECK(swirl::to_prometheus(server.stats()).find(metric) != std::string::npos);
+}
+
+TEST_CASE("hibernation: not while the handler is suspended, nor while a write waits for the peer") {
+    auto settings = test::local_settings();
+    settings.ping_interval = 100ms;
+    settings.pong_timeout = 5s;
+    Server server(settings);
+    std::atomic<std::uint64_t> during_slow{~0ull};  // hibernations while the slow handler was suspended
+    server.on_message([&](Conn& c, Frame& f) -> asio::awaitable<void> {
+        if (f.payload == "slow") {
+            const auto before = server.stats().total.hibernations;
+            asio::steady_timer wait(co_await asio::this_coro::executor, 500ms);  // several heartbeats
+            co_await wait.async_wait(asio::use_awaitable);
+            during_slow = server.stats().total.hibernations - before;  // (the server's only connection)
+            c.send("slow done");
+        } else if (f.payload == "big") {
+            c.send(std::string(4u << 20, 'b'), Opcode::binary);  // far more than the socket takes at once
+        }
+    });
+    test::RunningServer running(server);
+    test::run([&]() -> asio::awaitable<void> {
+        {
+            auto client = co_await Client::connect("127.0.0.1", running.port());
+            co_await client.send("slow");
+            const auto done = co_await receive_skipping_pings(client);  // pings came meanwhile: the peer was silent
+            REQUIRE(done);
+            CHECK(done->payload == "slow done");
+            CHECK(during_slow == 0);  // the coroutine was in the handler, not waiting for input
+            co_await client.close();
+        }
+        // A peer that does not read: the 4 MiB reply waits for its window through heartbeats. Cancelling the
+        // coroutine's wait then would end the write's wait too, and the connection with it.
+        asio::ip::tcp::socket socket(co_await asio::this_coro::executor);
+        socket.open(asio::ip::tcp::v4());
+        socket.set_option(asio::socket_base::receive_buffer_size(4096));
+        co_await socket.async_connect({asio::ip::make_address("127.0.0.1"), running.port()}, asio::use_awaitable);
+        co_await raw_upgrade(socket);
+        const std::string request = test::client_frame("big");
+        co_await asio::async_write(socket, asio::buffer(request), asio::use_awaitable);
+        asio::steady_timer wait(co_await asio::this_coro::executor, 600ms);
+        co_await wait.async_wait(asio::use_awaitable);
+        swirl::MessageReader reader(swirl::Role::client, {64u << 20, 64u << 20});
+        std::vector<std::uint8_t> buf(1 << 16);
+        std::size_t pings = 0;
+        bool whole = false;
+        while (!whole) {
+            const std::size_t n = co_await socket.async_read_some(asio::buffer(buf), asio::use_awaitable);
+            std::span<const std::uint8_t> input(buf.data(), n);
+            while (!input.empty() && !whole) {
+                const auto r = reader.read(input);
+                input = input.subspan(r.consumed);
+                if (r.event == swirl::ReadEvent::need_more) break;
+                if (r.event == swirl::ReadEvent::ping) ++pings;
+                else {
+                    REQUIRE(r.event == swirl::ReadEvent::message);
+                    CHECK(reader.frame().payload == std::string(4u << 20, 'b'));
+                    whole = true;
+                }
+            }
+        }
+        CHECK(pings == 0);  // queued behind the reply
+        const std::string close = test::client_frame(swirl::close_payload(1000, ""), Opcode::close);
+        co_await asio::async_write(socket, asio::buffer(close), asio::use_awaitable);
+        const std::string rest = co_await test::read_to_eof(socket);  // the pings, then the server's close frame
+        CHECK(rest.size() >= 4);
+    }, 20s);
+}
+
 TEST_CASE("several listeners serve the same handlers, and pushes cross between them") {
     std::mutex mutex;
     std::vector<swirl::ConnectionId> open;

@@ -34,6 +34,7 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
 namespace swirl {
@@ -399,6 +400,34 @@ private:
     clock::duration quiet_window() const noexcept { return quiet_window_; }
     bool awaiting_pong() const noexcept { return awaiting_pong_; }
     void set_awaiting_pong(bool awaiting) noexcept { awaiting_pong_ = awaiting; }
+
+    // Hibernation. A connection whose message handler is a coroutine keeps its session coroutine while idle (waking
+    // it from a park would make a coroutine per message). One that has been silent for a heartbeat interval gives it
+    // up: the watchdog cancels the coroutine's wait for input, the coroutine ends, and the connection parks as one
+    // with a plain handler does (pings and pongs are answered in place) until a message for the handler arrives.
+
+    /// Conn thread: the session coroutine is (no longer) suspended in its wait for input, on plain TCP.
+    void set_awaiting_input(bool awaiting) noexcept { awaiting_input_ = awaiting; }
+    /// Conn thread: asked to hibernate, and no message has reached the handler since.
+    bool hibernating() const noexcept { return hibernating_; }
+    void end_hibernation() noexcept { hibernating_ = false; }
+
+    /// Conn thread (the watchdog): ends the wait of a session coroutine that waits for input, so that it ends and
+    /// the connection parks. Not while a write waits for the peer's window: the cancel would end that wait too.
+    /// True when the wait was cancelled.
+    bool hibernate() {
+        auto* tcp = std::get_if<TcpTransport>(&transport_);
+        if (!awaiting_input_ || hibernating_ || tcp == nullptr) return false;
+        {
+            std::lock_guard lock(mutex_);
+            if (writing_) return false;  // writes start on this thread only: none starts before the cancel
+        }
+        std::error_code ignored;
+        tcp->cancel(ignored);
+        hibernating_ = true;
+        loop_->counters.hibernations.add();
+        return true;
+    }
 
     /// Conn thread: completes once reading may go on (see `pause_reading`): resumed, or the connection is closing.
     asio::awaitable<void> wait_resumed() {
@@ -899,6 +928,8 @@ private:
     std::atomic<bool> drain_armed_{false};  // the socket pushed back or a push was refused: on_drain is owed
     bool opened_ = false;  ///< on_open ran: on_close will run too
     bool finished_ = false;
+    bool awaiting_input_ = false;  // the session coroutine waits for input (see `hibernate`)
+    bool hibernating_ = false;
     std::unique_ptr<MessageReader> reader_;  // null while at rest: lent to the loop's pool (`lend_message_buffer`)
     detail::LoopBuffers* bulk_;  // the event loop's bulk read buffer and message buffer pool
     clock::time_point deadline_ = clock::time_point::max();

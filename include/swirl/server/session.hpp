@@ -478,10 +478,11 @@ private:
         return {Stop::read};
     }
 
-    /// The read loop of an open connection, from `have` bytes at the front of its own read buffer. Returns true
-    /// when the connection parks (its read would block, and `may_park`), false when the session is over.
+    /// The read loop of an open connection, from `pending` (a message a parked connection read, for the coroutine
+    /// handler) and then `have` bytes at the front of its own read buffer. Returns true when the connection parks
+    /// (its read would block, and `may_park`; or the watchdog had it hibernate), false when the session is over.
     template <Transport T>
-    asio::awaitable<bool> websocket_loop(T& t, std::size_t have) {
+    asio::awaitable<bool> websocket_loop(T& t, std::size_t have, Frame* pending = nullptr) {
         const Handlers<UserData>& on = handlers();
         std::span<const std::uint8_t> input(c_.own_read_buffer().data(), have);
         bool own_input = true;  // `input` is in the connection's own buffer, grown for it: shrink it after
@@ -492,19 +493,24 @@ private:
         while (true) {
             if (on.plain_message) c_.begin_batch();
             while (true) {
-                const Stop stop = consume(input);
-                if (stop.next == Stop::read) break;
-                if (stop.next == Stop::pause) {
-                    co_await paused(input, lease, own_input);
-                    continue;
+                Frame* frame = std::exchange(pending, nullptr);
+                if (!frame) {
+                    const Stop stop = consume(input);
+                    if (stop.next == Stop::read) break;
+                    if (stop.next == Stop::pause) {
+                        co_await paused(input, lease, own_input);
+                        continue;
+                    }
+                    if (stop.next != Stop::deliver) {
+                        lease.release();
+                        co_await end_of_input(t, stop);
+                        co_return false;
+                    }
+                    frame = stop.frame;
                 }
-                if (stop.next != Stop::deliver) {
-                    lease.release();
-                    co_await end_of_input(t, stop);
-                    co_return false;
-                }
+                c_.end_hibernation();  // the handler heard from the peer: the coroutine stays until the next silence
                 try {  // call_handler, written out: one coroutine frame less per message
-                    asio::awaitable<void> handling = on.message(c_, *stop.frame);
+                    asio::awaitable<void> handling = on.message(c_, *frame);
                     co_await std::move(handling);
                 } catch (...) {
                     handler_threw("message");
@@ -531,7 +537,12 @@ private:
                 if (!would_block(ec)) break;
                 c_.release_idle_buffers(idle_message_capacity);
                 if (may_park<T>()) co_return true;
+                if constexpr (std::is_same_v<T, TcpTransport>) c_.set_awaiting_input(true);
                 co_await t.async_wait(asio::socket_base::wait_read, asio::redirect_error(asio::use_awaitable, ec));
+                if constexpr (std::is_same_v<T, TcpTransport>) {
+                    c_.set_awaiting_input(false);
+                    if (c_.hibernating() && ec == asio::error::operation_aborted) co_return true;  // see `hibernate`
+                }
                 if (ec) break;
             }
             if (ec) {
@@ -659,15 +670,17 @@ private:
     // When the peer sends, `pump` reads and handles the input as the read loop would, without a coroutine, and parks
     // again; whatever has to wait (a close handshake, a protocol error, a paused connection, a full output queue)
     // goes on in a coroutine (`spawn_resume`), which parks again once that is over. With a coroutine message handler
-    // the session stays a coroutine: its wake-ups would otherwise allocate a coroutine each. Over TLS too: a wait
+    // the session stays a coroutine (its wake-ups would otherwise allocate a coroutine each) until the connection has
+    // been silent for a heartbeat interval: then it hibernates (`Connection::hibernate`) and parks as well, and a
+    // message for the handler starts a coroutine again, which stays until the next such silence. Over TLS: a wait
     // there is a composed operation larger than a pooled block, so that a parked wss connection would allocate per
     // message, to save ~1.6 KB of the ~46 KB that OpenSSL holds per connection.
 
     /// At a read that would block: whether the connection parks instead of waiting in the coroutine.
     template <Transport T>
     bool may_park() const noexcept {
-        return std::is_same_v<T, TcpTransport> && handlers().plain_message && c_.status() == ConnectionStatus::active &&
-               !c_.reading_paused();
+        return std::is_same_v<T, TcpTransport> && (handlers().plain_message || c_.hibernating()) &&
+               c_.status() == ConnectionStatus::active && !c_.reading_paused();
     }
 
     /// Whether `pump` may read: an open connection with reading not paused and its output below the mark.
@@ -710,7 +723,15 @@ private:
         c->note_activity(n);
         c->begin_batch();
         const Stop stop = s.consume(input);
-        if (stop.next == Stop::close) {  // answered in place; what has to wait goes on in a coroutine
+        if (stop.next == Stop::deliver) {  // a hibernating connection's message: the coroutine handler's, in a coroutine
+            const std::size_t left = s.keep_input(input).size();  // the rest of the read, in the connection's own buffer
+            lease.release();
+            c->end_batch();
+            return spawn_resume<T>(host, std::move(c), {}, left, stop.frame);
+        }
+        // The peer's close frame, unless a coroutine message handler is to hear of it (`deliver_close`): answered in
+        // place; what has to wait goes on in a coroutine.
+        if (stop.next == Stop::close && !s.coroutine_hears_close()) {
             lease.release();
             c->end_batch();
             s.answer_close(*stop.frame);
@@ -728,7 +749,7 @@ private:
             asio::co_spawn(executor, closing(s, t, std::move(c), drained), asio::detached);
             return;
         }
-        if (stop.next == Stop::fail) {
+        if (stop.next == Stop::fail || stop.next == Stop::close) {
             lease.release();
             c->end_batch();
             auto ending = [](Session s, T& t, std::shared_ptr<Connection>, Stop stop) -> asio::awaitable<void> {
@@ -757,24 +778,25 @@ private:
                                                   [&host, c = std::move(c)]() mutable { pump<T>(host, std::move(c)); }));
     }
 
-    /// Goes on with a parked connection in a coroutine: the read loop from `have` bytes in the connection's own
-    /// buffer, or the end of the session when its wait failed (`ec`).
+    /// Goes on with a parked connection in a coroutine: the read loop from `pending` (a message for the coroutine
+    /// handler, in the connection's reader) and `have` bytes in the connection's own buffer, or the end of the
+    /// session when its wait failed (`ec`).
     template <Transport T>
     static void spawn_resume(SessionHost<UserData>& host, std::shared_ptr<Connection> c, std::error_code ec,
-                             std::size_t have = 0) {
+                             std::size_t have = 0, Frame* pending = nullptr) {
         auto resume = [](SessionHost<UserData>& host, std::shared_ptr<Connection> c, std::error_code ec,
-                         std::size_t have) -> asio::awaitable<void> {
+                         std::size_t have, Frame* pending) -> asio::awaitable<void> {
             Session s(host, *c);
             if (ec) {
                 c->settle_close_info({close_code::abnormal, ec.message(), false, false});
-            } else if (co_await s.websocket_loop(c->template transport<T>(), have)) {
+            } else if (co_await s.websocket_loop(c->template transport<T>(), have, pending)) {
                 park<T>(host, std::move(c));
                 co_return;
             }
             co_await s.finish_phase();
         };
         const auto executor = c->executor();
-        asio::co_spawn(executor, resume(host, std::move(c), ec, have), asio::detached);
+        asio::co_spawn(executor, resume(host, std::move(c), ec, have, pending), asio::detached);
     }
 
     /// The application paused reading (`Connection::pause_reading`) with `input` left: the replies so far leave, the
@@ -795,6 +817,7 @@ private:
     /// read buffer, grown as needed; returns it there.
     std::span<const std::uint8_t> keep_input(std::span<const std::uint8_t> input) {
         std::vector<std::uint8_t>& own = c_.own_read_buffer();
+        if (input.empty()) return {};  // (a parked connection's message may end its read: no buffer to copy into)
         if (own.size() < input.size()) own.resize(input.size());
         std::memmove(own.data(), input.data(), input.size());
         return {own.data(), input.size()};
@@ -837,11 +860,16 @@ private:
     /// The peer sent a close frame: answer it (unless we already sent ours), flush, then close TCP first.
     template <Transport T>
     asio::awaitable<void> on_close_frame(T& t, Frame& frame) {
-        if (settings_.deliver_close && c_.status() == ConnectionStatus::active && handlers().message)
-            co_await call_handler("message", [&] { return handlers().message(c_, frame); });
+        if (coroutine_hears_close()) co_await call_handler("message", [&] { return handlers().message(c_, frame); });
         answer_close(frame);
         co_await c_.wait_drained();
         closed_cleanly(t);
+    }
+
+    /// Whether the peer's close frame is for a coroutine message handler (`deliver_close`; see `on_close_frame`).
+    bool coroutine_hears_close() const {
+        return settings_.deliver_close && !handlers().plain_message && handlers().message &&
+               c_.status() == ConnectionStatus::active;
     }
 
     /// The peer's close frame: a plain message handler hears of it (`deliver_close`; a coroutine one is the
@@ -939,6 +967,8 @@ public:
             }
             auto next = c->last_heard() + c->quiet_window();
             if (settings.ping_interval.count() > 0 && silence >= settings.ping_interval) {
+                // Silent for a heartbeat interval: a session coroutine waiting for input ends, until the next message.
+                if (!host.handlers.plain_message) c->hibernate();
                 c->ping();
                 c->set_awaiting_pong(settings.pong_timeout.count() > 0);
                 next = now + (c->awaiting_pong() ? settings.pong_timeout : settings.ping_interval);

@@ -37,6 +37,7 @@ struct LoopStats {
     std::uint64_t bytes_in = 0;      ///< bytes read from sockets (TLS: decrypted)
     std::uint64_t bytes_out = 0;     ///< bytes written to sockets (TLS: before encryption)
     std::uint64_t pushes_refused = 0;  ///< frames refused for backpressure (`PushStatus::buffer_full`)
+    std::uint64_t hibernations = 0;    ///< session coroutines ended for a silent connection (see `Settings::ping_interval`)
 
     std::size_t topics = 0;         ///< topics with at least one subscriber on this loop
     std::size_t subscriptions = 0;  ///< (connection, topic) pairs on this loop
@@ -79,6 +80,7 @@ inline LoopStats& LoopStats::operator+=(const LoopStats& o) {
     bytes_in += o.bytes_in;
     bytes_out += o.bytes_out;
     pushes_refused += o.pushes_refused;
+    hibernations += o.hibernations;
     topics += o.topics;
     subscriptions += o.subscriptions;
     return *this;
@@ -108,6 +110,7 @@ struct LoopCounters {
     LocalCounter accepted, refused_at_limit, upgraded, closed_by_server, closed_by_peer;
     LocalCounter messages_in, bytes_in, bytes_out;
     LocalCounter messages_out_here;                    // the part of messages_out sent on the loop's thread
+    LocalCounter hibernations;
     std::array<LocalCounter, 500> rejected_by_status;  ///< index: HTTP status - 100
     std::array<LocalCounter, 16> errors_by_code;       ///< index: close code - 1000 (1000..1015)
     LocalCounter errors_other_code;                    ///< an application close code (3000-4999) used for a protocol error
@@ -132,6 +135,7 @@ struct LoopCounters {
         s.bytes_in = bytes_in.get();
         s.bytes_out = bytes_out.get();
         s.pushes_refused = pushes_refused.get();
+        s.hibernations = hibernations.get();
         for (std::size_t i = 0; i < rejected_by_status.size(); ++i)
             if (const auto n = rejected_by_status[i].get()) s.handshakes_rejected[static_cast<int>(i + 100)] = n;
         for (std::size_t i = 0; i < errors_by_code.size(); ++i)
@@ -201,6 +205,9 @@ inline std::string to_prometheus(const Stats& stats, std::string_view prefix = "
     per_loop("bytes_out_total", "counter", "Bytes written to connections.", [](const LoopStats& l) { return l.bytes_out; });
     per_loop("pushes_refused_total", "counter", "Frames refused because a connection's output buffer was full.",
              [](const LoopStats& l) { return l.pushes_refused; });
+    per_loop("hibernations_total", "counter",
+             "Session coroutines ended for a connection silent for a heartbeat interval (it parks until its next message).",
+             [](const LoopStats& l) { return l.hibernations; });
     per_loop("topics", "gauge", "Topics with a subscriber on the loop.", [](const LoopStats& l) { return l.topics; });
     per_loop("subscriptions", "gauge", "Subscriptions (connection, topic) on the loop.",
              [](const LoopStats& l) { return l.subscriptions; });

@@ -81,6 +81,8 @@ public:
 
     void shutdown_send(std::error_code& ec) { socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec); }
     void close(std::error_code& ec) { socket_.close(ec); }
+    /// Ends every pending wait on the socket with `operation_aborted` (the socket stays open).
+    void cancel(std::error_code& ec) { socket_.cancel(ec); }
     asio::ip::tcp::endpoint remote_endpoint(std::error_code& ec) const { return socket_.remote_endpoint(ec); }
 
 private:
