@@ -424,8 +424,7 @@ private:
         }
         std::error_code ignored;
         tcp->cancel(ignored);
-        hibernating_ = true;
-        loop_->counters.hibernations.add();
+        hibernating_ = true;  // counted once the coroutine ends (`Session::parks`)
         return true;
     }
 
@@ -880,8 +879,13 @@ private:
         const auto now = clock::now();
         last_activity_.store((now - connect_steady_).count(), std::memory_order_relaxed);
         if (quiet_window_ != clock::duration::zero() && status() == ConnectionStatus::active) {
-            deadline_ = now + quiet_window_;
-            awaiting_pong_ = false;
+            deadline_ = now + quiet_window_;  // later than the one filed: the watchdog re-files it when that comes
+            if (awaiting_pong_) [[unlikely]] {
+                // The answer to a heartbeat ping. The deadline filed is the ping's pong_timeout, which may lie beyond
+                // the next quiet window: file the new one now, so that pings stay ping_interval apart.
+                awaiting_pong_ = false;
+                watch();
+            }
         }
     }
 

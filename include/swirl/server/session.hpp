@@ -478,6 +478,13 @@ private:
         return {Stop::read};
     }
 
+    /// `websocket_loop` ends and the connection parks: a hibernation when the watchdog asked for one (counted here,
+    /// where the coroutine's frames go, not where the watchdog asked: input that came first keeps the coroutine).
+    bool parks() noexcept {
+        if (c_.hibernating()) c_.counters().hibernations.add();
+        return true;
+    }
+
     /// The read loop of an open connection, from `pending` (a message a parked connection read, for the coroutine
     /// handler) and then `have` bytes at the front of its own read buffer. Returns true when the connection parks
     /// (its read would block, and `may_park`; or the watchdog had it hibernate), false when the session is over.
@@ -536,12 +543,12 @@ private:
                 n = read_available(t, input, lease, ec);
                 if (!would_block(ec)) break;
                 c_.release_idle_buffers(idle_message_capacity);
-                if (may_park<T>()) co_return true;
+                if (may_park<T>()) co_return parks();
                 if constexpr (std::is_same_v<T, TcpTransport>) c_.set_awaiting_input(true);
                 co_await t.async_wait(asio::socket_base::wait_read, asio::redirect_error(asio::use_awaitable, ec));
                 if constexpr (std::is_same_v<T, TcpTransport>) {
                     c_.set_awaiting_input(false);
-                    if (c_.hibernating() && ec == asio::error::operation_aborted) co_return true;  // see `hibernate`
+                    if (c_.hibernating() && ec == asio::error::operation_aborted) co_return parks();  // see `hibernate`
                 }
                 if (ec) break;
             }
