@@ -1239,6 +1239,11 @@ TEST_CASE("heartbeat: a peer that answers pings stays open for many intervals, p
             CHECK(echo.server.client_info(echo.id)->bytes_in > 0);
             co_await client.send("echo me");
             CHECK(co_await test::next_payload(client) == "echo me");
+            // After each ping, written to a silent peer, the connection gave back its write buffers: a reply that
+            // leaves in many writes still arrives whole.
+            const std::string large(3u << 20, 'l');
+            co_await client.send(large, Opcode::binary);
+            CHECK(co_await test::next_payload(client) == large);
             co_await client.close();
         });
     }

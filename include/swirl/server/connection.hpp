@@ -144,7 +144,7 @@ public:
     Connection(Server<UserData>& server, ConnectionId id, T&& transport, const asio::ip::tcp::endpoint& remote,
                detail::EventLoop<UserData>& loop)
         : server_(server), id_(id), transport_(std::in_place_type<std::decay_t<T>>, std::forward<T>(transport)),
-          loop_(&loop), bulk_(&loop.buffers), remote_(remote), deadline_hook_(this) {
+          loop_(&loop), remote_(remote), deadline_hook_(this) {
         connect_system_ = std::chrono::system_clock::now();
         connect_steady_ = clock::now();
         last_activity_.store(0, std::memory_order_relaxed);
@@ -170,10 +170,10 @@ public:
         return nullptr;
     }
     /// The subprotocol agreed in the handshake, empty when none.
-    const std::string& subprotocol() const noexcept { return subprotocol_ ? *subprotocol_ : no_subprotocol(); }
+    const std::string& subprotocol() const noexcept { return agreed_ ? agreed_->subprotocol : no_subprotocol(); }
     /// For a connection on a TLS listener (wss), what its TLS handshake established (SNI, client certificate);
     /// null on plain TCP. Set before the HTTP request is read, so the handshake hook can use it.
-    const TlsInfo* tls() const noexcept { return tls_.get(); }
+    const TlsInfo* tls() const noexcept { return agreed_ && agreed_->tls ? &*agreed_->tls : nullptr; }
     Server<UserData>& server() noexcept { return server_; }
     /// The server's settings (the limits and subprotocols a custom handshake hook may want to consult).
     const Settings& settings() const noexcept;
@@ -307,6 +307,12 @@ private:
     friend class Server<UserData>;
     friend class detail::Session<UserData>;
 
+    /// What the handshakes agreed on, when they agreed on anything: kept out of line, as most connections have none.
+    struct Agreed {
+        std::string subprotocol;
+        std::optional<TlsInfo> tls;
+    };
+
     // Session interface: how server/session.hpp drives the connection, on the connection's own thread. ---------
 
     /// The transport, as the type the session was compiled for.
@@ -321,15 +327,34 @@ private:
     std::vector<std::uint8_t>& own_read_buffer() noexcept { return read_buffer_; }
     void drop_own_read_buffer() noexcept { std::vector<std::uint8_t>().swap(read_buffer_); }
     /// The event loop's bulk read buffer and message buffer pool.
-    detail::LoopBuffers& loop_buffers() noexcept { return *bulk_; }
+    detail::LoopBuffers& loop_buffers() noexcept { return loop_->buffers; }
+
+    /// Conn thread: memory for the connection's readiness wait or the read loop's yield (`n` bytes aligned to
+    /// `align`, one at a time): the connection's own block when it is free and they fit, otherwise one of the event
+    /// loop's pool. A parked connection's wait thus costs neither an allocation of its own nor its malloc header.
+    void* allocate_wait(std::size_t n, std::size_t align) {
+        if (n > wait_block_.size() || align > alignof(void*) || wait_block_used_)
+            return loop_->buffers.waits.allocate(n);
+        wait_block_used_ = true;
+        return wait_block_.data();
+    }
+    void deallocate_wait(void* p, std::size_t n) noexcept {
+        if (p != wait_block_.data()) return loop_->buffers.waits.deallocate(p, n);
+        wait_block_used_ = false;
+    }
 
     void set_status(ConnectionStatus s) noexcept { status_.store(s, std::memory_order_release); }
-    void set_subprotocol(std::string_view protocol) { subprotocol_ = std::make_unique<const std::string>(protocol); }
+    void set_subprotocol(std::string_view protocol) { agreed().subprotocol = protocol; }
     static const std::string& no_subprotocol() noexcept {
         static const std::string none;
         return none;
     }
-    void set_tls(TlsInfo info) { tls_ = std::make_unique<TlsInfo>(std::move(info)); }
+    void set_tls(TlsInfo info) { agreed().tls = std::move(info); }
+    /// Before the connection opens (conn thread), made by the first of the TLS handshake and a subprotocol.
+    Agreed& agreed() {
+        if (!agreed_) agreed_ = std::make_unique<Agreed>();
+        return *agreed_;
+    }
 #if defined(SWIRL_HAS_DEFLATE) && SWIRL_HAS_DEFLATE
     /// The handshake agreed on permessage-deflate with `params` (before the connection opens).
     void enable_deflate(const DeflateParams& params, const CompressOptions& options) {
@@ -411,6 +436,8 @@ private:
     /// Conn thread: asked to hibernate, and no message has reached the handler since.
     bool hibernating() const noexcept { return hibernating_; }
     void end_hibernation() noexcept { hibernating_ = false; }
+    /// Conn thread: opened without a coroutine, the connection starts as a hibernating one (server/session.hpp).
+    void start_hibernating() noexcept { hibernating_ = true; }
 
     /// Conn thread (the watchdog): ends the wait of a session coroutine that waits for input, so that it ends and
     /// the connection parks. Not while a write waits for the peer's window: the cancel would end that wait too.
@@ -656,13 +683,13 @@ private:
     /// the payload away or the buffer was lent) and no message is partly received. Valid until `lend_message_buffer`.
     MessageReader& reader() {
         if (!reader_) {
-            reader_ = bulk_->readers.take(ReaderLimits{settings().max_frame_size, settings().max_message_size});
+            reader_ = loop_->buffers.readers.take(ReaderLimits{settings().max_frame_size, settings().max_message_size});
             reader_->set_compression(deflate_ != nullptr);  // pooled readers serve connections with and without
         }
-        if (reader_->in_message() || bulk_->messages.next_capacity() <= reader_->buffer_capacity()) return *reader_;
-        std::string buffer = bulk_->messages.take();
+        if (reader_->in_message() || loop_->buffers.messages.next_capacity() <= reader_->buffer_capacity()) return *reader_;
+        std::string buffer = loop_->buffers.messages.take();
         reader_->adopt_buffer(buffer);
-        bulk_->messages.give(std::move(buffer));  // the reader's smaller one
+        loop_->buffers.messages.give(std::move(buffer));  // the reader's smaller one
         return *reader_;
     }
 
@@ -671,10 +698,10 @@ private:
     /// stays with the connection, as before, bounded by `release_idle_buffers`).
     void lend_message_buffer() {
         if (!reader_) return;
-        if (!reader_->in_message() && bulk_->messages.accepts(reader_->buffer_capacity()))
-            bulk_->messages.give(reader_->take_buffer());
+        if (!reader_->in_message() && loop_->buffers.messages.accepts(reader_->buffer_capacity()))
+            loop_->buffers.messages.give(reader_->take_buffer());
         if (reader_->at_rest() && reader_->buffer_capacity() < detail::BufferPool::min_capacity)
-            bulk_->readers.give(std::move(reader_));
+            loop_->buffers.readers.give(std::move(reader_));
     }
 
     /// Conn thread, waiting for input: frees what a burst left beyond `keep_capacity` bytes in a message buffer the
@@ -735,7 +762,7 @@ private:
     void borrow_output_buffer(detail::OutputQueue& q, bool known_on_own_thread) {
         if (!q.empty() || q.capacity() != 0) return;
         if (!known_on_own_thread && !on_own_thread()) return;
-        q.adopt_buffer(bulk_->output.take());
+        q.adopt_buffer(loop_->buffers.output.take());
     }
 
     /// A write that never blocks: what the transport takes now.
@@ -801,8 +828,8 @@ private:
         count_out(n);
         // The written queue's buffer goes back to the loop's pool (the next frames queued on the loop take it), so
         // that an idle connection holds no output buffer; one the pool has no room for is kept up to 64 KiB.
-        writing_queue_.clear(std::numeric_limits<std::size_t>::max(), &bulk_->messages);
-        if (bulk_->output.accepts(writing_queue_.capacity())) bulk_->output.give(writing_queue_.take_buffer());
+        writing_queue_.clear(std::numeric_limits<std::size_t>::max(), &loop_->buffers.messages);
+        if (loop_->buffers.output.accepts(writing_queue_.capacity())) loop_->buffers.output.give(writing_queue_.take_buffer());
         else writing_queue_.clear();
         std::unique_lock lock(mutex_);
         writing_ = false;
@@ -818,11 +845,21 @@ private:
             return;
         }
         const bool more = has_output_locked();
+        // All written, and it ended with a heartbeat ping to a peer silent for `ping_interval`: the connection is
+        // idle, so it gives back what its writes keep for the next message (a queue's own buffer, the gather list,
+        // the list of payloads taken over), as an idle connection that was never pinged holds none of it.
+        const bool idle = !more && awaiting_pong_;
+        if (idle) [[unlikely]]
+            pending_ = detail::OutputQueue();
         const std::size_t left = pending_.size() + (pong_owed_ ? owed_pong_->size() : 0);
         const bool drain = left <= settings().drain_below && status() == ConnectionStatus::active &&
                            drain_armed_.load(std::memory_order_relaxed) &&  // the locked exchange only when armed
                            drain_armed_.exchange(false, std::memory_order_relaxed);
         lock.unlock();
+        if (idle) [[unlikely]] {
+            writing_queue_ = detail::OutputQueue();
+            std::vector<asio::const_buffer>().swap(buffers_);
+        }
         if (more) flush();
         else wake_session();
         if (drain) post_drain();
@@ -918,8 +955,7 @@ private:
     detail::OutputQueue pending_;
     detail::OutputQueue writing_queue_;
     std::vector<asio::const_buffer> buffers_;
-    std::size_t first_unwritten_ = 0;  // write_rest: the first of `buffers_` not wholly written
-    std::size_t written_before_ = 0;   // write_rest: bytes of the running write already written
+    std::size_t written_before_ = 0;  // write_rest: bytes of the running write already written
     std::size_t in_flight_ = 0;
     bool close_sent_ = false;
     bool pong_queued_ = false;  // `pending_` holds a pong
@@ -934,8 +970,9 @@ private:
     bool finished_ = false;
     bool awaiting_input_ = false;  // the session coroutine waits for input (see `hibernate`)
     bool hibernating_ = false;
+    bool wait_block_used_ = false;  // `wait_block_` holds the pending wait or yield
+    std::uint32_t first_unwritten_ = 0;  // write_rest: the first of `buffers_` not wholly written
     std::unique_ptr<MessageReader> reader_;  // null while at rest: lent to the loop's pool (`lend_message_buffer`)
-    detail::LoopBuffers* bulk_;  // the event loop's bulk read buffer and message buffer pool
     clock::time_point deadline_ = clock::time_point::max();
     clock::duration quiet_window_{};  // open: silence after which the watchdog acts (ping or idle close); 0: never
     std::unique_ptr<asio::steady_timer> session_signal_;  // wakes the session waiting for drain or resume
@@ -943,12 +980,12 @@ private:
     // Seldom touched.
     asio::ip::tcp::endpoint remote_;
     std::chrono::system_clock::time_point connect_system_;
-    std::unique_ptr<const std::string> subprotocol_;  // null: none agreed (most connections)
-    std::unique_ptr<const TlsInfo> tls_;  // null on plain TCP: 8 bytes there
+    std::unique_ptr<Agreed> agreed_;  // null on plain TCP without a subprotocol (most connections): 8 bytes there
     std::unique_ptr<std::string> owed_pong_;  // made by the first ping that arrives while a pong is still queued
     std::unique_ptr<CloseInfo> close_info_;  // made when the connection starts to end: the first reason wins
     std::vector<std::uint8_t> read_buffer_;  // conn thread: this connection's own while the loop's bulk one is busy
     typename detail::EventLoop<UserData>::Deadlines::Hook deadline_hook_;  // conn thread
+    alignas(void*) std::array<std::byte, detail::parked_wait_size> wait_block_;  // see `allocate_wait`
 };
 
 } // namespace swirl

@@ -584,15 +584,36 @@ private:
     // bytes read so far again), a refusal (written, then lingered on), a coroutine open handler, a response the
     // socket took only in part.
 
+    /// A standard allocator over a connection's wait memory (`Connection::allocate_wait`): what its readiness waits
+    /// and yields without a coroutine are made in, associated with their handlers.
+    template <class T>
+    struct WaitAllocator {
+        using value_type = T;
+
+        explicit WaitAllocator(Connection& c) noexcept : c(&c) {}
+        template <class U>
+        WaitAllocator(const WaitAllocator<U>& other) noexcept : c(other.c) {}  // NOLINT(google-explicit-constructor)
+
+        T* allocate(std::size_t n) { return static_cast<T*>(c->allocate_wait(n * sizeof(T), alignof(T))); }
+        void deallocate(T* p, std::size_t n) noexcept { c->deallocate_wait(p, n * sizeof(T)); }
+
+        template <class U>
+        bool operator==(const WaitAllocator<U>& other) const noexcept {
+            return c == other.c;
+        }
+
+        Connection* c;
+    };
+
     /// A readiness wait of a connection that keeps no coroutine (a new one's for its request, a parked one's for
-    /// input), in a block of its event loop's pool; `Next(host, c, ec)` goes on when it completes.
+    /// input), in the connection's own block (`WaitAllocator`); `Next(host, c, ec)` goes on when it completes.
     template <auto Next>
     struct Awaiting {
         SessionHost<UserData>* host;
         std::shared_ptr<Connection> c;
 
-        using allocator_type = BlockAllocator<void>;
-        allocator_type get_allocator() const noexcept { return allocator_type(c->loop_buffers().waits); }
+        using allocator_type = WaitAllocator<void>;
+        allocator_type get_allocator() const noexcept { return allocator_type(*c); }
 
         void operator()(std::error_code ec) { Next(*host, std::move(c), ec); }
     };
@@ -666,6 +687,8 @@ private:
                                                       std::string(bytes.substr(written)), have), asio::detached);
         }
         s.open_connection(req);
+        // A coroutine message handler's connection parks as hibernating: its coroutine starts with its first message.
+        if (!host.handlers.plain_message) c->start_hibernating();
         if (have != 0 || !s.template may_park<T>()) return spawn_resume<T>(host, std::move(c), {}, have);
         c->drop_own_read_buffer();
         pump<T>(host, std::move(c));
@@ -707,6 +730,11 @@ private:
 
     template <Transport T>
     static void park(SessionHost<UserData>& host, std::shared_ptr<Connection> c) {
+#if SWIRL_EDGE_WAIT
+        if constexpr (std::is_same_v<T, TcpTransport>)
+            static_assert(sizeof(EdgeReadWaitOp<Parked<T>, asio::io_context::executor_type>) <= parked_wait_size,
+                          "a parked connection's wait outgrew its block: make ParkedWaitProbe its shape again");
+#endif
         T& t = c->template transport<T>();
         t.async_wait(asio::socket_base::wait_read, Parked<T>{&host, std::move(c)});
     }
@@ -778,10 +806,10 @@ private:
             c->release_idle_buffers(idle_message_capacity);
             return park<T>(host, std::move(c));
         }
-        // More may be there: the loop's other ready connections run first (the yield, from the block pool too).
+        // More may be there: the loop's other ready connections run first (the yield, in the wait's block too).
         const auto executor = c->executor();
-        BlockPool& blocks = c->loop_buffers().waits;
-        asio::post(executor, asio::bind_allocator(BlockAllocator<void>(blocks),
+        const WaitAllocator<void> allocator(*c);
+        asio::post(executor, asio::bind_allocator(allocator,
                                                   [&host, c = std::move(c)]() mutable { pump<T>(host, std::move(c)); }));
     }
 

@@ -4,10 +4,8 @@
 #include <swirl/server/detail/block_pool.hpp>
 
 #include <cstdint>
-#include <memory>
 #include <vector>
 
-using swirl::detail::BlockAllocator;
 using swirl::detail::BlockPool;
 
 TEST_CASE("a block pool hands back the block last given back, and keeps at most max_free") {
@@ -34,20 +32,4 @@ TEST_CASE("a block pool leaves sizes above a block to the heap") {
     void* big = pool.allocate(BlockPool::block_size + 1);
     pool.deallocate(big, BlockPool::block_size + 1);
     CHECK(pool.free_blocks() == 0);
-}
-
-TEST_CASE("a block allocator allocates from its pool, and compares equal over the same pool") {
-    BlockPool pool, other;
-    BlockAllocator<int> ints(pool);
-    const BlockAllocator<double> doubles(ints);  // rebound: the same pool
-    CHECK(ints == doubles);
-    CHECK_FALSE(ints == BlockAllocator<int>(other));
-    int* p = ints.allocate(4);
-    ints.deallocate(p, 4);
-    CHECK(pool.free_blocks() == 1);
-    auto shared = std::allocate_shared<int>(ints, 7);  // control block and value fit in one block
-    CHECK(*shared == 7);
-    CHECK(pool.free_blocks() == 0);
-    shared.reset();
-    CHECK(pool.free_blocks() == 1);
 }

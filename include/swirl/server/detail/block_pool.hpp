@@ -1,9 +1,9 @@
 #pragma once
-/// Fixed-size memory blocks recycled on one event loop's thread, and a standard allocator over them: what a parked
-/// connection's readiness wait and the read loop's yield are allocated from (server/session.hpp). Asio's own
-/// per-thread cache hands out whatever larger block it holds (one left by a handshake costs a parked connection
-/// ~250 bytes more); here each wait takes a block of its own size, and a connection that parks and wakes again per
-/// message takes the block the last one gave back, so it allocates nothing.
+/// Fixed-size memory blocks recycled on one event loop's thread: a connection's readiness wait and the read loop's
+/// yield go here when the connection's own block is taken or too small (server/session.hpp). Asio's own per-thread
+/// cache hands out whatever larger block it holds (one left by a handshake costs a parked connection ~250 bytes
+/// more); here each wait takes a block of its own size, and a connection that parks and wakes again per message
+/// takes the block the last one gave back, so it allocates nothing.
 
 #include <cstddef>
 #include <new>
@@ -47,27 +47,6 @@ private:
     };
     Node* free_ = nullptr;
     std::size_t free_count_ = 0;
-};
-
-/// A standard allocator over a `BlockPool`, to associate with a handler (`asio::bind_allocator`, or a handler's
-/// `allocator_type`).
-template <class T>
-struct BlockAllocator {
-    using value_type = T;
-
-    explicit BlockAllocator(BlockPool& pool) noexcept : pool(&pool) {}
-    template <class U>
-    BlockAllocator(const BlockAllocator<U>& other) noexcept : pool(other.pool) {}  // NOLINT(google-explicit-constructor)
-
-    T* allocate(std::size_t n) { return static_cast<T*>(pool->allocate(n * sizeof(T))); }
-    void deallocate(T* p, std::size_t n) noexcept { pool->deallocate(p, n * sizeof(T)); }
-
-    template <class U>
-    bool operator==(const BlockAllocator<U>& other) const noexcept {
-        return pool == other.pool;
-    }
-
-    BlockPool* pool;
 };
 
 } // namespace swirl::detail

@@ -36,6 +36,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <system_error>
 #include <type_traits>
 #include <utility>
@@ -193,6 +194,23 @@ private:
     Handler handler_;
     asio::detail::handler_work<Handler, IoExecutor> work_;
 };
+#endif
+
+/// A handler shaped as a parked connection's (a pointer and a `std::shared_ptr`, server/session.hpp), to size the
+/// readiness wait a connection keeps a block of its own for.
+struct ParkedWaitProbe {
+    void* host;
+    std::shared_ptr<void> connection;
+    void operator()(std::error_code) {}
+};
+
+/// Bytes of a plain TCP socket's readiness wait with a parked connection's handler (112 on x86-64 with the edge
+/// wait). Without the edge wait, Asio's own wait operation, whose size this does not know: such waits come from
+/// the loop's pool.
+#if SWIRL_EDGE_WAIT
+inline constexpr std::size_t parked_wait_size = sizeof(EdgeReadWaitOp<ParkedWaitProbe, asio::io_context::executor_type>);
+#else
+inline constexpr std::size_t parked_wait_size = 0;
 #endif
 
 #if SWIRL_EDGE_WAIT
