@@ -15,7 +15,8 @@
 //              "subscribe idle<j>" (j = i, i + subscribers, ...; never published to), each answered "subscribed <topic>"
 //              before the measured run; the publisher (subscribed to nothing) sends "publish t<k % topics> <payload>"
 //              round-robin and the server sends <payload> to that topic's subscribers
-//   idle       opens --connections upgraded connections, holds them, reports the server's VmRSS growth per connection
+//   idle       opens --connections upgraded connections, holds them, reports the server's VmRSS growth per connection;
+//              with --exchange (implied by --deflate) each first exchanges one text message of --size bytes
 //
 // TLS (built with OpenSSL, LOADGEN_TLS=1): --tls runs every connection of modes echo, raw and handshake through a
 // non-blocking OpenSSL client on the same epoll loop (SSL_set_fd on the socket; WANT_READ/WANT_WRITE become epoll
@@ -114,6 +115,7 @@ struct Options {
     int topics = 1;              ///< pubsub: topics published to, round-robin ("t0", "t1", ...)
     int idle_topics = 0;         ///< pubsub: topics subscribed to but never published to ("idle0", ...)
     double hold = 1.0;           ///< idle mode: seconds to hold before reading RSS
+    bool exchange = false;       ///< idle mode: every connection exchanges one message before it is held
     std::string label;           ///< copied into the JSON line
     bool json = false;           ///< text messages are dispatcher requests {"class":"Index","action":"echo","content":"..."}
     bool tls = false;            ///< every connection speaks TLS (echo, raw, handshake)
@@ -129,7 +131,7 @@ struct Options {
     std::fprintf(status ? stderr : stdout,
                  "usage: loadgen --port P [--host H] [--path /] [--pid SERVER_PID] [--mode echo|raw|handshake|broadcast|pubsub|idle]\n"
                  "               [--connections N] [--size BYTES] [--depth N] [--binary] [--text] [--warmup S] [--duration S]\n"
-                 "               [--messages N] [--concurrency N] [--subscribers N] [--topics N] [--idle-topics N] [--hold S]\n"
+                 "               [--messages N] [--concurrency N] [--subscribers N] [--topics N] [--idle-topics N] [--hold S] [--exchange]\n"
                  "               [--label TEXT] [--json]\n"
                  "               [--tls [--tls-ca FILE]] [--no-upgrade]\n"
                  "               [--deflate [--deflate-offer EXTENSION] [--payloads N] [--seed N]]\n"
@@ -152,6 +154,7 @@ Options parse(int argc, char** argv) {
         if (a == "--tls") { o.tls = true; continue; }
         if (a == "--no-upgrade") { o.no_upgrade = true; continue; }
         if (a == "--deflate") { o.deflate = true; continue; }
+        if (a == "--exchange") { o.exchange = true; continue; }
         if (i + 1 >= argc) usage(2);
         const char* v = argv[++i];
         if (a == "--host") o.host = v;
@@ -1932,13 +1935,14 @@ int run_handshake(const Options& o) {
     return errors == 0 && measured > 0 ? 0 : 1;
 }
 
-/// --deflate, idle mode: sends one pooled message on `fd` and reads its echo (blocking, at most 10 s per wait), so the
-/// server has made whatever codecs a connection that has exchanged a message keeps. Exits on an error.
+/// Idle mode with --exchange or --deflate: sends one pooled message on `fd` and reads its echo (blocking, at most
+/// 10 s per wait), so the server holds whatever a connection that has exchanged a message keeps (its codecs, say).
+/// Exits on an error.
 void exchange_one(const Pool& pool, bool compressed, int fd, std::uint32_t id) {
     const Head h = make_pool_head(pool, false, compressed, id, 0);
     std::string out(reinterpret_cast<const char*>(h.bytes.data()), h.size);
     out.append(reinterpret_cast<const char*>(h.tail), h.tail_size);
-    const std::string what = std::string("idle --deflate: connection ").append(std::to_string(id));
+    const std::string what = std::string("idle --exchange: connection ").append(std::to_string(id));
     blocking_write(fd, out, what);
     std::string in;
     ServerFrame f = blocking_read_frame(fd, in, what);
@@ -1952,10 +1956,11 @@ void exchange_one(const Pool& pool, bool compressed, int fd, std::uint32_t id) {
 }
 
 /// Opens 100 connections (allocator warm-up), reads RSS, opens --connections more, holds, reads RSS again. With
-/// --deflate every connection first exchanges one compressed message (the codecs it keeps are then counted).
+/// --exchange every connection first exchanges one message (with --deflate, compressed: the codecs it keeps are then
+/// counted).
 int run_idle(const Options& o) {
     const auto addr = server_address(o);
-    const auto pool = o.deflate ? make_pool(o, "") : nullptr;
+    const auto pool = o.deflate || o.exchange ? make_pool(o, "") : nullptr;
     std::vector<int> fds;
     auto open = [&](std::uint32_t id) {
         fds.push_back(open_connection(o, addr, true));
