@@ -433,7 +433,8 @@ private:
 
     /// Conn thread: the session coroutine is (no longer) suspended in its wait for input, on plain TCP.
     void set_awaiting_input(bool awaiting) noexcept { awaiting_input_ = awaiting; }
-    /// Conn thread: asked to hibernate, and no message has reached the handler since.
+    /// Conn thread: asked to hibernate (or opened so, `start_hibernating`), and no message has reached the handler
+    /// since.
     bool hibernating() const noexcept { return hibernating_; }
     void end_hibernation() noexcept { hibernating_ = false; }
     /// Conn thread: opened without a coroutine, the connection starts as a hibernating one (server/session.hpp).
@@ -845,24 +846,32 @@ private:
             return;
         }
         const bool more = has_output_locked();
-        // All written, and it ended with a heartbeat ping to a peer silent for `ping_interval`: the connection is
-        // idle, so it gives back what its writes keep for the next message (a queue's own buffer, the gather list,
-        // the list of payloads taken over), as an idle connection that was never pinged holds none of it.
-        const bool idle = !more && awaiting_pong_;
-        if (idle) [[unlikely]]
-            pending_ = detail::OutputQueue();
         const std::size_t left = pending_.size() + (pong_owed_ ? owed_pong_->size() : 0);
         const bool drain = left <= settings().drain_below && status() == ConnectionStatus::active &&
                            drain_armed_.load(std::memory_order_relaxed) &&  // the locked exchange only when armed
                            drain_armed_.exchange(false, std::memory_order_relaxed);
         lock.unlock();
-        if (idle) [[unlikely]] {
-            writing_queue_ = detail::OutputQueue();
-            std::vector<asio::const_buffer>().swap(buffers_);
+        if (more) {
+            flush();
+        } else {
+            wake_session();
+            if (awaiting_pong_) [[unlikely]]
+                release_write_buffers();
         }
-        if (more) flush();
-        else wake_session();
         if (drain) post_drain();
+    }
+
+    /// Conn thread, all written, the last of it a heartbeat ping to a peer silent for `ping_interval`: the
+    /// connection is idle, so it gives back what its writes keep for the next message (a queue's own buffer, the
+    /// gather list, the list of payloads taken over), as an idle connection that was never pinged holds none of it.
+    /// Once per heartbeat, not per message.
+    __attribute__((noinline)) void release_write_buffers() {
+        {
+            std::lock_guard lock(mutex_);  // other threads may have queued meanwhile (writes start on this thread only)
+            if (pending_.empty() && !pong_owed_) pending_ = detail::OutputQueue();
+        }
+        writing_queue_ = detail::OutputQueue();
+        std::vector<asio::const_buffer>().swap(buffers_);
     }
 
     /// Wakes the session's `wait_drained` or `wait_resumed`, if it ever waited (each re-checks its condition).

@@ -577,12 +577,12 @@ private:
     }
 
     // --- Starting in place ---------------------------------------------------------------------------------------
-    // Most clients send their upgrade request at once, and most servers answer it with the RFC default or a plain
-    // hook: such a connection upgrades without a coroutine (a request not there yet is waited for with a pooled
-    // block, as a parked connection's input), then reads as a parked connection does. Whatever has to wait goes on
-    // in a coroutine from where this stopped: a request in pieces or a plain HTTP request (`run`, which parses the
-    // bytes read so far again), a refusal (written, then lingered on), a coroutine open handler, a response the
-    // socket took only in part.
+    // Most clients send their upgrade request at once, and most servers answer it with the RFC default or a plain hook:
+    // such a connection upgrades without a coroutine (a request not there yet is waited for in the connection's own
+    // block, as a parked connection's input), then reads as a parked connection does (with a coroutine message handler,
+    // as a hibernating one: see below). Whatever has to wait goes on in a coroutine from where this stopped: a request
+    // in pieces or a plain HTTP request (`run`, which parses the bytes read so far again), a refusal (written, then
+    // lingered on), a coroutine open handler, a response the socket took only in part.
 
     /// A standard allocator over a connection's wait memory (`Connection::allocate_wait`): what its readiness waits
     /// and yields without a coroutine are made in, associated with their handlers.
@@ -696,15 +696,16 @@ private:
 
     // --- Parking -------------------------------------------------------------------------------------------------
     // An open connection whose read would block keeps no coroutine when its message handler is a plain function: its
-    // session coroutine ends, and a readiness wait of ~100 bytes (from the loop's block pool) holds the connection.
+    // session coroutine ends, and a readiness wait of ~100 bytes (in the connection's own block) holds it.
     // When the peer sends, `pump` reads and handles the input as the read loop would, without a coroutine, and parks
     // again; whatever has to wait (a close handshake, a protocol error, a paused connection, a full output queue)
     // goes on in a coroutine (`spawn_resume`), which parks again once that is over. With a coroutine message handler
     // the session stays a coroutine (its wake-ups would otherwise allocate a coroutine each) until the connection has
     // been silent for a heartbeat interval: then it hibernates (`Connection::hibernate`) and parks as well, and a
-    // message for the handler starts a coroutine again, which stays until the next such silence. Over TLS: a wait
-    // there is a composed operation larger than a pooled block, so that a parked wss connection would allocate per
-    // message, to save ~1.6 KB of the ~46 KB that OpenSSL holds per connection.
+    // message for the handler starts a coroutine again, which stays until the next such silence. One opened in place
+    // starts that way, hibernating: its first message starts its coroutine. Over TLS: a wait there is a composed
+    // operation larger than the block, so that a parked wss connection would allocate per message, to save ~1.6 KB
+    // of the ~46 KB that OpenSSL holds per connection.
 
     /// At a read that would block: whether the connection parks instead of waiting in the coroutine.
     template <Transport T>

@@ -60,7 +60,8 @@ struct Settings {
     /// balancers that cut idle TCP (often at 60 s); any RFC 6455 client answers with a pong. On plain TCP, a
     /// connection whose message handler is a coroutine also hibernates then: its session coroutine ends (about
     /// 1.4 KB of frames) and it waits as a connection with a plain handler does, until its next message starts one
-    /// again (`Stats` counts `hibernations`). 0 also turns that off.
+    /// again (`Stats` counts `hibernations`). A connection upgraded without a coroutine (no coroutine open handler)
+    /// waits so for its first message too, whatever this is. 0 turns off the rest.
     std::chrono::milliseconds ping_interval{30000};
     /// A pinged peer that sends nothing (neither the pong nor anything else) for this long is dropped: `on_close`
     /// sees 1006 and the TCP connection is closed. Frees the slots of peers that vanished without a FIN.
