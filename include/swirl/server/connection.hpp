@@ -687,10 +687,11 @@ private:
             reader_ = loop_->buffers.readers.take(ReaderLimits{settings().max_frame_size, settings().max_message_size});
             reader_->set_compression(deflate_ != nullptr);  // pooled readers serve connections with and without
         }
-        if (reader_->in_message() || loop_->buffers.messages.next_capacity() <= reader_->buffer_capacity()) return *reader_;
-        std::string buffer = loop_->buffers.messages.take();
+        detail::BufferPool& messages = loop_->buffers.messages;
+        if (reader_->in_message() || messages.next_capacity() <= reader_->buffer_capacity()) return *reader_;
+        std::string buffer = messages.take();
         reader_->adopt_buffer(buffer);
-        loop_->buffers.messages.give(std::move(buffer));  // the reader's smaller one
+        messages.give(std::move(buffer));  // the reader's smaller one
         return *reader_;
     }
 
@@ -829,8 +830,9 @@ private:
         count_out(n);
         // The written queue's buffer goes back to the loop's pool (the next frames queued on the loop take it), so
         // that an idle connection holds no output buffer; one the pool has no room for is kept up to 64 KiB.
-        writing_queue_.clear(std::numeric_limits<std::size_t>::max(), &loop_->buffers.messages);
-        if (loop_->buffers.output.accepts(writing_queue_.capacity())) loop_->buffers.output.give(writing_queue_.take_buffer());
+        detail::LoopBuffers& pools = loop_->buffers;
+        writing_queue_.clear(std::numeric_limits<std::size_t>::max(), &pools.messages);
+        if (pools.output.accepts(writing_queue_.capacity())) pools.output.give(writing_queue_.take_buffer());
         else writing_queue_.clear();
         std::unique_lock lock(mutex_);
         writing_ = false;

@@ -208,7 +208,8 @@ struct ParkedWaitProbe {
 /// wait). Without the edge wait, Asio's own wait operation, whose size this does not know: such waits come from
 /// the loop's pool.
 #if SWIRL_EDGE_WAIT
-inline constexpr std::size_t parked_wait_size = sizeof(EdgeReadWaitOp<ParkedWaitProbe, asio::io_context::executor_type>);
+inline constexpr std::size_t parked_wait_size =
+    sizeof(EdgeReadWaitOp<ParkedWaitProbe, asio::io_context::executor_type>);
 #else
 inline constexpr std::size_t parked_wait_size = 0;
 #endif
