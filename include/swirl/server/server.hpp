@@ -314,9 +314,9 @@ public:
     PushResult push(ConnectionId id, std::string_view data, Opcode opcode = Opcode::text, bool fin = true, bool compress = true) {
         detail::EventLoop<UserData>& loop = loop_of(id);
         std::lock_guard lock(loop.registry_mutex);
-        const auto it = loop.connections.find(id);
-        if (it == loop.connections.end()) return {PushStatus::no_such_connection};
-        return it->second->send(data, opcode, fin, compress);
+        const auto c = loop.connections.find(id);
+        if (!c) return {PushStatus::no_such_connection};
+        return (*c)->send(data, opcode, fin, compress);
     }
 
     bool ping(ConnectionId id, std::string_view payload = {}) {
@@ -363,8 +363,8 @@ public:
     std::shared_ptr<Connection> find(ConnectionId id) const {
         const detail::EventLoop<UserData>& loop = loop_of(id);
         std::lock_guard lock(loop.registry_mutex);
-        const auto it = loop.connections.find(id);
-        return it == loop.connections.end() ? nullptr : it->second;
+        const auto c = loop.connections.find(id);
+        return c ? *c : nullptr;
     }
 
     /// Ids of every current connection (any status).
@@ -373,7 +373,7 @@ public:
         ids.reserve(connection_count());
         for (const auto& loop : loops_) {
             std::lock_guard lock(loop->registry_mutex);
-            for (const auto& [id, c] : loop->connections) ids.push_back(id);
+            for (const auto& c : loop->connections) ids.push_back(c->id());
         }
         return ids;
     }
@@ -396,7 +396,7 @@ public:
         std::size_t queued = 0;
         for (const auto& loop : loops_) {  // one shard at a time; its lock is not taken by any connection's own lock
             std::lock_guard lock(loop->registry_mutex);
-            for (const auto& [id, c] : loop->connections)
+            for (const auto& c : loop->connections)
                 if (c->is_established() && c->send_shared(message)) ++queued;
         }
         return queued;
@@ -448,7 +448,7 @@ public:
             loop->counters.read_into(l);
             {
                 std::lock_guard lock(loop->registry_mutex);
-                for (const auto& [id, c] : loop->connections) {
+                for (const auto& c : loop->connections) {
                     switch (c->status()) {
                     case ConnectionStatus::connection: ++l.connecting; break;
                     case ConnectionStatus::handshake: ++l.handshaking; break;
@@ -549,7 +549,7 @@ private:
         all.reserve(connection_count());
         for (const auto& loop : loops_) {
             std::lock_guard lock(loop->registry_mutex);
-            for (const auto& [id, c] : loop->connections) all.push_back(c);
+            for (const auto& c : loop->connections) all.push_back(c);
         }
         return all;
     }
@@ -824,7 +824,7 @@ private:
             try {
                 c = std::make_shared<Connection>(*this, loop.next_id(), std::move(transport), peer, loop);
                 std::lock_guard lock(loop.registry_mutex);
-                loop.connections.emplace(c->id(), c);
+                loop.connections.insert(c);
             } catch (const std::exception& e) {
                 connection_count_.fetch_sub(1, std::memory_order_relaxed);
                 log(LogLevel::error, "connection setup failed: {}", e.what());

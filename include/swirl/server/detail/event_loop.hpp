@@ -7,6 +7,7 @@
 /// it under the lock. Publishing to a loop from another thread hands the delivery to that loop: each loop queues
 /// frames to its own connections, and no lock is held while it does.
 
+#include <swirl/server/detail/connection_table.hpp>
 #include <swirl/server/detail/loop_buffers.hpp>
 #include <swirl/server/detail/timing_wheel.hpp>
 #include <swirl/server/detail/topic_index.hpp>
@@ -21,7 +22,6 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <unordered_map>
 #include <vector>
 
 namespace swirl {
@@ -102,7 +102,7 @@ struct EventLoop {
 
     // Declared after the context: connections left at destruction close their sockets before it goes.
     mutable std::mutex registry_mutex;
-    std::unordered_map<std::uint64_t, std::shared_ptr<Connection>> connections;
+    ConnectionTable<Connection> connections;
     /// This loop's thread only: connections with output to flush at the loop's next turn (`Connection::post_flush`),
     /// and the list being flushed.
     std::vector<std::shared_ptr<Connection>> to_flush, flushing;
