@@ -281,7 +281,7 @@ public:
             while (cut > 0 && (static_cast<unsigned char>(reason[cut]) & 0xC0) == 0x80) --cut;
             reason = reason.substr(0, cut);
         }
-        std::unique_lock lock(mutex_);
+        detail::SmallLock lock(mutex_);
         if (status() != ConnectionStatus::active) return false;
         begin_close_locked(code, reason, true);
         lock.unlock();
@@ -473,8 +473,9 @@ private:
     /// Any thread: the drain handler, if any, runs soon on the connection's thread (defined in server.hpp).
     void post_drain();
 
-    /// A data frame queued counts as a message out.
-    PushResult counted(PushResult r, Opcode opcode) noexcept {
+    /// A data frame queued counts as a message out. Inline: GCC 12 otherwise keeps its counting part a call on
+    /// every reply.
+    __attribute__((always_inline)) PushResult counted(PushResult r, Opcode opcode) noexcept {
         if (r && !is_control(opcode)) {
             // A reply from a handler, a publish on the loop: counted without a locked add.
             if (on_own_thread()) loop_->counters.messages_out_here.add();
@@ -549,7 +550,7 @@ private:
 
     template <class Append>
     PushResult enqueue(Append&& append) {
-        std::unique_lock lock(mutex_);
+        detail::SmallLock lock(mutex_);
         if (status() != ConnectionStatus::active) return {PushStatus::not_open};
         if (pending_.size() + in_flight_ >= settings().max_output_buffer) {
             if (settings().backpressure == BackpressurePolicy::close_connection) {
@@ -577,7 +578,7 @@ private:
     /// ping replaces (RFC 6455 §5.5.3 lets only the most recent ping be answered). A peer that pings without
     /// reading thus makes the server hold at most three pongs (one written, one queued, one owed), never a queue.
     void answer_ping(std::string_view payload) {
-        std::unique_lock lock(mutex_);
+        detail::SmallLock lock(mutex_);
         if (close_sent_) return;
         if (!pong_queued_) {
             pending_.append_frame(Opcode::pong, true, payload);
@@ -734,7 +735,7 @@ private:
     /// only what the socket did not take: a copy, or `owner` itself (the string `payload` views) when given.
     /// False when the frame must be queued instead.
     bool write_through(Opcode opcode, bool fin, std::string_view payload, std::string* owner = nullptr) {
-        std::unique_lock lock(mutex_);
+        detail::SmallLock lock(mutex_);
         if (status() != ConnectionStatus::active || writing_ || has_output_locked() || write_failed_) return false;
         std::uint8_t header[max_frame_header_size];
         const std::size_t header_size = encode_unmasked_header(header, opcode, fin, payload.size());
@@ -777,7 +778,7 @@ private:
     /// Conn thread: writes everything pending in one gather write, unless a write is running. What the socket
     /// takes at once is written right here; only a remainder waits for Asio.
     void flush() {
-        std::unique_lock lock(mutex_);
+        detail::SmallLock lock(mutex_);
         flush_posted_ = false;
         if (writing_ || write_failed_) return;
         take_pong_locked();
@@ -834,7 +835,7 @@ private:
         writing_queue_.clear(std::numeric_limits<std::size_t>::max(), &pools.messages);
         if (pools.output.accepts(writing_queue_.capacity())) pools.output.give(writing_queue_.take_buffer());
         else writing_queue_.clear();
-        std::unique_lock lock(mutex_);
+        detail::SmallLock lock(mutex_);
         writing_ = false;
         in_flight_ = 0;
         if (ec) {

@@ -65,10 +65,16 @@ public:
             state_.store(0, std::memory_order_relaxed);
             return;
         }
-        if (state_.exchange(0, std::memory_order_release) == 2) state_.notify_one();
+        if (state_.exchange(0, std::memory_order_release) == 2) wake_one();
     }
 
 private:
+    /// Out of line: the common `unlock` (nobody waiting) stays a few instructions where it is called.
+#if defined(__GNUC__)
+    __attribute__((noinline))
+#endif
+    void wake_one() noexcept { state_.notify_one(); }
+
     void lock_contended() noexcept {
         // A holder usually leaves within a few hundred cycles: spin a little before sleeping.
         for (int i = 0; i < 64; ++i) {
@@ -85,6 +91,27 @@ private:
     }
 
     std::atomic<std::uint32_t> state_{0};
+};
+
+/// `std::unique_lock` for a `SmallMutex`, less what the write path does not use: it locks at once, and `unlock()`
+/// may end it early, once. Without `std::unique_lock::unlock`'s check for a lock not held (which throws), the
+/// compiler keeps the unlock inline where `std::unique_lock`'s stayed a call.
+class SmallLock {
+public:
+    explicit SmallLock(SmallMutex& m) noexcept : m_(&m) { m.lock(); }
+    SmallLock(const SmallLock&) = delete;
+    SmallLock& operator=(const SmallLock&) = delete;
+    ~SmallLock() {
+        if (m_) m_->unlock();
+    }
+
+    void unlock() noexcept {
+        m_->unlock();
+        m_ = nullptr;
+    }
+
+private:
+    SmallMutex* m_;
 };
 
 } // namespace swirl::detail
