@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+using swirl::detail::SmallLock;
 using swirl::detail::SmallMutex;
 
 TEST_CASE("small mutex: alone, with plain stores; held as a second thread starts, which waits for it") {
@@ -57,4 +58,39 @@ TEST_CASE("small mutex: excludes between threads") {
         });
     for (auto& t : threads) t.join();
     CHECK(counter == 400000);
+}
+
+TEST_CASE("small lock: holds its mutex to the end of its scope, or until unlock(); its unlock wakes a waiter") {
+    SmallMutex m;
+    {
+        SmallLock lock(m);
+        CHECK_FALSE(m.try_lock());
+    }
+    REQUIRE(m.try_lock());  // given back at the end of the scope
+    m.unlock();
+    {
+        SmallLock lock(m);
+        lock.unlock();
+        REQUIRE(m.try_lock());  // given back early, and not again at the end of the scope
+    }
+    CHECK_FALSE(m.try_lock());  // still held: the scope's end left the lock taken above alone
+    m.unlock();
+
+    // A thread waits (marks the mutex contended and sleeps) while a SmallLock holds it; unlock() wakes it.
+    std::atomic<bool> took{false};
+    std::thread other;
+    {
+        SmallLock lock(m);
+        other = std::thread([&] {
+            SmallLock inner(m);
+            took.store(true);
+        });
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        CHECK_FALSE(took.load());
+        lock.unlock();
+        other.join();
+    }
+    CHECK(took.load());
+    REQUIRE(m.try_lock());
+    m.unlock();
 }
