@@ -40,20 +40,14 @@ public:
     /// Adds `c`, whose id must not be in the table yet. May allocate (std::bad_alloc leaves the table as it was).
     void insert(std::shared_ptr<C> c) {
         if ((size_ + 1) * 4 > capacity() * 3) rehash(capacity() ? capacity() * 2 : min_capacity);
-        std::size_t i = home(c->id());
-        while (slots_[i]) i = (i + 1) & mask_;
-        slots_[i] = std::move(c);
+        place(std::move(c));
         ++size_;
     }
 
     /// The connection with `id`, or null.
     const std::shared_ptr<C>* find(Id id) const noexcept {
-        if (size_ == 0) return nullptr;
-        for (std::size_t i = home(id);; i = (i + 1) & mask_) {
-            const std::shared_ptr<C>& s = slots_[i];
-            if (!s) return nullptr;
-            if (s->id() == id) return &s;
-        }
+        const std::size_t i = slot_of(id);
+        return i == npos ? nullptr : &slots_[i];
     }
 
     bool contains(Id id) const noexcept { return find(id) != nullptr; }
@@ -61,12 +55,8 @@ public:
     /// Removes the connection with `id`; false when there was none. Gives memory back once the table is at most
     /// 1/16 full (a burst of connections that has ended), which may allocate; if that fails the table stays large.
     bool erase(Id id) noexcept {
-        if (size_ == 0) return false;
-        std::size_t hole = home(id);
-        for (;; hole = (hole + 1) & mask_) {
-            if (!slots_[hole]) return false;
-            if (slots_[hole]->id() == id) break;
-        }
+        std::size_t hole = slot_of(id);
+        if (hole == npos) return false;
         slots_[hole].reset();
         --size_;
         // Backward shift: each later entry of the run that may live at the hole (its home is not within
@@ -137,12 +127,26 @@ private:
         std::swap(slots_, slots);
         mask_ = n - 1;
         shift_ = 64 - std::countr_zero(n);
-        for (std::size_t k = 0; k < old_capacity; ++k) {
-            if (!slots[k]) continue;
-            std::size_t i = home(slots[k]->id());
-            while (slots_[i]) i = (i + 1) & mask_;
-            slots_[i] = std::move(slots[k]);
+        for (std::size_t k = 0; k < old_capacity; ++k)
+            if (slots[k]) place(std::move(slots[k]));
+    }
+
+    static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+
+    /// The slot holding the connection with `id`, or `npos`.
+    std::size_t slot_of(Id id) const noexcept {
+        if (size_ == 0) return npos;
+        for (std::size_t i = home(id);; i = (i + 1) & mask_) {
+            if (!slots_[i]) return npos;
+            if (slots_[i]->id() == id) return i;
         }
+    }
+
+    /// Puts `c` into the first free slot of its probe run (the array has one).
+    void place(std::shared_ptr<C> c) noexcept {
+        std::size_t i = home(c->id());
+        while (slots_[i]) i = (i + 1) & mask_;
+        slots_[i] = std::move(c);
     }
 
     std::unique_ptr<std::shared_ptr<C>[]> slots_;
