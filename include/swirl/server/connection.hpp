@@ -581,6 +581,7 @@ private:
         detail::SmallLock lock(mutex_);
         if (close_sent_) return;
         if (!pong_queued_) {
+            borrow_output_buffer(pending_, true);
             pending_.append_frame(Opcode::pong, true, payload);
             pong_queued_ = true;
             pong_owed_ = false;  // an owed pong answered an older ping
@@ -608,6 +609,7 @@ private:
         close_sent_ = true;
         settle_close_info_locked({code, std::string(reason), by_server, false});
         take_pong_locked();  // a pong owed goes before the close frame, which nothing may follow
+        borrow_output_buffer(pending_, false);  // on the loop's thread: the pool's buffer, not an allocation
         pending_.append_frame(Opcode::close, true, close_payload(code, reason));
         schedule_flush_locked();
     }
@@ -788,10 +790,19 @@ private:
         in_flight_ = writing_queue_.size();
         writing_ = true;
         lock.unlock();
-        gather();
         std::error_code ec;
-        const std::size_t written = write_now(buffers_, ec);
-        if (ec || written == in_flight_) return on_written(ec, written);
+        std::size_t written = 0;
+        if (writing_queue_.held_count() == 0) {  // the usual case, copied frames only: one piece, no gather list
+            const std::string_view bytes = writing_queue_.flat_bytes();
+            const asio::const_buffer piece(bytes.data(), bytes.size());
+            written = write_now(std::span(&piece, 1), ec);
+            if (ec || written == in_flight_) return on_written(ec, written);
+            gather();  // `write_rest` goes on from the gather list
+        } else {
+            gather();
+            written = write_now(buffers_, ec);
+            if (ec || written == in_flight_) return on_written(ec, written);
+        }
         write_rest(written);
     }
 

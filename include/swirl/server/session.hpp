@@ -720,9 +720,11 @@ private:
         return may_park<T>() && !(settings_.pause_reading_above != 0 && c_.unsent() > settings_.pause_reading_above);
     }
 
-    /// A parked connection's wait for input ended: pump it, or end the session in a coroutine.
+    /// A parked connection's wait for input ended: pump it, or end the session in a coroutine. `input_ready`, `pump`
+    /// and `park` take the connection's `shared_ptr` by reference, from the completed wait's handler (which holds it
+    /// until they return), and move it only into what comes next: no reference count moved per hop.
     template <Transport T>
-    static void input_ready(SessionHost<UserData>& host, std::shared_ptr<Connection> c, std::error_code ec) {
+    static void input_ready(SessionHost<UserData>& host, std::shared_ptr<Connection>&& c, std::error_code ec) {
         if (ec) return spawn_resume<T>(host, std::move(c), ec);
         pump<T>(host, std::move(c));
     }
@@ -730,7 +732,7 @@ private:
     using Parked = Awaiting<&input_ready<T>>;
 
     template <Transport T>
-    static void park(SessionHost<UserData>& host, std::shared_ptr<Connection> c) {
+    static void park(SessionHost<UserData>& host, std::shared_ptr<Connection>&& c) {
 #if SWIRL_EDGE_WAIT
         if constexpr (std::is_same_v<T, TcpTransport>)
             static_assert(sizeof(EdgeReadWaitOp<Parked<T>, asio::io_context::executor_type>) <= parked_wait_size,
@@ -743,7 +745,7 @@ private:
     /// The read loop's turn for a parked connection that may have input: one read, handled; then a yield when more
     /// may be there, or parked again.
     template <Transport T>
-    static void pump(SessionHost<UserData>& host, std::shared_ptr<Connection> c) {
+    static void pump(SessionHost<UserData>& host, std::shared_ptr<Connection>&& c) {
         Session s(host, *c);
         if (!s.template pumpable<T>()) return spawn_resume<T>(host, std::move(c), {});
         T& t = c->template transport<T>();

@@ -64,6 +64,8 @@ public:
     /// Bytes copied into the flat buffer (frames and headers), and payloads held outside it.
     std::size_t flat_size() const noexcept { return used_; }
     std::size_t held_count() const noexcept { return held_.size(); }
+    /// The whole queue when it holds nothing outside its flat buffer (`held_count() == 0`): one piece to write.
+    std::string_view flat_bytes() const noexcept { return {flat_.data(), used_}; }
 
     /// The flat buffer's capacity: what the queue holds for frames to come.
     std::size_t capacity() const noexcept { return flat_.capacity(); }
