@@ -12,6 +12,29 @@
 using swirl::detail::SmallLock;
 using swirl::detail::SmallMutex;
 
+namespace {
+
+/// With `m` held by the caller, a thread that takes it must find it held and wait (it marks it contended and
+/// sleeps), and `release()`, no longer alone, must wake it.
+template <class Release>
+void check_release_wakes_waiter(SmallMutex& m, Release release) {
+    std::atomic<bool> took{false};
+    std::thread other([&] {
+        SmallLock inner(m);
+        took.store(true);
+    });
+    CHECK_FALSE(swirl::detail::process_single_threaded());
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    CHECK_FALSE(took.load());
+    release();
+    other.join();
+    CHECK(took.load());
+    REQUIRE(m.try_lock());
+    m.unlock();
+}
+
+} // namespace
+
 TEST_CASE("small mutex: alone, with plain stores; held as a second thread starts, which waits for it") {
 #if defined(SWIRL_HAS_LIBC_SINGLE_THREADED)
     REQUIRE(swirl::detail::process_single_threaded());  // nothing in this executable started a thread yet
@@ -26,23 +49,9 @@ TEST_CASE("small mutex: alone, with plain stores; held as a second thread starts
     CHECK_FALSE(m.try_lock());
     m.unlock();
 
-    // Taken alone, still held when a thread starts: the thread must find it held and wait (it marks it contended
-    // and sleeps), and the unlock, no longer alone, must wake it.
+    // Taken alone, still held when a thread starts: its unlock must wake the thread.
     m.lock();
-    std::atomic<bool> took{false};
-    std::thread other([&] {
-        m.lock();
-        took.store(true);
-        m.unlock();
-    });
-    CHECK_FALSE(swirl::detail::process_single_threaded());
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    CHECK_FALSE(took.load());
-    m.unlock();
-    other.join();
-    CHECK(took.load());
-    REQUIRE(m.try_lock());
-    m.unlock();
+    check_release_wakes_waiter(m, [&] { m.unlock(); });
 }
 
 TEST_CASE("small mutex: excludes between threads") {
@@ -76,21 +85,7 @@ TEST_CASE("small lock: holds its mutex to the end of its scope, or until unlock(
     CHECK_FALSE(m.try_lock());  // still held: the scope's end left the lock taken above alone
     m.unlock();
 
-    // A thread waits (marks the mutex contended and sleeps) while a SmallLock holds it; unlock() wakes it.
-    std::atomic<bool> took{false};
-    std::thread other;
-    {
-        SmallLock lock(m);
-        other = std::thread([&] {
-            SmallLock inner(m);
-            took.store(true);
-        });
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        CHECK_FALSE(took.load());
-        lock.unlock();
-        other.join();
-    }
-    CHECK(took.load());
-    REQUIRE(m.try_lock());
-    m.unlock();
+    // Held by a SmallLock: its unlock() must wake a waiting thread.
+    SmallLock lock(m);
+    check_release_wakes_waiter(m, [&] { lock.unlock(); });
 }
