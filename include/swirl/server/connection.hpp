@@ -608,8 +608,8 @@ private:
         status_.store(ConnectionStatus::closing, std::memory_order_release);
         close_sent_ = true;
         settle_close_info_locked({code, std::string(reason), by_server, false});
-        borrow_output_buffer(pending_, false);  // on the loop's thread: the pool's buffer, not an allocation
         take_pong_locked();  // a pong owed goes before the close frame, which nothing may follow
+        borrow_output_buffer(pending_, false);  // on the loop's thread: the pool's buffer, not an allocation
         pending_.append_frame(Opcode::close, true, close_payload(code, reason));
         schedule_flush_locked();
     }
@@ -790,17 +790,19 @@ private:
         in_flight_ = writing_queue_.size();
         writing_ = true;
         lock.unlock();
-        // The usual case, copied frames only, is one piece: the gather list is filled only for held payloads, or for
-        // `write_rest` to go on from after a partial write.
-        const bool one_piece = writing_queue_.held_count() == 0;
-        const std::string_view flat = writing_queue_.flat_bytes();
-        const asio::const_buffer piece(flat.data(), flat.size());
-        if (!one_piece) gather();
         std::error_code ec;
-        using Pieces = std::span<const asio::const_buffer>;
-        const std::size_t written = write_now(one_piece ? Pieces(&piece, 1) : Pieces(buffers_), ec);
-        if (ec || written == in_flight_) return on_written(ec, written);
-        if (one_piece) gather();
+        std::size_t written = 0;
+        if (writing_queue_.held_count() == 0) {  // the usual case, copied frames only: one piece, no gather list
+            const std::string_view bytes = writing_queue_.flat_bytes();
+            const asio::const_buffer piece(bytes.data(), bytes.size());
+            written = write_now(std::span(&piece, 1), ec);
+            if (ec || written == in_flight_) return on_written(ec, written);
+            gather();  // `write_rest` goes on from the gather list
+        } else {
+            gather();
+            written = write_now(buffers_, ec);
+            if (ec || written == in_flight_) return on_written(ec, written);
+        }
         write_rest(written);
     }
 
