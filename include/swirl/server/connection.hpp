@@ -306,6 +306,7 @@ public:
 private:
     friend class Server<UserData>;
     friend class detail::Session<UserData>;
+    friend struct detail::EventLoop<UserData>;
 
     /// What the handshakes agreed on, when they agreed on anything: kept out of line, as most connections have none.
     struct Agreed {
@@ -321,6 +322,13 @@ private:
     void close_transport() {
         std::error_code ignored;
         detail::visit_transport(transport_, [&](auto& t) { t.close(ignored); });
+    }
+    /// Lets go of a reader parked on the transport without calling it (`TcpTransport::drop_parked`): for the event
+    /// loop's teardown, with the registry still holding the connection.
+    void drop_parked() noexcept {
+        detail::visit_transport(transport_, [](auto& t) {
+            if constexpr (requires { t.drop_parked(); }) t.drop_parked();
+        });
     }
 
     /// The connection's own small read buffer (the HTTP phase; reads while the loop's bulk buffer is lent out).

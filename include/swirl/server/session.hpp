@@ -730,15 +730,20 @@ private:
     }
     template <Transport T>
     using Parked = Awaiting<&input_ready<T>>;
+    /// `input_ready` as a parked reader's callback (`TcpTransport::park`).
+    template <Transport T>
+    static void parked_input(void* host, std::shared_ptr<void>&& c, std::error_code ec) {
+        input_ready<T>(*static_cast<SessionHost<UserData>*>(host), std::static_pointer_cast<Connection>(std::move(c)),
+                       ec);
+    }
 
+    /// Waits for input without a coroutine: parked on the socket itself where it can be, otherwise a readiness wait
+    /// in the connection's wait memory.
     template <Transport T>
     static void park(SessionHost<UserData>& host, std::shared_ptr<Connection>&& c) {
-#if SWIRL_EDGE_WAIT
-        if constexpr (std::is_same_v<T, TcpTransport>)
-            static_assert(sizeof(EdgeReadWaitOp<Parked<T>, asio::io_context::executor_type>) <= parked_wait_size,
-                          "a parked connection's wait outgrew its block: make ParkedWaitProbe its shape again");
-#endif
         T& t = c->template transport<T>();
+        if constexpr (requires { t.park(&parked_input<T>, &host, c); })
+            if (t.park(&parked_input<T>, &host, c)) return;
         t.async_wait(asio::socket_base::wait_read, Parked<T>{&host, std::move(c)});
     }
 

@@ -22,6 +22,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <system_error>
 #include <utility>
@@ -78,6 +79,16 @@ public:
         if (type == asio::socket_base::wait_read) return socket_.async_wait_readable(std::forward<Token>(token));
         return socket_.async_wait(type, std::forward<Token>(token));
     }
+
+    /// Parks the reader on the socket without a wait operation (server/detail/edge_socket.hpp, `ParkedReader`):
+    /// `callback(host, owner, ec)` runs once input may have arrived. False when it cannot park now: then
+    /// `async_wait(wait_read, …)`.
+    template <class Owner>
+    bool park(detail::ParkedReader::Callback callback, void* host, std::shared_ptr<Owner>& owner) {
+        return socket_.park(callback, host, owner);
+    }
+    /// Lets go of a parked reader without calling it (a loop torn down with connections parked).
+    void drop_parked() noexcept { socket_.drop_parked(); }
 
     void shutdown_send(std::error_code& ec) { socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec); }
     void close(std::error_code& ec) { socket_.close(ec); }

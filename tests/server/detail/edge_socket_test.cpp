@@ -100,10 +100,12 @@ using namespace std::chrono_literals;
 
 /// A connected pair on 127.0.0.1: `ours` is an EdgeSocket on `ctx`, `peer` a plain socket.
 struct Pair {
-    asio::io_context ctx{1};
+    asio::io_context ctx;
     asio::ip::tcp::socket peer{ctx};
     std::optional<EdgeSocket> ours;
-    Pair() {
+    /// `concurrency_hint`: 1 has Asio lock each socket; `ASIO_CONCURRENCY_HINT_UNSAFE_IO`, as the server's loops,
+    /// does not (and only then may a reader park).
+    explicit Pair(int concurrency_hint = 1) : ctx(concurrency_hint) {
         asio::ip::tcp::acceptor acceptor(ctx, {asio::ip::make_address("127.0.0.1"), 0});
         peer.connect(acceptor.local_endpoint());
         ours.emplace(acceptor.accept());
@@ -271,6 +273,178 @@ TEST_CASE("a full read leaves the socket to be read again; end of input and clos
     REQUIRE(q.run_until([&] { return done; }));
     CHECK(aborted == asio::error::operation_aborted);
 }
+
+#if SWIRL_EDGE_WAIT
+namespace {
+
+/// What a parked reader's callback saw (`ParkedReader::Callback`): `host` points at one of these.
+struct ParkedCall {
+    int calls = 0;
+    std::error_code ec;
+    std::shared_ptr<void> owner;
+
+    static void record(void* host, std::shared_ptr<void>&& owner, std::error_code ec) {
+        auto& call = *static_cast<ParkedCall*>(host);
+        ++call.calls;
+        call.ec = ec;
+        call.owner = std::move(owner);
+    }
+};
+
+/// Runs `p`'s context for ~`span`, with nothing else to wait for (the reactor still sees every edge).
+void run_for(Pair& p, std::chrono::milliseconds span) {
+    const auto guard = asio::make_work_guard(p.ctx);
+    for (auto left = span; left > 0ms; left -= 10ms) {
+        p.ctx.restart();
+        p.ctx.run_for(10ms);
+    }
+}
+
+} // namespace
+
+TEST_CASE("a parked reader is called once data arrives, with its owner, and only then") {
+    uncounted_thread = std::thread::id{};
+    Pair p(ASIO_CONCURRENCY_HINT_UNSAFE_IO);
+    p.settle();
+    ParkedCall call;
+    auto owner = std::make_shared<int>(7);
+    const std::weak_ptr<int> watch = owner;
+    REQUIRE(p.ours->park(&ParkedCall::record, &call, owner));
+    CHECK(p.ours->parked());
+    CHECK(owner == nullptr);      // the socket holds it meanwhile
+    CHECK_FALSE(watch.expired());
+    p.ctx.restart();
+    p.ctx.poll();
+    CHECK_FALSE(p.ctx.stopped());  // a parked reader is outstanding work, as a pending wait is
+    run_for(p, 100ms);
+    CHECK(call.calls == 0);
+
+    const long before = counted.recv.load();
+    asio::write(p.peer, asio::buffer("hello", 5));
+    REQUIRE(p.run_until([&] { return call.calls != 0; }));
+    CHECK(call.calls == 1);
+    CHECK_FALSE(call.ec);
+    CHECK(call.owner.get() == watch.lock().get());
+    CHECK_FALSE(p.ours->parked());
+    std::array<char, 64> buf{};
+    std::error_code ec;
+    CHECK(p.ours->read_some(asio::buffer(buf), ec) == 5);
+    CHECK(std::string_view(buf.data(), 5) == "hello");
+    CHECK_FALSE(p.ours->may_have_input());  // a short read drained it, as after a wait
+    CHECK(counted.recv.load() - before == 1);
+
+    // Parks again, and the end of input calls it too (and says so: the next read does not stop at a short one).
+    owner = std::static_pointer_cast<int>(std::move(call.owner));
+    REQUIRE(p.ours->park(&ParkedCall::record, &call, owner));
+    p.peer.shutdown(asio::ip::tcp::socket::shutdown_send);
+    REQUIRE(p.run_until([&] { return call.calls == 2; }));
+    CHECK_FALSE(call.ec);
+    p.ours->read_some(asio::buffer(buf), ec);
+    CHECK(ec == asio::error::eof);
+}
+
+TEST_CASE("a reader does not park over an edge the reactor saw since the socket was drained, nor with socket locks") {
+    uncounted_thread = std::thread::id{};
+    SUBCASE("an edge since the last empty read: a wait completes at once instead") {
+        Pair p(ASIO_CONCURRENCY_HINT_UNSAFE_IO);
+        p.settle();
+        asio::write(p.peer, asio::buffer("x", 1));
+        std::this_thread::sleep_for(20ms);
+        run_for(p, 20ms);  // the reactor sees the edge, with nothing waiting
+        ParkedCall call;
+        auto owner = std::make_shared<int>(1);
+        CHECK_FALSE(p.ours->park(&ParkedCall::record, &call, owner));
+        CHECK(owner != nullptr);  // left as it was
+        CHECK_FALSE(p.ours->parked());
+        REQUIRE(p.wait_readable());
+    }
+    SUBCASE("Asio's per-socket locks") {
+        Pair p(1);
+        p.settle();
+        ParkedCall call;
+        auto owner = std::make_shared<int>(1);
+        CHECK_FALSE(p.ours->park(&ParkedCall::record, &call, owner));
+        CHECK(owner != nullptr);
+    }
+}
+
+TEST_CASE("closing or cancelling the socket calls a parked reader with operation_aborted; dropping it calls nothing") {
+    uncounted_thread = std::thread::id{};
+    Pair p(ASIO_CONCURRENCY_HINT_UNSAFE_IO);
+    p.settle();
+    ParkedCall call;
+    auto owner = std::make_shared<int>(3);
+    const std::weak_ptr<int> watch = owner;
+
+    REQUIRE(p.ours->park(&ParkedCall::record, &call, owner));
+    p.ours->cancel();
+    CHECK(call.calls == 0);  // posted, not called inside cancel()
+    REQUIRE(p.run_until([&] { return call.calls == 1; }));
+    CHECK(call.ec == asio::error::operation_aborted);
+    CHECK(p.ours->is_open());
+
+    owner = std::static_pointer_cast<int>(std::move(call.owner));
+    REQUIRE(p.ours->park(&ParkedCall::record, &call, owner));
+    p.ours->drop_parked();
+    CHECK_FALSE(p.ours->parked());
+    CHECK(watch.expired());  // the socket let go of the only owner
+    run_for(p, 20ms);
+    CHECK(call.calls == 1);
+
+    owner = std::make_shared<int>(4);
+    REQUIRE(p.ours->park(&ParkedCall::record, &call, owner));
+    std::error_code ec;
+    p.ours->close(ec);
+    CHECK_FALSE(ec);
+    REQUIRE(p.run_until([&] { return call.calls == 2; }));
+    CHECK(call.ec == asio::error::operation_aborted);
+}
+
+TEST_CASE("a parked reader and a pending write wait on one socket both complete, each on its own edge") {
+    uncounted_thread = std::thread::id{};
+    Pair p(ASIO_CONCURRENCY_HINT_UNSAFE_IO);
+    p.settle();
+    // Fill our side's send buffer and the peer's receive buffer, so that a write wait stays pending.
+    std::vector<char> block(64 * 1024, 'z');
+    std::size_t sent = 0;
+    for (;;) {
+        std::error_code ec;
+        const std::size_t n = p.ours->write_some(asio::buffer(block), ec);
+        if (ec == asio::error::would_block) break;
+        REQUIRE_FALSE(ec);
+        sent += n;
+    }
+    bool writable = false;
+    p.ours->async_wait(asio::socket_base::wait_write, [&](std::error_code e) { writable = !e; });
+    ParkedCall call;
+    auto owner = std::make_shared<int>(5);
+    REQUIRE(p.ours->park(&ParkedCall::record, &call, owner));
+    run_for(p, 50ms);
+    CHECK_FALSE(writable);
+    CHECK(call.calls == 0);
+
+    asio::write(p.peer, asio::buffer("in", 2));  // input only: the reader goes on, the write waits on
+    REQUIRE(p.run_until([&] { return call.calls == 1; }));
+    CHECK_FALSE(call.ec);
+    CHECK_FALSE(writable);
+    std::array<char, 8> buf{};
+    std::error_code ec;
+    CHECK(p.ours->read_some(asio::buffer(buf), ec) == 2);
+
+    // Parked again; the peer drains what we sent: the write wait completes, and the reader stays parked.
+    owner = std::static_pointer_cast<int>(std::move(call.owner));
+    REQUIRE(p.ours->park(&ParkedCall::record, &call, owner));
+    std::vector<char> sink(sent);
+    asio::read(p.peer, asio::buffer(sink));
+    REQUIRE(p.run_until([&] { return writable; }));
+    run_for(p, 20ms);
+    CHECK(call.calls == 1);
+    CHECK(p.ours->parked());
+    asio::write(p.peer, asio::buffer("!", 1));
+    REQUIRE(p.run_until([&] { return call.calls == 2; }));
+    CHECK_FALSE(call.ec);
+}
+#endif
 
 namespace {
 

@@ -49,6 +49,14 @@ struct EventLoop {
         : index(index), count(count), buffers(read_size), deadlines(tick), on_deadline(std::move(on_deadline)),
           context(socket_locks ? 1 : ASIO_CONCURRENCY_HINT_UNSAFE_IO) {}  // 1: one thread, every lock
 
+    EventLoop(const EventLoop&) = delete;
+    EventLoop& operator=(const EventLoop&) = delete;
+    /// A connection still parked when the loop goes (its server stopped with connections open) holds itself through
+    /// its socket (server/detail/edge_socket.hpp, `ParkedReader`): it is let go, so that the registry frees it.
+    ~EventLoop() {
+        for (const auto& c : connections) c->drop_parked();
+    }
+
     /// This loop's thread: (re)schedules `hook` for `due`, and wakes the loop's one deadline timer in time for it.
     /// O(1): while any deadline is pending the timer is armed by the earliest (each wake re-arms for the next), so
     /// only this hook's time can make it earlier.
