@@ -28,6 +28,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <span>
 #include <string>
@@ -337,19 +338,16 @@ private:
     /// The event loop's bulk read buffer and message buffer pool.
     detail::LoopBuffers& loop_buffers() noexcept { return loop_->buffers; }
 
-    /// Conn thread: memory for the connection's readiness wait or the read loop's yield (`n` bytes aligned to
-    /// `align`, one at a time): the connection's own block when it is free and they fit, otherwise one of the event
-    /// loop's pool. A parked connection's wait thus costs neither an allocation of its own nor its malloc header.
+    /// Conn thread: memory for the connection's readiness wait (one not parked on its socket: a new connection's
+    /// for its request, or when the socket could not park) or the read loop's yield: a block of the event loop's
+    /// pool, so that a connection that waits and wakes per message allocates nothing. (A parked reader needs none:
+    /// server/detail/edge_socket.hpp.)
     void* allocate_wait(std::size_t n, std::size_t align) {
-        if (n > wait_block_.size() || align > alignof(void*) || wait_block_used_)
-            return loop_->buffers.waits.allocate(n);
-        wait_block_used_ = true;
-        return wait_block_.data();
+        static_assert(__STDCPP_DEFAULT_NEW_ALIGNMENT__ >= alignof(std::max_align_t));
+        if (align > __STDCPP_DEFAULT_NEW_ALIGNMENT__) throw std::bad_alloc();  // no wait is over-aligned
+        return loop_->buffers.waits.allocate(n);
     }
-    void deallocate_wait(void* p, std::size_t n) noexcept {
-        if (p != wait_block_.data()) return loop_->buffers.waits.deallocate(p, n);
-        wait_block_used_ = false;
-    }
+    void deallocate_wait(void* p, std::size_t n) noexcept { loop_->buffers.waits.deallocate(p, n); }
 
     void set_status(ConnectionStatus s) noexcept { status_.store(s, std::memory_order_release); }
     void set_subprotocol(std::string_view protocol) { agreed().subprotocol = protocol; }
@@ -1001,7 +999,6 @@ private:
     bool finished_ = false;
     bool awaiting_input_ = false;  // the session coroutine waits for input (see `hibernate`)
     bool hibernating_ = false;
-    bool wait_block_used_ = false;  // `wait_block_` holds the pending wait or yield
     std::uint32_t first_unwritten_ = 0;  // write_rest: the first of `buffers_` not wholly written
     std::unique_ptr<MessageReader> reader_;  // null while at rest: lent to the loop's pool (`lend_message_buffer`)
     clock::time_point deadline_ = clock::time_point::max();
@@ -1016,7 +1013,6 @@ private:
     std::unique_ptr<CloseInfo> close_info_;  // made when the connection starts to end: the first reason wins
     std::vector<std::uint8_t> read_buffer_;  // conn thread: this connection's own while the loop's bulk one is busy
     typename detail::EventLoop<UserData>::Deadlines::Hook deadline_hook_;  // conn thread
-    alignas(void*) std::array<std::byte, detail::parked_wait_size> wait_block_;  // see `allocate_wait`
 };
 
 } // namespace swirl

@@ -402,24 +402,6 @@ private:
 };
 #endif
 
-/// A handler shaped as a parked connection's (a pointer and a `std::shared_ptr`, server/session.hpp), to size the
-/// readiness wait a connection keeps a block of its own for.
-struct ParkedWaitProbe {
-    void* host;
-    std::shared_ptr<void> connection;
-    void operator()(std::error_code) {}
-};
-
-/// Bytes of a plain TCP socket's readiness wait with a parked connection's handler (112 on x86-64 with the edge
-/// wait). Without the edge wait, Asio's own wait operation, whose size this does not know: such waits come from
-/// the loop's pool.
-#if SWIRL_EDGE_WAIT
-inline constexpr std::size_t parked_wait_size =
-    sizeof(EdgeReadWaitOp<ParkedWaitProbe, asio::io_context::executor_type>);
-#else
-inline constexpr std::size_t parked_wait_size = 0;
-#endif
-
 #if SWIRL_EDGE_WAIT
 /// The Asio implementation (descriptor, state flags, reactor registration) and I/O executor behind a socket: a
 /// protected member, named through a derived class as a pointer to the base's member.
