@@ -606,7 +606,8 @@ private:
     };
 
     /// A readiness wait of a connection that keeps no coroutine (a new one's for its request, a parked one's for
-    /// input), in the connection's own block (`WaitAllocator`); `Next(host, c, ec)` goes on when it completes.
+    /// input when its socket cannot park it), in the connection's wait memory (`WaitAllocator`); `Next(host, c, ec)`
+    /// goes on when it completes.
     template <auto Next>
     struct Awaiting {
         SessionHost<UserData>* host;
@@ -696,7 +697,7 @@ private:
 
     // --- Parking -------------------------------------------------------------------------------------------------
     // An open connection whose read would block keeps no coroutine when its message handler is a plain function: its
-    // session coroutine ends, and a readiness wait of ~100 bytes (in the connection's own block) holds it.
+    // session coroutine ends, and its socket holds it as a parked reader (`TcpTransport::park`: no wait operation).
     // When the peer sends, `pump` reads and handles the input as the read loop would, without a coroutine, and parks
     // again; whatever has to wait (a close handshake, a protocol error, a paused connection, a full output queue)
     // goes on in a coroutine (`spawn_resume`), which parks again once that is over. With a coroutine message handler
@@ -704,8 +705,8 @@ private:
     // been silent for a heartbeat interval: then it hibernates (`Connection::hibernate`) and parks as well, and a
     // message for the handler starts a coroutine again, which stays until the next such silence. One opened in place
     // starts that way, hibernating: its first message starts its coroutine. Over TLS: a wait there is a composed
-    // operation larger than the block, so that a parked wss connection would allocate per message, to save ~1.6 KB
-    // of the ~46 KB that OpenSSL holds per connection.
+    // operation, so that a parked wss connection would allocate per message, to save ~1.6 KB of the ~46 KB that
+    // OpenSSL holds per connection.
 
     /// At a read that would block: whether the connection parks instead of waiting in the coroutine.
     template <Transport T>
@@ -814,7 +815,7 @@ private:
             c->release_idle_buffers(idle_message_capacity);
             return park<T>(host, std::move(c));
         }
-        // More may be there: the loop's other ready connections run first (the yield, in the wait's block too).
+        // More may be there: the loop's other ready connections run first (the yield, in the wait memory too).
         const auto executor = c->executor();
         const WaitAllocator<void> allocator(*c);
         asio::post(executor, asio::bind_allocator(allocator,

@@ -1,6 +1,6 @@
 #pragma once
-/// Fixed-size memory blocks recycled on one event loop's thread: a connection's readiness wait and the read loop's
-/// yield go here when the connection's own block is taken or too small (server/session.hpp). Asio's own per-thread
+/// Fixed-size memory blocks recycled on one event loop's thread: a connection's readiness wait without a coroutine
+/// (one that is not a parked reader) and the read loop's yield go here (server/session.hpp). Asio's own per-thread
 /// cache hands out whatever larger block it holds (one left by a handshake costs a parked connection ~250 bytes
 /// more); here each wait takes a block of its own size, and a connection that parks and wakes again per message
 /// takes the block the last one gave back, so it allocates nothing.
