@@ -10,6 +10,8 @@
 ///     async_wait(type, token)   until readable (`wait_read`) or writable (`wait_write`)
 ///     may_have_input()          optional: false when `read_some` is known to return `would_block` (the last read
 ///                               drained the transport and nothing arrived since), so a reader waits at once
+///     park(callback, host, c)   optional: waits for input without a wait operation (TcpTransport); false when it
+///                               cannot now, and then `async_wait(wait_read, …)`
 ///     shutdown_send(ec)         half-close: no more bytes from us
 ///     close(ec)                 ends the connection; a pending wait completes with `operation_aborted`
 ///     remote_endpoint(ec)       the peer's address
