@@ -140,31 +140,25 @@ public:
 
     /// The entry of `descriptor`, its page made when missing; null when out of range or out of memory.
     static std::atomic<ParkedReader*>* entry(int descriptor) noexcept {
-        if (descriptor < 0 || static_cast<std::size_t>(descriptor) >= page_size * page_count) return nullptr;
-        std::atomic<Page*>& slot = pages_[static_cast<std::size_t>(descriptor) / page_size];
-        Page* page = slot.load(std::memory_order_acquire);
+        std::atomic<Page*>* slot = page_slot(descriptor);
+        if (slot == nullptr) return nullptr;
+        Page* page = slot->load(std::memory_order_acquire);
         if (page == nullptr) {
             Page* made = new (std::nothrow) Page{};
             if (made == nullptr) return nullptr;
-            if (slot.compare_exchange_strong(page, made, std::memory_order_acq_rel, std::memory_order_acquire))
+            if (slot->compare_exchange_strong(page, made, std::memory_order_acq_rel, std::memory_order_acquire))
                 page = made;
             else
                 delete made;  // another loop made it first
         }
-        return &(*page)[static_cast<std::size_t>(descriptor) % page_size];
+        return in(*page, descriptor);
     }
 
     /// The entry of `descriptor` when its page is made, otherwise null.
     static std::atomic<ParkedReader*>* existing_entry(int descriptor) noexcept {
-        if (descriptor < 0 || static_cast<std::size_t>(descriptor) >= page_size * page_count) return nullptr;
-        Page* page = pages_[static_cast<std::size_t>(descriptor) / page_size].load(std::memory_order_acquire);
-        return page ? &(*page)[static_cast<std::size_t>(descriptor) % page_size] : nullptr;
-    }
-
-    /// The reader parked on `descriptor`, or null.
-    static ParkedReader* find(int descriptor) noexcept {
-        std::atomic<ParkedReader*>* e = existing_entry(descriptor);
-        return e ? e->load(std::memory_order_relaxed) : nullptr;
+        std::atomic<Page*>* slot = page_slot(descriptor);
+        Page* page = slot ? slot->load(std::memory_order_acquire) : nullptr;
+        return page ? in(*page, descriptor) : nullptr;
     }
 
     /// Takes the parked reader of `descriptor` off.
@@ -174,6 +168,16 @@ public:
 
 private:
     using Page = std::array<std::atomic<ParkedReader*>, page_size>;
+
+    /// Where the page of `descriptor` is kept; null out of range.
+    static std::atomic<Page*>* page_slot(int descriptor) noexcept {
+        if (descriptor < 0 || static_cast<std::size_t>(descriptor) >= page_size * page_count) return nullptr;
+        return &pages_[static_cast<std::size_t>(descriptor) / page_size];
+    }
+    static std::atomic<ParkedReader*>* in(Page& page, int descriptor) noexcept {
+        return &page[static_cast<std::size_t>(descriptor) % page_size];
+    }
+
     static inline constinit std::array<std::atomic<Page*>, page_count> pages_{};
 };
 
