@@ -1330,6 +1330,61 @@ TEST_CASE("hibernation: a coroutine handler's connection, silent for a heartbeat
     CHECK(swirl::to_prometheus(server.stats()).find(metric) != std::string::npos);
 }
 
+TEST_CASE("hibernation: counted once, not again for a coroutine that only waited while reading was paused") {
+    auto settings = test::local_settings();
+    settings.ping_interval = 100ms;
+    settings.pong_timeout = 2s;  // slack: the client answers pings only while it reads
+    Server server(settings);
+    std::atomic<Conn*> conn{nullptr};
+    server.on_message([&](Conn& c, Frame& f) -> asio::awaitable<void> {
+        conn = &c;
+        c.send(f.payload, f.opcode);
+        co_return;
+    });
+    test::RunningServer running(server);
+    const auto hibernations = [&] { return server.stats().total.hibernations; };
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await Client::connect("127.0.0.1", running.port());
+        co_await client.send("hello");
+        const auto echoed = co_await receive_skipping_pings(client);
+        REQUIRE(echoed);
+        CHECK(echoed->payload == "hello");
+        while (hibernations() == 0) {  // silent: the next heartbeat ends the session coroutine
+            const auto frame = co_await client.receive();
+            REQUIRE(frame);
+            CHECK(frame->opcode == Opcode::ping);
+        }
+        // Reading paused, the parked connection's next input (a ping) starts a coroutine that waits for the resume,
+        // then answers the ping, finds nothing more to read and parks again: the connection hibernated all along.
+        REQUIRE(conn.load() != nullptr);
+        conn.load()->pause_reading();
+        co_await client.send("are you there", Opcode::ping);
+        asio::steady_timer wait(co_await asio::this_coro::executor, 200ms);
+        co_await wait.async_wait(asio::use_awaitable);
+        conn.load()->resume_reading();
+        auto frame = co_await client.receive();
+        while (frame && frame->opcode == Opcode::ping) frame = co_await client.receive();
+        REQUIRE(frame);
+        CHECK(frame->opcode == Opcode::pong);
+        CHECK(frame->payload == "are you there");
+        wait.expires_after(200ms);  // the resumed coroutine has parked by now
+        co_await wait.async_wait(asio::use_awaitable);
+        CHECK(hibernations() == 1);
+        // A message starts its coroutine again, and the next silence is the second hibernation.
+        co_await client.send("again");
+        const auto again = co_await receive_skipping_pings(client);
+        REQUIRE(again);
+        CHECK(again->payload == "again");
+        while (hibernations() == 1) {
+            const auto ping = co_await client.receive();
+            REQUIRE(ping);
+            CHECK(ping->opcode == Opcode::ping);
+        }
+        CHECK(hibernations() == 2);
+        co_await client.close();
+    }, 30s);
+}
+
 TEST_CASE("hibernation: not while the handler is suspended, nor while a write waits for the peer") {
     auto settings = test::local_settings();
     settings.ping_interval = 100ms;

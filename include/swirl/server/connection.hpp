@@ -442,9 +442,18 @@ private:
     /// Conn thread: asked to hibernate (or opened so, `start_hibernating`), and no message has reached the handler
     /// since.
     bool hibernating() const noexcept { return hibernating_; }
-    void end_hibernation() noexcept { hibernating_ = false; }
-    /// Conn thread: opened without a coroutine, the connection starts as a hibernating one (server/session.hpp).
-    void start_hibernating() noexcept { hibernating_ = true; }
+    void end_hibernation() noexcept { hibernating_ = hibernation_counted_ = false; }
+    /// Conn thread: opened without a coroutine, the connection starts as a hibernating one (server/session.hpp); it
+    /// gave up no coroutine, so that is not counted as a hibernation.
+    void start_hibernating() noexcept { hibernating_ = hibernation_counted_ = true; }
+    /// Conn thread, a session coroutine ending as the connection parks: true once per hibernation (asked for by
+    /// the watchdog, ended by a message for the handler). A coroutine that a hibernating connection runs for
+    /// anything else (reading paused, say) and that ends as it parks again is not another one.
+    bool count_hibernation() noexcept {
+        if (!hibernating_ || hibernation_counted_) return false;
+        hibernation_counted_ = true;
+        return true;
+    }
 
     /// Conn thread (the watchdog): ends the wait of a session coroutine that waits for input, so that it ends and
     /// the connection parks. Not while a write waits for the peer's window: the cancel would end that wait too.
@@ -999,6 +1008,7 @@ private:
     bool finished_ = false;
     bool awaiting_input_ = false;  // the session coroutine waits for input (see `hibernate`)
     bool hibernating_ = false;
+    bool hibernation_counted_ = false;  // see `count_hibernation`
     std::uint32_t first_unwritten_ = 0;  // write_rest: the first of `buffers_` not wholly written
     std::unique_ptr<MessageReader> reader_;  // null while at rest: lent to the loop's pool (`lend_message_buffer`)
     clock::time_point deadline_ = clock::time_point::max();

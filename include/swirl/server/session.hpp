@@ -479,9 +479,10 @@ private:
     }
 
     /// `websocket_loop` ends and the connection parks: a hibernation when the watchdog asked for one (counted here,
-    /// where the coroutine's frames go, not where the watchdog asked: input that came first keeps the coroutine).
+    /// where the coroutine's frames go, not where the watchdog asked: input that came first keeps the coroutine),
+    /// once (`Connection::count_hibernation`).
     bool parks() noexcept {
-        if (c_.hibernating()) c_.counters().hibernations.add();
+        if (c_.count_hibernation()) c_.counters().hibernations.add();
         return true;
     }
 
