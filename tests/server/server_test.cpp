@@ -1278,6 +1278,16 @@ asio::awaitable<std::optional<Frame>> receive_skipping_pings(Client& client) {
     co_return frame;
 }
 
+/// Receives (and answers) the server's heartbeat pings until `done()`; anything else fails the test.
+template <class Done>
+asio::awaitable<void> receive_pings_until(Client& client, Done done) {
+    while (!done()) {
+        const auto frame = co_await client.receive();
+        REQUIRE(frame);
+        CHECK(frame->opcode == Opcode::ping);
+    }
+}
+
 } // namespace
 
 TEST_CASE("hibernation: a coroutine handler's connection, silent for a heartbeat interval, gives up its coroutine until its next message") {
@@ -1312,11 +1322,7 @@ TEST_CASE("hibernation: a coroutine handler's connection, silent for a heartbeat
             // Silent from here: the next heartbeat ends the session coroutine (and goes out just after that). The
             // pongs that receive() sends back are answered in place: the connection stays parked.
             const auto before = hibernations();
-            while (hibernations() == before) {
-                const auto frame = co_await client.receive();
-                REQUIRE(frame);
-                CHECK(frame->opcode == Opcode::ping);
-            }
+            co_await receive_pings_until(client, [&] { return hibernations() != before; });
         }
         // Parked, the peer's close frame still reaches the coroutine handler (deliver_close), then on_close runs.
         const auto reply = co_await client.close();
@@ -1349,11 +1355,8 @@ TEST_CASE("hibernation: counted once, not again for a coroutine that only waited
         const auto echoed = co_await receive_skipping_pings(client);
         REQUIRE(echoed);
         CHECK(echoed->payload == "hello");
-        while (hibernations() == 0) {  // silent: the next heartbeat ends the session coroutine
-            const auto frame = co_await client.receive();
-            REQUIRE(frame);
-            CHECK(frame->opcode == Opcode::ping);
-        }
+        // Silent: the next heartbeat ends the session coroutine.
+        co_await receive_pings_until(client, [&] { return hibernations() != 0; });
         // Reading paused, the parked connection's next input (a ping) starts a coroutine that waits for the resume,
         // then answers the ping, finds nothing more to read and parks again: the connection hibernated all along.
         REQUIRE(conn.load() != nullptr);
@@ -1362,11 +1365,10 @@ TEST_CASE("hibernation: counted once, not again for a coroutine that only waited
         asio::steady_timer wait(co_await asio::this_coro::executor, 200ms);
         co_await wait.async_wait(asio::use_awaitable);
         conn.load()->resume_reading();
-        auto frame = co_await client.receive();
-        while (frame && frame->opcode == Opcode::ping) frame = co_await client.receive();
-        REQUIRE(frame);
-        CHECK(frame->opcode == Opcode::pong);
-        CHECK(frame->payload == "are you there");
+        const auto pong = co_await receive_skipping_pings(client);
+        REQUIRE(pong);
+        CHECK(pong->opcode == Opcode::pong);
+        CHECK(pong->payload == "are you there");
         wait.expires_after(200ms);  // the resumed coroutine has parked by now
         co_await wait.async_wait(asio::use_awaitable);
         CHECK(hibernations() == 1);
@@ -1375,11 +1377,7 @@ TEST_CASE("hibernation: counted once, not again for a coroutine that only waited
         const auto again = co_await receive_skipping_pings(client);
         REQUIRE(again);
         CHECK(again->payload == "again");
-        while (hibernations() == 1) {
-            const auto ping = co_await client.receive();
-            REQUIRE(ping);
-            CHECK(ping->opcode == Opcode::ping);
-        }
+        co_await receive_pings_until(client, [&] { return hibernations() != 1; });
         CHECK(hibernations() == 2);
         co_await client.close();
     }, 30s);
