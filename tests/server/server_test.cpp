@@ -497,6 +497,42 @@ TEST_CASE("an idle connection is closed with 1001 after the idle timeout") {
     });
 }
 
+TEST_CASE("the idle timeout counts from the peer's last bytes and is never early") {
+    // The connection notes its input on the coarse clock, which lags steady_clock by up to a tick (1-4 ms): the
+    // silence it measures must still never exceed the true silence, timed here from before the last message left.
+    // The short close timeout makes the deadlines' tick 1 ms, so that they fire within 1 ms of being due.
+    auto settings = test::local_settings();
+    settings.idle_timeout = 300ms;
+    settings.close_timeout = 16ms;
+    Server server(settings);
+    server.on_message(echo_message);
+    test::RunningServer running(server);
+    test::run([&]() -> asio::awaitable<void> {
+        for (int round = 0; round < 5; ++round) {
+            CAPTURE(round);
+            auto client = co_await Client::connect("127.0.0.1", running.port());
+            for (int i = 0; round == 0 && i < 20; ++i) {  // 600 ms of messages keep it open
+                const auto sent = std::chrono::steady_clock::now();
+                co_await client.send("still here");
+                CHECK(co_await test::next_payload(client) == "still here");
+                asio::steady_timer pause(co_await asio::this_coro::executor,
+                                         30ms - (std::chrono::steady_clock::now() - sent));
+                co_await pause.async_wait(asio::use_awaitable);
+            }
+            const auto sent = std::chrono::steady_clock::now();
+            co_await client.send("last");
+            CHECK(co_await test::next_payload(client) == "last");
+            const auto f = co_await client.receive();
+            const auto silence = std::chrono::steady_clock::now() - sent;
+            REQUIRE(f);
+            CHECK(f->opcode == Opcode::close);
+            CHECK(f->code == swirl::close_code::going_away);
+            CHECK(silence >= 300ms);
+            CHECK(silence < 2s);
+        }
+    });
+}
+
 TEST_CASE("protocol violations close with the RFC code") {
     Server server(test::local_settings());
     server.on_message(echo_message);
