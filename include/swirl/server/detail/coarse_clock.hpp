@@ -19,9 +19,7 @@ struct CoarseClock {
     static time_point now() noexcept {
 #if defined(__linux__) && defined(CLOCK_MONOTONIC_COARSE)
         timespec ts;
-        if (::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0) [[likely]]
-            return time_point(std::chrono::duration_cast<duration>(std::chrono::seconds(ts.tv_sec) +
-                                                                   std::chrono::nanoseconds(ts.tv_nsec)));
+        if (::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0) [[likely]] return time_point(to_duration(ts));
 #endif
         return std::chrono::steady_clock::now();
     }
@@ -30,12 +28,13 @@ struct CoarseClock {
     static duration tick() noexcept { return tick_; }
 
 private:
+    static duration to_duration(const timespec& ts) noexcept {
+        return std::chrono::duration_cast<duration>(std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec));
+    }
     static duration resolution() noexcept {
 #if defined(__linux__) && defined(CLOCK_MONOTONIC_COARSE)
         timespec ts;
-        if (::clock_getres(CLOCK_MONOTONIC_COARSE, &ts) == 0)
-            return std::chrono::duration_cast<duration>(std::chrono::seconds(ts.tv_sec) +
-                                                        std::chrono::nanoseconds(ts.tv_nsec));
+        if (::clock_getres(CLOCK_MONOTONIC_COARSE, &ts) == 0) return to_duration(ts);
 #endif
         return duration::zero();
     }
