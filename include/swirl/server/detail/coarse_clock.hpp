@@ -29,7 +29,8 @@ struct CoarseClock {
 
 private:
     static duration to_duration(const timespec& ts) noexcept {
-        return std::chrono::duration_cast<duration>(std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec));
+        return std::chrono::duration_cast<duration>(std::chrono::seconds(ts.tv_sec) +
+                                                    std::chrono::nanoseconds(ts.tv_nsec));
     }
     static duration resolution() noexcept {
 #if defined(__linux__) && defined(CLOCK_MONOTONIC_COARSE)
