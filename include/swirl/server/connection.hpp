@@ -8,7 +8,6 @@
 #include <swirl/protocol/frame.hpp>
 #include <swirl/protocol/message_reader.hpp>
 #include <swirl/server/any_transport.hpp>
-#include <swirl/server/detail/coarse_clock.hpp>
 #include <swirl/server/detail/compression.hpp>
 #include <swirl/server/detail/event_loop.hpp>
 #include <swirl/server/detail/loop_buffers.hpp>
@@ -105,7 +104,7 @@ struct ClientInfo {
     ConnectionStatus status = ConnectionStatus::closed;
     asio::ip::tcp::endpoint remote;
     std::chrono::system_clock::time_point connect_time;
-    std::chrono::system_clock::time_point last_activity;  ///< last bytes received (to the kernel tick, 1-4 ms)
+    std::chrono::system_clock::time_point last_activity;  ///< last bytes received
     std::uint64_t bytes_in = 0;
     std::uint64_t bytes_out = 0;
     std::size_t buffered = 0;  ///< bytes queued but not yet written
@@ -148,7 +147,7 @@ public:
         : server_(server), id_(id), transport_(std::in_place_type<std::decay_t<T>>, std::forward<T>(transport)),
           loop_(&loop), remote_(remote), deadline_hook_(this) {
         connect_system_ = std::chrono::system_clock::now();
-        connect_steady_ = detail::CoarseClock::now();  // as `last_activity_` is read: no activity before the connect
+        connect_steady_ = clock::now();
         last_activity_.store(0, std::memory_order_relaxed);
     }
 
@@ -949,15 +948,13 @@ private:
     }
 
     /// Conn thread: `n` bytes arrived. On an open connection this answers a heartbeat ping (any bytes do) and moves
-    /// the watchdog's deadline to the end of the next quiet window. The time is the coarse clock's (once per read, at
-    /// a quarter of the cost), so the deadline counts from the end of its tick: never early, up to a tick late.
+    /// the watchdog's deadline to the end of the next quiet window.
     void note_activity(std::size_t n) {
         count_in(n);
-        const auto now = detail::CoarseClock::now();
+        const auto now = clock::now();
         last_activity_.store((now - connect_steady_).count(), std::memory_order_relaxed);
         if (quiet_window_ != clock::duration::zero() && status() == ConnectionStatus::active) {
-            // last_heard() + the window: later than the one filed (the watchdog re-files it when that comes)
-            deadline_ = now + detail::CoarseClock::tick() + quiet_window_;
+            deadline_ = now + quiet_window_;  // later than the one filed: the watchdog re-files it when that comes
             if (awaiting_pong_) [[unlikely]] {
                 // The answer to a heartbeat ping. The deadline filed is the ping's pong_timeout, which may lie beyond
                 // the next quiet window: file the new one now, so that pings stay ping_interval apart.
@@ -967,11 +964,9 @@ private:
         }
     }
 
-    /// When the peer last sent bytes (steady clock), rounded up to the end of the coarse clock's tick it was noted in:
-    /// silence measured from it is never longer than the true silence.
+    /// When the peer last sent bytes (steady clock).
     clock::time_point last_heard() const noexcept {
-        return connect_steady_ + clock::duration(last_activity_.load(std::memory_order_relaxed)) +
-               detail::CoarseClock::tick();
+        return connect_steady_ + clock::duration(last_activity_.load(std::memory_order_relaxed));
     }
 
     // Declared in two groups: what every message touches first, packed into as few cache lines as it takes (at
