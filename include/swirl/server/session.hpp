@@ -427,7 +427,7 @@ private:
         open_connection(*req);
         if (handlers().open) co_await call_handler("open", [&] { return handlers().open(c_, *req); });
         req.reset();  // nothing keeps the upgrade request alive past open
-        co_return co_await websocket_loop(t, have);
+        co_return co_await websocket_loop(*this, t, have);
     }
 
     /// The upgrade is done: the connection is open; a plain open handler runs (a coroutine one is the caller's).
@@ -489,51 +489,55 @@ private:
     /// The read loop of an open connection, from `pending` (a message a parked connection read, for the coroutine
     /// handler) and then `have` bytes at the front of its own read buffer. Returns true when the connection parks
     /// (its read would block, and `may_park`; or the watchdog had it hibernate), false when the session is over.
+    /// Static, with the session copied into its frame: a resumed connection's coroutine is this frame alone
+    /// (`spawn_resume`), not this inside another that holds the session.
     template <Transport T>
-    asio::awaitable<bool> websocket_loop(T& t, std::size_t have, Frame* pending = nullptr) {
-        const Handlers<UserData>& on = handlers();
-        std::span<const std::uint8_t> input(c_.own_read_buffer().data(), have);
+    static asio::awaitable<bool> websocket_loop(Session s, T& t, std::size_t have, Frame* pending = nullptr) {
+        Connection& c = s.c_;
+        const Settings& settings = s.settings_;
+        const Handlers<UserData>& on = s.handlers();
+        std::span<const std::uint8_t> input(c.own_read_buffer().data(), have);
         bool own_input = true;  // `input` is in the connection's own buffer, grown for it: shrink it after
         BulkLease lease;               // holds the bulk buffer while `input` points into it
         // The yield posts through the loop's own executor: ~260 fewer instructions a read than the type-erased one.
         const asio::any_io_executor transport_executor = t.get_executor();
         const auto* loop_executor = transport_executor.target<asio::io_context::executor_type>();
         while (true) {
-            if (on.plain_message) c_.begin_batch();
+            if (on.plain_message) c.begin_batch();
             while (true) {
                 Frame* frame = std::exchange(pending, nullptr);
                 if (!frame) {
-                    const Stop stop = consume(input);
+                    const Stop stop = s.consume(input);
                     if (stop.next == Stop::read) break;
                     if (stop.next == Stop::pause) {
-                        co_await paused(input, lease, own_input);
+                        co_await s.paused(input, lease, own_input);
                         continue;
                     }
                     if (stop.next != Stop::deliver) {
                         lease.release();
-                        co_await end_of_input(t, stop);
+                        co_await s.end_of_input(t, stop);
                         co_return false;
                     }
                     frame = stop.frame;
                 }
-                c_.end_hibernation();  // the handler heard from the peer: the coroutine stays until the next silence
+                c.end_hibernation();  // the handler heard from the peer: the coroutine stays until the next silence
                 try {  // call_handler, written out: one coroutine frame less per message
-                    asio::awaitable<void> handling = on.message(c_, *frame);
+                    asio::awaitable<void> handling = on.message(c, *frame);
                     co_await std::move(handling);
                 } catch (...) {
-                    handler_threw("message");
+                    s.handler_threw("message");
                 }
             }
             lease.release();
-            if (std::exchange(own_input, false)) c_.drop_own_read_buffer();
+            if (std::exchange(own_input, false)) c.drop_own_read_buffer();
             // Replies leave before the next read. A transport that knows it is drained is waited on at once (the
             // wait completes through the loop's queue, behind the other ready connections); otherwise the loop's
             // other ready connections run first, which also gives the peer time to answer, so that the read
             // usually finds its next message instead of coming back empty.
-            c_.end_batch();
-            c_.lend_message_buffer();
-            if (settings_.pause_reading_above != 0 && c_.unsent() > settings_.pause_reading_above) co_await c_.wait_drained();
-            if (c_.reading_paused()) co_await c_.wait_resumed();
+            c.end_batch();
+            c.lend_message_buffer();
+            if (settings.pause_reading_above != 0 && c.unsent() > settings.pause_reading_above) co_await c.wait_drained();
+            if (c.reading_paused()) co_await c.wait_resumed();
             if (may_have_input(t)) {  // more may be there: let the loop's other ready connections run first
                 if (loop_executor) co_await asio::post(*loop_executor, asio::use_awaitable);
                 else co_await asio::post(transport_executor, asio::use_awaitable);
@@ -541,23 +545,23 @@ private:
             std::error_code ec;
             std::size_t n = 0;
             while (true) {
-                n = read_available(t, input, lease, ec);
+                n = s.read_available(t, input, lease, ec);
                 if (!would_block(ec)) break;
-                c_.release_idle_buffers(idle_message_capacity);
-                if (may_park<T>()) co_return parks();
-                if constexpr (std::is_same_v<T, TcpTransport>) c_.set_awaiting_input(true);
+                c.release_idle_buffers(idle_message_capacity);
+                if (s.template may_park<T>()) co_return s.parks();
+                if constexpr (std::is_same_v<T, TcpTransport>) c.set_awaiting_input(true);
                 co_await t.async_wait(asio::socket_base::wait_read, asio::redirect_error(asio::use_awaitable, ec));
                 if constexpr (std::is_same_v<T, TcpTransport>) {
-                    c_.set_awaiting_input(false);
-                    if (c_.hibernating() && ec == asio::error::operation_aborted) co_return parks();  // see `hibernate`
+                    c.set_awaiting_input(false);
+                    if (c.hibernating() && ec == asio::error::operation_aborted) co_return s.parks();  // see `hibernate`
                 }
                 if (ec) break;
             }
             if (ec) {
-                c_.settle_close_info({close_code::abnormal, ec.message(), false, false});
+                c.settle_close_info({close_code::abnormal, ec.message(), false, false});
                 co_return false;
             }
-            c_.note_activity(n);
+            c.note_activity(n);
         }
     }
 
@@ -825,23 +829,32 @@ private:
 
     /// Goes on with a parked connection in a coroutine: the read loop from `pending` (a message for the coroutine
     /// handler, in the connection's reader) and `have` bytes in the connection's own buffer, or the end of the
-    /// session when its wait failed (`ec`).
+    /// session when its wait failed (`ec`). The read loop is the coroutine's one frame of swirl's; what follows it
+    /// (parked again, or the session's end) runs in its completion, once that frame is gone.
     template <Transport T>
     static void spawn_resume(SessionHost<UserData>& host, std::shared_ptr<Connection> c, std::error_code ec,
                              std::size_t have = 0, Frame* pending = nullptr) {
-        auto resume = [](SessionHost<UserData>& host, std::shared_ptr<Connection> c, std::error_code ec,
-                         std::size_t have, Frame* pending) -> asio::awaitable<void> {
-            Session s(host, *c);
-            if (ec) {
-                c->settle_close_info({close_code::abnormal, ec.message(), false, false});
-            } else if (co_await s.websocket_loop(c->template transport<T>(), have, pending)) {
-                park<T>(host, std::move(c));
-                co_return;
-            }
+        if (ec) {
+            c->settle_close_info({close_code::abnormal, ec.message(), false, false});
+            return spawn_finish(host, std::move(c));
+        }
+        Connection& connection = *c;
+        asio::co_spawn(connection.executor(),
+                       websocket_loop(Session(host, connection), connection.template transport<T>(), have, pending),
+                       [&host, c = std::move(c)](std::exception_ptr e, bool parks) mutable {
+                           if (!e && parks) park<T>(host, std::move(c));
+                           else spawn_finish(host, std::move(c));  // (a loop that threw ends the session too)
+                       });
+    }
+
+    /// Ends the session in a coroutine of its own (`finish_phase`).
+    static void spawn_finish(SessionHost<UserData>& host, std::shared_ptr<Connection> c) {
+        auto finishing = [](Session s, std::shared_ptr<Connection>) -> asio::awaitable<void> {
             co_await s.finish_phase();
         };
         const auto executor = c->executor();
-        asio::co_spawn(executor, resume(host, std::move(c), ec, have, pending), asio::detached);
+        const Session s(host, *c);
+        asio::co_spawn(executor, finishing(s, std::move(c)), asio::detached);
     }
 
     /// The application paused reading (`Connection::pause_reading`) with `input` left: the replies so far leave, the
