@@ -847,8 +847,10 @@ private:
                        });
     }
 
-    /// Ends the session in a coroutine of its own (`finish_phase`).
+    /// Ends the session: in place without a coroutine close handler (`finish_now`), else in a coroutine of its own
+    /// (`finish_phase`).
     static void spawn_finish(SessionHost<UserData>& host, std::shared_ptr<Connection> c) {
+        if (!host.handlers.close) return Session(host, *c).finish_now();
         auto finishing = [](Session s, std::shared_ptr<Connection>) -> asio::awaitable<void> {
             co_await s.finish_phase();
         };
