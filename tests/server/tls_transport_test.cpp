@@ -259,6 +259,61 @@ TEST_CASE("tls: TLS 1.2 client, no SNI, no ALPN; a 1-byte read buffer leaves pla
     run_pair(ctx, server(), client());
 }
 
+TEST_CASE("tls: one read takes every record the socket holds while the buffer has room; a small buffer keeps the rest") {
+    TlsContext tls(server_settings());
+    asio::io_context ctx;
+    Listener listener(ctx);
+    const std::string first = pattern(60000, 11);  // within any initial receive window: all of it waits in the socket
+    const std::string second = pattern(60000, 12);
+    bool sent = false;
+    bool taken = false;
+    const auto until = [&](const bool& flag) -> asio::awaitable<void> {
+        asio::steady_timer timer(ctx);
+        while (!flag) {
+            timer.expires_after(5ms);
+            co_await timer.async_wait(asio::use_awaitable);
+        }
+    };
+    auto server = [&]() -> asio::awaitable<void> {
+        TlsTransport t = co_await listener.accept(tls);
+        const std::error_code ec = co_await t.handshake();
+        REQUIRE_MESSAGE(!ec, ec.message());
+        co_await until(sent);
+        asio::steady_timer timer(ctx, 50ms);  // the last bytes cross the loopback
+        co_await timer.async_wait(asio::use_awaitable);
+        std::vector<unsigned char> buffer(512 * 1024);
+        std::string got;
+        std::error_code rec;
+        std::size_t n = co_await swirl::detail::read_some_waiting(t, asio::buffer(buffer), rec);
+        REQUIRE_MESSAGE(!rec, rec.message());
+        // Several records in one call, read from the socket in one or more reads (before: one 17 KiB read, one
+        // record, per call).
+        CHECK(n > 2 * swirl::detail::TlsState::record_size);
+        got.append(reinterpret_cast<const char*>(buffer.data()), n);
+        while (got.size() < first.size()) {
+            n = co_await swirl::detail::read_some_waiting(t, asio::buffer(buffer), rec);
+            REQUIRE_MESSAGE(!rec, rec.message());
+            got.append(reinterpret_cast<const char*>(buffer.data()), n);
+        }
+        CHECK(got == first);
+        taken = true;
+        // A buffer with room for less than the socket read brings: what SSL has not taken stays with the
+        // connection, and comes next, in order.
+        co_await echo(t, second.size(), 20000);
+    };
+    auto client = [&]() -> asio::awaitable<void> {
+        TlsClient c(ctx.get_executor(), {});
+        co_await c.connect(listener.port());
+        const std::error_code ec = co_await c.handshake();
+        REQUIRE_MESSAGE(!ec, ec.message());
+        co_await asio::async_write(c.stream, asio::buffer(first), asio::use_awaitable);
+        sent = true;
+        co_await until(taken);
+        co_await send_and_check(c.stream, second);
+    };
+    run_pair(ctx, server(), client());
+}
+
 TEST_CASE("tls: async_wait(wait_read) completes at once, posted, while SSL holds decrypted bytes") {
     TlsContext tls(server_settings());
     asio::io_context ctx;

@@ -3,16 +3,20 @@
 /// loop. OpenSSL never touches the socket: it reads ciphertext from, and writes it to, two BIOs of ours that work
 /// on memory the transport owns, and the transport moves that memory to and from the socket.
 ///
-///     socket --recv--> in_ (one fixed read chunk) --rbio--> SSL --> plaintext to the caller
-///     caller plaintext --> SSL --wbio--> out_ (pending ciphertext) --send--> socket
+///     socket --recv--> the thread's read buffer --rbio--> SSL --> plaintext to the caller
+///     caller plaintext --> SSL --wbio--> out (pending ciphertext) --send--> socket
 ///
 /// The BIOs are custom BIO_METHODs over these buffers rather than BIO_s_mem, so the ciphertext is received straight
-/// into the read chunk, sent straight from the pending buffer, and neither grows past its bound.
+/// into the read buffer, sent straight from the pending buffer, and neither grows past its bound.
 ///
 /// Bounds, per connection:
-///   * `in_`: one socket read, `read_chunk` bytes (a whole TLS record and its header). The socket is read only once
-///     OpenSSL has taken everything before (it asks for more), so a peer can make us hold no more than that beyond
-///     what SSL consumed (OpenSSL buffers at most one record of its own).
+///   * input: the socket is read into a buffer of the thread's (`shared_read_size`, 64 KiB), shared by all the
+///     connections the thread serves, and only once OpenSSL has taken everything read before (it asks for more).
+///     A read asks for as much as the caller's buffer has room for, at least `read_chunk` (a whole record), so
+///     OpenSSL takes it all unless the caller's buffer fills first; what it has not taken when the call returns
+///     (`kept`: at most about one record, and only after a read into a nearly full buffer) is copied to the
+///     connection's own buffer. OpenSSL buffers at most one record of its own. An idle connection holds no read
+///     buffer of ours.
 ///   * `out_`: `write_some` takes plaintext only while no ciphertext is pending, and at most `write_budget` bytes a
 ///     call, so pending ciphertext stays under `max_pending` (64 KiB of plaintext in at most five records, each
 ///     with at most 29 bytes of TLS 1.2 AES-GCM overhead), plus small control records produced while reading
@@ -55,12 +59,13 @@ namespace detail {
 /// The state a connection's BIOs and pending operations point at: on the heap, so the transport can move and a
 /// background flush can outlive it (it holds a reference and finds the socket closed).
 struct TlsState : std::enable_shared_from_this<TlsState> {
-    static constexpr std::size_t read_chunk = 17 * 1024;    ///< one socket read: a whole record (16 KiB + 256 + 5)
+    static constexpr std::size_t read_chunk = 17 * 1024;    ///< the least a socket read asks for: a whole record (16 KiB + 256 + 5)
+    static constexpr std::size_t shared_read_size = 64 * 1024;  ///< the thread's read buffer: the most a socket read takes
     static constexpr std::size_t record_size = 16 * 1024;   ///< TLS's largest plaintext fragment
     static constexpr std::size_t write_budget = 64 * 1024;  ///< plaintext taken by one write_some
     static constexpr std::size_t max_pending = write_budget + 5 * 29;
 
-    explicit TlsState(asio::ip::tcp::socket s) : socket(std::move(s)), in(new unsigned char[read_chunk]) {}
+    explicit TlsState(asio::ip::tcp::socket s) : socket(std::move(s)) {}
     TlsState(const TlsState&) = delete;
     TlsState& operator=(const TlsState&) = delete;
     ~TlsState() {
@@ -69,9 +74,10 @@ struct TlsState : std::enable_shared_from_this<TlsState> {
 
     EdgeSocket socket;  // reads and read waits follow epoll's edges (server/detail/edge_socket.hpp)
     SSL* ssl = nullptr;
-    std::unique_ptr<unsigned char[]> in;  // received ciphertext not yet taken by SSL: [in_begin, in_end)
-    std::size_t in_begin = 0;
+    const unsigned char* in = nullptr;  // received ciphertext not yet taken by SSL, [in_begin, in_end): in the
+    std::size_t in_begin = 0;           // thread's read buffer during a call, in `kept` between calls
     std::size_t in_end = 0;
+    std::vector<unsigned char> kept;  // what SSL left of a read when a call returned (`keep_input`)
     std::vector<unsigned char> out;  // ciphertext produced by SSL, not yet sent: [out_sent, out.size())
     std::size_t out_sent = 0;
     std::error_code error;  // sticky: the TLS session failed (or a background flush did)
@@ -122,24 +128,44 @@ struct TlsState : std::enable_shared_from_this<TlsState> {
         });
     }
 
-    /// Reads the socket into `in` once, without waiting. False with `ec` set: would_block, eof or an error.
-    bool fill_input(std::error_code& ec) {
-        if (in_begin == in_end) {
-            in_begin = in_end = 0;
-        } else if (in_begin != 0) {
-            std::memmove(in.get(), in.get() + in_begin, in_end - in_begin);
-            in_end -= in_begin;
-            in_begin = 0;
-        }
-        if (in_end == read_chunk) {  // SSL asked for more while holding a full chunk unread: cannot happen
+    /// The calling thread's read buffer (`shared_read_size` bytes), made at its first TLS read.
+    static unsigned char* thread_read_buffer() {
+        static thread_local const std::unique_ptr<unsigned char[]> buffer(new unsigned char[shared_read_size]);
+        return buffer.get();
+    }
+
+    /// Reads the socket once, without waiting, into the thread's read buffer: up to `room` bytes (the plaintext the
+    /// caller can still take), at least `read_chunk` and at most `shared_read_size`. Only once SSL has taken all input
+    /// before (it asks for more only then). False with `ec` set: would_block, eof or an error.
+    bool fill_input(std::error_code& ec, std::size_t room = read_chunk) {
+        if (in_begin != in_end) {  // SSL asked for more while input was left: cannot happen
             ec = asio::error::no_buffer_space;
             return false;
         }
-        const std::size_t n = socket.read_some(asio::buffer(in.get() + in_end, read_chunk - in_end), ec);
+        unsigned char* buffer = thread_read_buffer();
+        in = buffer;
+        in_begin = in_end = 0;
+        const std::size_t size = std::clamp(room, read_chunk, shared_read_size);
+        const std::size_t n = socket.read_some(asio::buffer(buffer, size), ec);
         if (ec == asio::error::eof) tcp_eof = true;
         if (ec) return false;
-        in_end += n;
+        in_end = n;
         return true;
+    }
+
+    /// Before a call returns (other connections of the thread read into its buffer next): the input SSL has not
+    /// taken moves to `kept`, the connection's own.
+    void keep_input() {
+        if (in_begin == in_end) {
+            in = nullptr;
+            in_begin = in_end = 0;
+            return;
+        }
+        if (in == kept.data()) return;
+        kept.assign(in + in_begin, in + in_end);
+        in = kept.data();
+        in_end -= in_begin;
+        in_begin = 0;
     }
 
     /// Records a TLS failure (`ssl_error` from SSL_get_error) and returns it; the session is unusable after.
@@ -169,7 +195,7 @@ struct TlsState : std::enable_shared_from_this<TlsState> {
             *done = 0;
             return 0;
         }
-        std::memcpy(data, s->in.get() + s->in_begin, n);
+        std::memcpy(data, s->in + s->in_begin, n);
         s->in_begin += n;
         *done = n;
         return 1;
@@ -276,6 +302,7 @@ public:
             ERR_clear_error();
             const int r = SSL_do_handshake(s->ssl);
             const int status = r == 1 ? SSL_ERROR_NONE : SSL_get_error(s->ssl, r);
+            s->keep_input();  // what follows the client's last flight (its first request, say), before any wait
             if (status != SSL_ERROR_NONE && status != SSL_ERROR_WANT_READ) {
                 ec = s->fail(status);
                 s->flush_soon();  // the alert
@@ -300,8 +327,8 @@ public:
 
     executor_type get_executor() noexcept { return s_->socket.get_executor(); }
 
-    /// Decrypted bytes available now, as many as fit (without reading the socket again once some are there).
-    /// `would_block` when none are; `eof` at the peer's close_notify, or at TCP EOF without one
+    /// Decrypted bytes available now, as many as fit: the socket is read again while the buffer has room for a
+    /// whole record and the socket may hold more. `would_block` when none are; `eof` at the peer's close_notify, or at TCP EOF without one
     /// (`closed_cleanly()` tells them apart); a TLS error otherwise (asio's ssl category, OpenSSL's reason).
     std::size_t read_some(asio::mutable_buffer buffer, std::error_code& ec) {
         detail::TlsState& s = *s_;
@@ -322,12 +349,18 @@ public:
             }
             const int status = SSL_get_error(s.ssl, r);
             if (status == SSL_ERROR_WANT_READ) {
-                if (n != 0) break;
                 if (s.tcp_eof) {
-                    ec = asio::error::eof;
+                    if (n == 0) ec = asio::error::eof;  // else reported by the next read
                     break;
                 }
-                if (!s.fill_input(ec)) break;  // would_block, eof or a socket error
+                const std::size_t room = buffer.size() - n;
+                if (n != 0 && (room < read_chunk || !s.socket.may_have_input())) break;
+                std::error_code read_ec;
+                if (!s.fill_input(read_ec, room)) {  // would_block, eof (reported once `n` is taken) or an error
+                    if (n == 0) ec = read_ec;
+                    else if (!detail::would_block(read_ec) && read_ec != asio::error::eof) s.error = read_ec;
+                    break;
+                }
                 continue;
             }
             if (status == SSL_ERROR_ZERO_RETURN) {
@@ -340,6 +373,7 @@ public:
             if (n == 0) ec = failed;  // else reported by the next read
             break;
         }
+        s.keep_input();
         if (s.pending_out()) s.flush_soon();  // what SSL wrote while reading (alerts, KeyUpdate, tickets)
         return n;
     }
