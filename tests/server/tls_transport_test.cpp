@@ -259,7 +259,7 @@ TEST_CASE("tls: TLS 1.2 client, no SNI, no ALPN; a 1-byte read buffer leaves pla
     run_pair(ctx, server(), client());
 }
 
-TEST_CASE("tls: one read takes every record the socket holds while the buffer has room; a small buffer keeps the rest") {
+TEST_CASE("tls: one read takes the records waiting while its buffer has room; a small buffer's leftovers come next") {
     TlsContext tls(server_settings());
     asio::io_context ctx;
     Listener listener(ctx);

@@ -47,6 +47,13 @@ struct TlsSettings {
 
 namespace detail {
 
+/// Before an SSL I/O call, whose outcome SSL_get_error reads only reliably from an empty error queue: empties this
+/// thread's queue. It is nearly always empty already, and looking costs a fraction of `ERR_clear_error`, which resets
+/// all 16 of its slots (5% of the server's CPU time at 512 B over TLS, three calls per message).
+inline void clear_openssl_errors() noexcept {
+    if (ERR_peek_error() != 0) ERR_clear_error();
+}
+
 /// The OpenSSL errors queued on this thread, oldest first, joined by "; " (and the queue cleared).
 inline std::string openssl_errors() {
     std::string all;

@@ -59,8 +59,8 @@ namespace detail {
 /// The state a connection's BIOs and pending operations point at: on the heap, so the transport can move and a
 /// background flush can outlive it (it holds a reference and finds the socket closed).
 struct TlsState : std::enable_shared_from_this<TlsState> {
-    static constexpr std::size_t read_chunk = 17 * 1024;    ///< the least a socket read asks for: a whole record (16 KiB + 256 + 5)
-    static constexpr std::size_t shared_read_size = 64 * 1024;  ///< the thread's read buffer: the most a socket read takes
+    static constexpr std::size_t read_chunk = 17 * 1024;  ///< the least a read asks for: a record (16 KiB + 256 + 5)
+    static constexpr std::size_t shared_read_size = 64 * 1024;  ///< the thread's read buffer: the most a read takes
     static constexpr std::size_t record_size = 16 * 1024;   ///< TLS's largest plaintext fragment
     static constexpr std::size_t write_budget = 64 * 1024;  ///< plaintext taken by one write_some
     static constexpr std::size_t max_pending = write_budget + 5 * 29;
@@ -328,8 +328,10 @@ public:
     executor_type get_executor() noexcept { return s_->socket.get_executor(); }
 
     /// Decrypted bytes available now, as many as fit: the socket is read again while the buffer has room for a
-    /// whole record and the socket may hold more. `would_block` when none are; `eof` at the peer's close_notify, or at TCP EOF without one
-    /// (`closed_cleanly()` tells them apart); a TLS error otherwise (asio's ssl category, OpenSSL's reason).
+    /// whole record and the socket may hold more, up to as much ciphertext as the buffer holds (so that a peer
+    /// sending tiny records cannot keep one call reading far more than that). `would_block` when none are; `eof` at the peer's close_notify, or
+    /// at TCP EOF without one (`closed_cleanly()` tells them apart); a TLS error otherwise (asio's ssl category,
+    /// OpenSSL's reason).
     std::size_t read_some(asio::mutable_buffer buffer, std::error_code& ec) {
         detail::TlsState& s = *s_;
         ec.clear();
@@ -339,8 +341,9 @@ public:
         }
         auto* data = static_cast<unsigned char*>(buffer.data());
         std::size_t n = 0;
+        std::size_t received = 0;  // ciphertext read from the socket in this call
         while (n < buffer.size()) {
-            ERR_clear_error();
+            detail::clear_openssl_errors();
             std::size_t got = 0;
             const int r = SSL_read_ex(s.ssl, data + n, buffer.size() - n, &got);
             if (r == 1) {
@@ -354,13 +357,14 @@ public:
                     break;
                 }
                 const std::size_t room = buffer.size() - n;
-                if (n != 0 && (room < read_chunk || !s.socket.may_have_input())) break;
+                if (n != 0 && (room < read_chunk || received >= buffer.size() || !s.socket.may_have_input())) break;
                 std::error_code read_ec;
                 if (!s.fill_input(read_ec, room)) {  // would_block, eof (reported once `n` is taken) or an error
                     if (n == 0) ec = read_ec;
                     else if (!detail::would_block(read_ec) && read_ec != asio::error::eof) s.error = read_ec;
                     break;
                 }
+                received += s.in_end;
                 continue;
             }
             if (status == SSL_ERROR_ZERO_RETURN) {
@@ -402,7 +406,7 @@ public:
         std::size_t taken = 0;
         std::size_t budget = write_budget;
         const auto encrypt = [&](const unsigned char* p, std::size_t size) {
-            ERR_clear_error();
+            detail::clear_openssl_errors();
             std::size_t written = 0;
             const int r = SSL_write_ex(s.ssl, p, size, &written);
             if (r == 1 && written == size) {
