@@ -17,7 +17,7 @@
 ///     (`kept`: at most about one record, and only after a read into a nearly full buffer) is copied to the
 ///     connection's own buffer. OpenSSL buffers at most one record of its own. An idle connection holds no read
 ///     buffer of ours.
-///   * `out_`: `write_some` takes plaintext only while no ciphertext is pending, and at most `write_budget` bytes a
+///   * `out`: `write_some` takes plaintext only while no ciphertext is pending, and at most `write_budget` bytes a
 ///     call, so pending ciphertext stays under `max_pending` (64 KiB of plaintext in at most five records, each
 ///     with at most 29 bytes of TLS 1.2 AES-GCM overhead), plus small control records produced while reading
 ///     (alerts, a TLS 1.3 KeyUpdate) and, once, the handshake flight.
