@@ -299,7 +299,7 @@ public:
         const std::shared_ptr<detail::TlsState> s = s_;
         std::error_code ec;
         while (true) {
-            ERR_clear_error();
+            detail::clear_openssl_errors();
             const int r = SSL_do_handshake(s->ssl);
             const int status = r == 1 ? SSL_ERROR_NONE : SSL_get_error(s->ssl, r);
             s->keep_input();  // what follows the client's last flight (its first request, say), before any wait
@@ -329,9 +329,9 @@ public:
 
     /// Decrypted bytes available now, as many as fit: the socket is read again while the buffer has room for a
     /// whole record and the socket may hold more, up to as much ciphertext as the buffer holds (so that a peer
-    /// sending tiny records cannot keep one call reading far more than that). `would_block` when none are; `eof` at the peer's close_notify, or
-    /// at TCP EOF without one (`closed_cleanly()` tells them apart); a TLS error otherwise (asio's ssl category,
-    /// OpenSSL's reason).
+    /// sending tiny records cannot keep one call reading far more than that). `would_block` when none are; `eof`
+    /// at the peer's close_notify, or at TCP EOF without one (`closed_cleanly()` tells them apart); a TLS error
+    /// otherwise (asio's ssl category, OpenSSL's reason).
     std::size_t read_some(asio::mutable_buffer buffer, std::error_code& ec) {
         detail::TlsState& s = *s_;
         ec.clear();
