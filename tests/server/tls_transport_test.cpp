@@ -791,6 +791,7 @@ TEST_CASE("tls: reload() on one thread while connections are created on another"
 namespace {
 std::atomic<std::size_t> new_calls{0};
 std::atomic<std::size_t> crypto_calls{0};
+std::atomic<std::size_t> crypto_frees{0};
 thread_local bool counting = false;
 
 void* crypto_malloc(std::size_t n, const char* file, int line) {
@@ -807,7 +808,10 @@ void* crypto_realloc(void* p, std::size_t n, const char*, int) {
     if (counting) crypto_calls.fetch_add(1, std::memory_order_relaxed);
     return std::realloc(p, n);
 }
-void crypto_free(void* p, const char*, int) { std::free(p); }
+void crypto_free(void* p, const char*, int) {
+    if (counting && p != nullptr) crypto_frees.fetch_add(1, std::memory_order_relaxed);
+    std::free(p);
+}
 const bool crypto_counted = CRYPTO_set_mem_functions(crypto_malloc, crypto_realloc, crypto_free) == 1;
 } // namespace
 
@@ -901,4 +905,63 @@ TEST_CASE("tls: a steady-state echo allocates nothing on the server's thread") {
     // OpenSSL 3.0's record layer itself mallocs ~40 bytes for its WPACKET bookkeeping per record written (2) and
     // read (2): bounded per record, not ours to remove. Anything beyond that would be a regression here.
     CHECK(cryptos <= 4 * static_cast<std::size_t>(measured));
+}
+
+TEST_CASE("tls: release_buffers frees OpenSSL's record buffers only while they hold nothing; the next message makes them again") {
+    TlsContext tls(server_settings());
+    asio::io_context ctx;
+    Listener listener(ctx);
+    const std::string first = pattern(100, 21);
+    const std::string second = pattern(40000, 22);
+    bool ready = false;  // the server is done with `first`: the client may send `second`
+    std::size_t frees_idle = 0;
+    std::size_t frees_again = 0;
+    std::size_t frees_holding = 0;
+    const auto released = [](TlsTransport& t) {  // OpenSSL's frees during one release_buffers
+        crypto_frees = 0;
+        counting = true;
+        t.release_buffers();
+        counting = false;
+        return crypto_frees.load();
+    };
+    auto server = [&]() -> asio::awaitable<void> {
+        TlsTransport t = co_await listener.accept(tls);
+        const std::error_code ec = co_await t.handshake();
+        REQUIRE_MESSAGE(!ec, ec.message());
+        co_await echo(t, first.size());
+        frees_idle = released(t);   // the read and write record buffers
+        frees_again = released(t);  // none left
+        ready = true;
+        // One byte of `second` read: the rest of its record waits decrypted in SSL, which keeps its buffers.
+        std::array<unsigned char, 1> one{};
+        std::error_code rec;
+        const std::size_t n = co_await swirl::detail::read_some_waiting(t, asio::buffer(one), rec);
+        REQUIRE_MESSAGE(!rec, rec.message());
+        REQUIRE(n == 1);
+        frees_holding = released(t);
+        co_await swirl::detail::write_all(t, asio::buffer(one), rec);
+        REQUIRE_MESSAGE(!rec, rec.message());
+        co_await echo(t, second.size() - 1);  // read and written through buffers made again
+    };
+    auto client = [&]() -> asio::awaitable<void> {
+        TlsClient c(ctx.get_executor(), {});
+        co_await c.connect(listener.port());
+        const std::error_code ec = co_await c.handshake();
+        REQUIRE_MESSAGE(!ec, ec.message());
+        co_await send_and_check(c.stream, first);
+        asio::steady_timer timer(ctx);
+        while (!ready) {
+            timer.expires_after(5ms);
+            co_await timer.async_wait(asio::use_awaitable);
+        }
+        co_await send_and_check(c.stream, second);
+    };
+    run_pair(ctx, server(), client());
+    if (!crypto_counted) {
+        MESSAGE("OpenSSL's allocator could not be replaced: frees not counted");
+        return;
+    }
+    CHECK(frees_idle >= 2);
+    CHECK(frees_again == 0);
+    CHECK(frees_holding == 0);
 }

@@ -892,15 +892,23 @@ private:
 
     /// Conn thread, all written, the last of it a heartbeat ping to a peer silent for `ping_interval`: the
     /// connection is idle, so it gives back what its writes keep for the next message (a queue's own buffer, the
-    /// gather list, the list of payloads taken over), as an idle connection that was never pinged holds none of it.
-    /// Once per heartbeat, not per message.
+    /// gather list, the list of payloads taken over; over TLS, OpenSSL's record buffers too), as an idle connection
+    /// that was never pinged holds none of it. Once per heartbeat, not per message.
     __attribute__((noinline)) void release_write_buffers() {
+        bool idle = false;
         {
             std::lock_guard lock(mutex_);  // other threads may have queued meanwhile (writes start on this thread only)
-            if (pending_.empty() && !pong_owed_) pending_ = detail::OutputQueue();
+            if (pending_.empty() && !pong_owed_) {
+                pending_ = detail::OutputQueue();
+                idle = true;
+            }
         }
         writing_queue_ = detail::OutputQueue();
         std::vector<asio::const_buffer>().swap(buffers_);
+        if (idle)
+            detail::visit_transport(transport_, [](auto& t) {
+                if constexpr (requires { t.release_buffers(); }) t.release_buffers();
+            });
     }
 
     /// Wakes the session's `wait_drained` or `wait_resumed`, if it ever waited (each re-checks its condition).

@@ -386,6 +386,31 @@ public:
     /// was drained with no input seen since.
     bool may_have_input() const noexcept { return s_->read_ready() || s_->socket.may_have_input(); }
 
+    /// Parks the reader on the socket without a wait operation, as `TcpTransport::park` does: `callback(host,
+    /// owner, ec)` runs once input may have arrived. False when it cannot park now, among other reasons (see
+    /// `EdgeSocket::park`) while a read would find something without the socket (decrypted bytes, ciphertext not yet
+    /// taken, an end or error to report): then `async_wait(wait_read, …)`, which completes at once.
+    template <class Owner>
+    bool park(detail::ParkedReader::Callback callback, void* host, std::shared_ptr<Owner>& owner) {
+        return !s_->read_ready() && s_->socket.park(callback, host, owner);
+    }
+    /// Lets go of a parked reader without calling it (a loop torn down with connections parked).
+    void drop_parked() noexcept { s_->socket.drop_parked(); }
+
+    /// For an idle connection (its heartbeat found it silent, and all is written): gives back what a busy one keeps
+    /// for its next message, when none of it holds anything: OpenSSL's record buffers (`SSL_free_buffers`, about
+    /// 17 KiB each for reading and writing; the next read or write makes its own again) and the buffers of pending
+    /// and kept ciphertext. Once per silent interval, not per message (each would then allocate).
+    void release_buffers() noexcept {
+        detail::TlsState& s = *s_;
+        if (!s.handshake_done || s.error || s.pending_out() || s.in_begin != s.in_end || SSL_has_pending(s.ssl) != 0)
+            return;
+        SSL_free_buffers(s.ssl);  // refuses while a record is partly read or written
+        std::vector<unsigned char>().swap(s.out);
+        std::vector<unsigned char>().swap(s.kept);
+        s.out_sent = 0;
+    }
+
     /// Encrypts up to `write_budget` bytes of plaintext from `buffers` (small buffers gathered into whole records)
     /// and sends what the socket takes; returns the plaintext bytes taken. Takes none (0, no error) while
     /// ciphertext from before is still pending: wait with `async_wait(wait_write)`.

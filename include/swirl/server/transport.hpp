@@ -10,8 +10,8 @@
 ///     async_wait(type, token)   until readable (`wait_read`) or writable (`wait_write`)
 ///     may_have_input()          optional: false when `read_some` is known to return `would_block` (the last read
 ///                               drained the transport and nothing arrived since), so a reader waits at once
-///     park(callback, host, c)   optional: waits for input without a wait operation (TcpTransport); false when it
-///                               cannot now, and then `async_wait(wait_read, …)`
+///     park(callback, host, c)   optional, with drop_parked(): waits for input without a wait operation
+///                               (`ParkingTransport`); false when it cannot now, and then `async_wait(wait_read, …)`
 ///     shutdown_send(ec)         half-close: no more bytes from us
 ///     close(ec)                 ends the connection; a pending wait completes with `operation_aborted`
 ///     remote_endpoint(ec)       the peer's address
@@ -43,6 +43,14 @@ concept Transport = requires(T& t, const T& ct, asio::mutable_buffer in, std::sp
     t.shutdown_send(ec);
     t.close(ec);
     { ct.remote_endpoint(ec) } -> std::same_as<asio::ip::tcp::endpoint>;
+};
+
+/// A `Transport` whose reader can park on its socket (`park`, `drop_parked`): a connection waiting for input then
+/// holds neither a coroutine nor a wait operation (server/session.hpp).
+template <class T>
+concept ParkingTransport = Transport<T> && requires(T& t, std::shared_ptr<void>& owner) {
+    { t.park(detail::ParkedReader::Callback{}, static_cast<void*>(nullptr), owner) } -> std::same_as<bool>;
+    t.drop_parked();
 };
 
 /// A socket bound to its event loop's `io_context` executor: 48 bytes less per connection than `asio::ip::tcp::socket`
