@@ -395,6 +395,43 @@ TEST_CASE("wss: close handshakes started by either side carry their codes and en
     CHECK(events.wait_for("4002 server says bye by_server=true clean=true"));
     CHECK(events.wait_for("4003 client says bye by_server=false clean=true"));
 }
+
+TEST_CASE("wss: messages of every size still echo across heartbeats (OpenSSL's buffers given back while idle)") {
+    SKIP_WITHOUT_OPENSSL();
+    auto settings = TlsServerFixture::settings();
+    settings.ping_interval = 50ms;  // each silence below: a ping, written (buffers go), answered (they go again)
+    settings.pong_timeout = 2s;
+    TlsServer server(settings);
+    server.on_message(test::echo<TlsConn>);
+    const std::uint16_t port = server.add_listener({.host = "127.0.0.1", .port = 0, .tls = server_tls()}).port();
+    test::RunningServer running(server);
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await swirl::Client::connect("127.0.0.1", port, wss());
+        const auto next_message = [&]() -> asio::awaitable<std::optional<swirl::Frame>> {
+            auto frame = co_await client.receive();  // answers pings
+            while (frame && frame->opcode == swirl::Opcode::ping) frame = co_await client.receive();
+            co_return frame;
+        };
+        std::mt19937 random(11);
+        for (const std::size_t size : {std::size_t{1}, std::size_t{20000}, std::size_t{125}, std::size_t{70000}}) {
+            std::string binary(size, '\0');
+            for (auto& c : binary) c = static_cast<char>(random());
+            co_await client.send(binary, swirl::Opcode::binary);
+            const auto echoed = co_await next_message();
+            REQUIRE(echoed);
+            CHECK(echoed->payload == binary);
+            for (int pings = 0; pings < 2;) {  // silent but for the pongs
+                const auto frame = co_await client.receive();
+                REQUIRE(frame);
+                REQUIRE(frame->opcode == swirl::Opcode::ping);
+                ++pings;
+            }
+        }
+        const auto reply = co_await client.close();
+        REQUIRE(reply);
+        CHECK(reply->code == swirl::close_code::normal);
+    }, 30s);
+}
 #endif
 
 #if defined(SWIRL_HAS_DEFLATE) && SWIRL_HAS_DEFLATE

@@ -725,9 +725,14 @@ private:
     }
 
     /// Conn thread, waiting for input: frees what a burst left beyond `keep_capacity` bytes in a message buffer the
-    /// pool had no room for.
+    /// pool had no room for; and, at the first wait after the peer answered a heartbeat ping, what the transport
+    /// keeps for the next message (over TLS, the record buffers reading the answer made again).
     void release_idle_buffers(std::size_t keep_capacity) {
         if (reader_) reader_->release_buffer(keep_capacity);
+        if (answered_ping_) [[unlikely]] {
+            answered_ping_ = false;
+            release_transport_buffers();
+        }
     }
 
     /// Payloads from this size up are worth a write of their own rather than a copy into the output queue.
@@ -905,10 +910,15 @@ private:
         }
         writing_queue_ = detail::OutputQueue();
         std::vector<asio::const_buffer>().swap(buffers_);
-        if (idle)
-            detail::visit_transport(transport_, [](auto& t) {
-                if constexpr (requires { t.release_buffers(); }) t.release_buffers();
-            });
+        if (idle) release_transport_buffers();
+    }
+
+    /// Conn thread, the connection idle: the transport's buffers kept for the next message go (TlsTransport's
+    /// `release_buffers`; plain TCP keeps none).
+    void release_transport_buffers() noexcept {
+        detail::visit_transport(transport_, [](auto& t) {
+            if constexpr (requires { t.release_buffers(); }) t.release_buffers();
+        });
     }
 
     /// Wakes the session's `wait_drained` or `wait_resumed`, if it ever waited (each re-checks its condition).
@@ -967,6 +977,7 @@ private:
                 // The answer to a heartbeat ping. The deadline filed is the ping's pong_timeout, which may lie beyond
                 // the next quiet window: file the new one now, so that pings stay ping_interval apart.
                 awaiting_pong_ = false;
+                answered_ping_ = true;
                 watch();
             }
         }
@@ -1010,6 +1021,7 @@ private:
     // Conn thread only, but for the two atomics.
     bool more_input_ = false;               // the message being handled is not the last in its read
     bool awaiting_pong_ = false;            // a heartbeat ping went out and nothing has arrived since
+    bool answered_ping_ = false;            // bytes came after one: the transport's buffers go at the next wait
     std::atomic<bool> paused_{false};       // pause_reading(): the session reads nothing until resume_reading()
     std::atomic<bool> drain_armed_{false};  // the socket pushed back or a push was refused: on_drain is owed
     bool opened_ = false;  ///< on_open ran: on_close will run too
