@@ -728,11 +728,8 @@ private:
     /// pool had no room for; and, at the first wait after the peer answered a heartbeat ping, what the transport
     /// keeps for the next message (over TLS, the record buffers reading the answer made again).
     void release_idle_buffers(std::size_t keep_capacity) {
+        if (answered_ping_) [[unlikely]] return release_after_answer(keep_capacity);
         if (reader_) reader_->release_buffer(keep_capacity);
-        if (answered_ping_) [[unlikely]] {
-            answered_ping_ = false;
-            release_transport_buffers();
-        }
     }
 
     /// Payloads from this size up are worth a write of their own rather than a copy into the output queue.
@@ -911,6 +908,13 @@ private:
         writing_queue_ = detail::OutputQueue();
         std::vector<asio::const_buffer>().swap(buffers_);
         if (idle) release_transport_buffers();
+    }
+
+    /// `release_idle_buffers`, the peer having answered a heartbeat ping (out of line: once per heartbeat).
+    __attribute__((noinline)) void release_after_answer(std::size_t keep_capacity) {
+        answered_ping_ = false;
+        if (reader_) reader_->release_buffer(keep_capacity);
+        release_transport_buffers();
     }
 
     /// Conn thread, the connection idle: the transport's buffers kept for the next message go (TlsTransport's

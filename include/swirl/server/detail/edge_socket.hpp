@@ -138,20 +138,14 @@ public:
     static constexpr std::size_t page_size = 4096;
     static constexpr std::size_t page_count = 1024;
 
-    /// The entry of `descriptor`, its page made when missing; null when out of range or out of memory.
+    /// The entry of `descriptor`, its page made when missing; null when out of range or out of memory. Small enough
+    /// to be inlined into every park (the page is made out of line).
     static std::atomic<ParkedReader*>* entry(int descriptor) noexcept {
         std::atomic<Page*>* slot = page_slot(descriptor);
         if (slot == nullptr) return nullptr;
         Page* page = slot->load(std::memory_order_acquire);
-        if (page == nullptr) {
-            Page* made = new (std::nothrow) Page{};
-            if (made == nullptr) return nullptr;
-            if (slot->compare_exchange_strong(page, made, std::memory_order_acq_rel, std::memory_order_acquire))
-                page = made;
-            else
-                delete made;  // another loop made it first
-        }
-        return in(*page, descriptor);
+        if (page == nullptr) [[unlikely]] page = make_page(*slot);
+        return page ? in(*page, descriptor) : nullptr;
     }
 
     /// The entry of `descriptor` when its page is made, otherwise null.
@@ -168,6 +162,20 @@ public:
 
 private:
     using Page = std::array<std::atomic<ParkedReader*>, page_size>;
+
+    /// The page `slot` holds, made when it holds none yet; null when out of memory.
+#if defined(__GNUC__)
+    __attribute__((noinline))
+#endif
+    static Page* make_page(std::atomic<Page*>& slot) noexcept {
+        Page* page = slot.load(std::memory_order_acquire);
+        if (page != nullptr) return page;
+        Page* made = new (std::nothrow) Page{};
+        if (made == nullptr) return nullptr;
+        if (slot.compare_exchange_strong(page, made, std::memory_order_acq_rel, std::memory_order_acquire)) return made;
+        delete made;  // another loop made it first
+        return page;
+    }
 
     /// Where the page of `descriptor` is kept; null out of range.
     static std::atomic<Page*>* page_slot(int descriptor) noexcept {
