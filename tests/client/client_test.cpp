@@ -432,6 +432,42 @@ TEST_CASE("wss: messages of every size still echo across heartbeats (OpenSSL's b
         CHECK(reply->code == swirl::close_code::normal);
     }, 30s);
 }
+
+TEST_CASE("wss: a coroutine handler's connection hibernates when silent for a heartbeat interval, and wakes for its next message") {
+    SKIP_WITHOUT_OPENSSL();
+    auto settings = TlsServerFixture::settings();
+    settings.ping_interval = 100ms;
+    settings.pong_timeout = 1s;  // slack: the client answers pings only while it reads
+    TlsServer server(settings);
+    server.on_message([](TlsConn& c, swirl::Frame& f) -> asio::awaitable<void> {
+        co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);  // a handler that suspends
+        c.send(f.payload, f.opcode);
+    });
+    const std::uint16_t port = server.add_listener({.host = "127.0.0.1", .port = 0, .tls = server_tls()}).port();
+    test::RunningServer running(server);
+    const auto hibernations = [&] { return server.stats().total.hibernations; };
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await swirl::Client::connect("127.0.0.1", port, wss());
+        for (int round = 1; round <= 3; ++round) {
+            const std::string text = fmt::format("round {}", round);
+            co_await client.send(text);
+            auto echoed = co_await client.receive();  // rounds 2 and 3: woken from hibernation
+            while (echoed && echoed->opcode == swirl::Opcode::ping) echoed = co_await client.receive();
+            REQUIRE(echoed);
+            CHECK(echoed->payload == text);
+            const auto before = hibernations();
+            while (hibernations() == before) {  // silent but for the pongs: the next heartbeat ends the coroutine
+                const auto frame = co_await client.receive();
+                REQUIRE(frame);
+                REQUIRE(frame->opcode == swirl::Opcode::ping);
+            }
+        }
+        const auto reply = co_await client.close();
+        REQUIRE(reply);
+        CHECK(reply->code == swirl::close_code::normal);
+    }, 30s);
+    CHECK(hibernations() >= 3);
+}
 #endif
 
 #if defined(SWIRL_HAS_DEFLATE) && SWIRL_HAS_DEFLATE

@@ -437,7 +437,7 @@ private:
     // up: the watchdog cancels the coroutine's wait for input, the coroutine ends, and the connection parks as one
     // with a plain handler does (pings and pongs are answered in place) until a message for the handler arrives.
 
-    /// Conn thread: the session coroutine is (no longer) suspended in its wait for input, on plain TCP.
+    /// Conn thread: the session coroutine is (no longer) suspended in its wait for input.
     void set_awaiting_input(bool awaiting) noexcept { awaiting_input_ = awaiting; }
     /// Conn thread: asked to hibernate (or opened so, `start_hibernating`), and no message has reached the handler
     /// since.
@@ -459,14 +459,13 @@ private:
     /// the connection parks. Not while a write waits for the peer's window: the cancel would end that wait too.
     /// True when the wait was cancelled.
     bool hibernate() {
-        auto* tcp = std::get_if<TcpTransport>(&transport_);
-        if (!awaiting_input_ || hibernating_ || tcp == nullptr) return false;
+        if (!awaiting_input_ || hibernating_) return false;
         {
             std::lock_guard lock(mutex_);
             if (writing_) return false;  // writes start on this thread only: none starts before the cancel
         }
         std::error_code ignored;
-        tcp->cancel(ignored);
+        detail::visit_transport(transport_, [&](auto& t) { t.cancel(ignored); });
         hibernating_ = true;  // counted once the coroutine ends (`Session::parks`)
         return true;
     }

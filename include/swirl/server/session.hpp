@@ -549,9 +549,9 @@ private:
                 if (!would_block(ec)) break;
                 c.release_idle_buffers(idle_message_capacity);
                 if (s.template may_park<T>()) co_return s.parks();
-                if constexpr (std::is_same_v<T, TcpTransport>) c.set_awaiting_input(true);
+                if constexpr (ParkingTransport<T>) c.set_awaiting_input(true);
                 co_await t.async_wait(asio::socket_base::wait_read, asio::redirect_error(asio::use_awaitable, ec));
-                if constexpr (std::is_same_v<T, TcpTransport>) {
+                if constexpr (ParkingTransport<T>) {
                     c.set_awaiting_input(false);
                     if (c.hibernating() && ec == asio::error::operation_aborted) co_return s.parks();  // see `hibernate`
                 }
@@ -709,10 +709,8 @@ private:
     // the session stays a coroutine (its wake-ups would otherwise allocate a coroutine each) until the connection has
     // been silent for a heartbeat interval: then it hibernates (`Connection::hibernate`) and parks as well, and a
     // message for the handler starts a coroutine again, which stays until the next such silence. One opened in place
-    // starts that way, hibernating: its first message starts its coroutine. Over TLS the same, but for hibernation:
-    // a wss connection with a coroutine message handler keeps its coroutine (~1.4 KB of the ~40 KB a wss connection
-    // holds; `Connection::hibernate` cancels the socket's waits, which there would also stop a background flush of
-    // ciphertext).
+    // starts that way, hibernating: its first message starts its coroutine. Over TLS the same (a wss connection
+    // starts in its coroutine, which runs the TLS handshake).
 
     /// At a read that would block: whether the connection parks instead of waiting in the coroutine.
     template <Transport T>

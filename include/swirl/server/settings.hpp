@@ -57,11 +57,13 @@ struct Settings {
     std::chrono::milliseconds handshake_timeout{10000};  ///< from accept to a finished upgrade
     std::chrono::milliseconds idle_timeout{0};           ///< no bytes from the peer for this long → close 1001 (0: off)
     /// Heartbeat: a WebSocket peer silent this long gets a ping (0: never). Keeps the connection alive through load
-    /// balancers that cut idle TCP (often at 60 s); any RFC 6455 client answers with a pong. On plain TCP, a
-    /// connection whose message handler is a coroutine also hibernates then: its session coroutine ends (about
-    /// 1.4 KB of frames) and it waits as a connection with a plain handler does, until its next message starts one
-    /// again (`Stats` counts `hibernations`). A connection upgraded without a coroutine (no coroutine open handler)
-    /// waits so for its first message too, whatever this is. 0 turns off the rest.
+    /// balancers that cut idle TCP (often at 60 s); any RFC 6455 client answers with a pong. A connection whose
+    /// message handler is a coroutine also hibernates then: its session coroutine ends (about 1.4 KB of frames) and
+    /// it waits as a connection with a plain handler does, until its next message starts one again (`Stats` counts
+    /// `hibernations`). A plain TCP connection upgraded without a coroutine (no coroutine open handler) waits so for
+    /// its first message too, whatever this is. With a `pong_timeout`, a pinged connection also gives back what it
+    /// keeps for its next message once the ping is written (its output buffers, and over TLS OpenSSL's record
+    /// buffers, about 17 KiB each way) and, over TLS, again once the answer is read. 0 turns off the rest.
     std::chrono::milliseconds ping_interval{30000};
     /// A pinged peer that sends nothing (neither the pong nor anything else) for this long is dropped: `on_close`
     /// sees 1006 and the TCP connection is closed. Frees the slots of peers that vanished without a FIN.

@@ -124,7 +124,8 @@ struct TlsState : std::enable_shared_from_this<TlsState> {
         background_flush = true;
         socket.async_wait(asio::socket_base::wait_write, [self = shared_from_this()](std::error_code ec) {
             self->background_flush = false;
-            if (!ec) self->flush_soon();
+            // Cancelled with the socket still open (`TlsTransport::cancel`): the flush goes on all the same.
+            if (!ec || (ec == asio::error::operation_aborted && self->socket.is_open())) self->flush_soon();
         });
     }
 
@@ -508,6 +509,9 @@ public:
     }
 
     void close(std::error_code& ec) { s_->socket.close(ec); }
+    /// Ends every pending wait with `operation_aborted`, a parked reader too (the socket stays open); ciphertext
+    /// being flushed in the background goes on being flushed.
+    void cancel(std::error_code& ec) { s_->socket.cancel(ec); }
     asio::ip::tcp::endpoint remote_endpoint(std::error_code& ec) const { return s_->socket.remote_endpoint(ec); }
 
     /// After the handshake: the server name the client asked for (SNI), empty when none.
