@@ -429,8 +429,8 @@ private:
     clock::time_point deadline() const noexcept { return deadline_; }
     void move_deadline(clock::time_point t) noexcept { deadline_ = t; }
     clock::duration quiet_window() const noexcept { return quiet_window_; }
-    bool awaiting_pong() const noexcept { return awaiting_pong_; }
-    void set_awaiting_pong(bool awaiting) noexcept { awaiting_pong_ = awaiting; }
+    bool awaiting_pong() const noexcept { return heartbeat_ == Heartbeat::pinged; }
+    void set_awaiting_pong(bool awaiting) noexcept { heartbeat_ = awaiting ? Heartbeat::pinged : Heartbeat::quiet; }
 
     // Hibernation. A connection whose message handler is a coroutine keeps its session coroutine while idle (waking
     // it from a park would make a coroutine per message). One that has been silent for a heartbeat interval gives it
@@ -727,7 +727,7 @@ private:
     /// pool had no room for; and, at the first wait after the peer answered a heartbeat ping, what the transport
     /// keeps for the next message (over TLS, the record buffers reading the answer made again).
     void release_idle_buffers(std::size_t keep_capacity) {
-        if (answered_ping_) [[unlikely]] return release_after_answer(keep_capacity);
+        if (heartbeat_ == Heartbeat::answered) [[unlikely]] return release_after_answer(keep_capacity);
         if (reader_) reader_->release_buffer(keep_capacity);
     }
 
@@ -885,7 +885,7 @@ private:
             flush();
         } else {
             wake_session();
-            if (awaiting_pong_) [[unlikely]]
+            if (heartbeat_ == Heartbeat::pinged) [[unlikely]]
                 release_write_buffers();
         }
         if (drain) post_drain();
@@ -911,7 +911,7 @@ private:
 
     /// `release_idle_buffers`, the peer having answered a heartbeat ping (out of line: once per heartbeat).
     __attribute__((noinline)) void release_after_answer(std::size_t keep_capacity) {
-        answered_ping_ = false;
+        heartbeat_ = Heartbeat::quiet;
         if (reader_) reader_->release_buffer(keep_capacity);
         release_transport_buffers();
     }
@@ -976,11 +976,10 @@ private:
         last_activity_.store((now - connect_steady_).count(), std::memory_order_relaxed);
         if (quiet_window_ != clock::duration::zero() && status() == ConnectionStatus::active) {
             deadline_ = now + quiet_window_;  // later than the one filed: the watchdog re-files it when that comes
-            if (awaiting_pong_) [[unlikely]] {
+            if (heartbeat_ == Heartbeat::pinged) [[unlikely]] {
                 // The answer to a heartbeat ping. The deadline filed is the ping's pong_timeout, which may lie beyond
                 // the next quiet window: file the new one now, so that pings stay ping_interval apart.
-                awaiting_pong_ = false;
-                answered_ping_ = true;
+                heartbeat_ = Heartbeat::answered;
                 watch();
             }
         }
@@ -1023,8 +1022,9 @@ private:
 
     // Conn thread only, but for the two atomics.
     bool more_input_ = false;               // the message being handled is not the last in its read
-    bool awaiting_pong_ = false;            // a heartbeat ping went out and nothing has arrived since
-    bool answered_ping_ = false;            // bytes came after one: the transport's buffers go at the next wait
+    // `pinged`: a heartbeat ping went out and nothing has arrived since; `answered`: bytes came after one, and the
+    // transport's buffers go at the next wait for input.
+    enum class Heartbeat : std::uint8_t { quiet, pinged, answered } heartbeat_ = Heartbeat::quiet;
     std::atomic<bool> paused_{false};       // pause_reading(): the session reads nothing until resume_reading()
     std::atomic<bool> drain_armed_{false};  // the socket pushed back or a push was refused: on_drain is owed
     bool opened_ = false;  ///< on_open ran: on_close will run too
