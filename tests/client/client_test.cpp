@@ -420,11 +420,10 @@ TEST_CASE("wss: messages of every size still echo across heartbeats (OpenSSL's b
             const auto echoed = co_await next_message();
             REQUIRE(echoed);
             CHECK(echoed->payload == binary);
-            for (int pings = 0; pings < 2;) {  // silent but for the pongs
+            for (int pings = 0; pings < 2; ++pings) {  // silent but for the pongs
                 const auto frame = co_await client.receive();
                 REQUIRE(frame);
                 REQUIRE(frame->opcode == swirl::Opcode::ping);
-                ++pings;
             }
         }
         const auto reply = co_await client.close();
