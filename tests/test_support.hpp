@@ -128,6 +128,41 @@ inline asio::awaitable<std::string> next_payload(swirl::Client& client) {
     co_return std::move(frame->payload);
 }
 
+/// The next frame that is not a ping (`receive()` answers each ping and returns it).
+inline asio::awaitable<std::optional<swirl::Frame>> receive_skipping_pings(swirl::Client& client) {
+    auto frame = co_await client.receive();
+    while (frame && frame->opcode == swirl::Opcode::ping) frame = co_await client.receive();
+    co_return frame;
+}
+
+/// Receives (and answers) the server's heartbeat pings until `done()`; anything else fails the test.
+template <class Done>
+asio::awaitable<void> receive_pings_until(swirl::Client& client, Done done) {
+    while (!done()) {
+        const auto frame = co_await client.receive();
+        REQUIRE(frame);
+        CHECK(frame->opcode == swirl::Opcode::ping);
+    }
+}
+
+/// Three rounds of a message echoed (round 2 binary), then silence but for the pongs until the server has counted
+/// one more hibernation (`hibernations()`): a coroutine handler's connection hibernates after each message and a
+/// message wakes it. Rounds 2 and 3 reach a hibernated connection.
+template <class Count>
+asio::awaitable<void> echo_and_hibernate(swirl::Client& client, Count hibernations) {
+    for (int round = 1; round <= 3; ++round) {
+        const std::string text = "round " + std::to_string(round);
+        co_await client.send(text, round == 2 ? swirl::Opcode::binary : swirl::Opcode::text);
+        const auto echoed = co_await receive_skipping_pings(client);
+        REQUIRE(echoed);
+        CHECK(echoed->payload == text);
+        // Silent from here: the next heartbeat ends the session coroutine (and goes out just after that). The pongs
+        // that receive() sends back are answered in place: the connection stays parked.
+        const auto before = hibernations();
+        co_await receive_pings_until(client, [&] { return hibernations() != before; });
+    }
+}
+
 /// A fresh connection still gets its message echoed: the server survived whatever the test did before.
 inline asio::awaitable<void> check_still_serving(std::uint16_t port) {
     auto client = co_await swirl::Client::connect("127.0.0.1", port);

@@ -407,24 +407,16 @@ TEST_CASE("wss: messages of every size still echo across heartbeats (OpenSSL's b
     test::RunningServer running(server);
     test::run([&]() -> asio::awaitable<void> {
         auto client = co_await swirl::Client::connect("127.0.0.1", port, wss());
-        const auto next_message = [&]() -> asio::awaitable<std::optional<swirl::Frame>> {
-            auto frame = co_await client.receive();  // answers pings
-            while (frame && frame->opcode == swirl::Opcode::ping) frame = co_await client.receive();
-            co_return frame;
-        };
         std::mt19937 random(11);
         for (const std::size_t size : {std::size_t{1}, std::size_t{20000}, std::size_t{125}, std::size_t{70000}}) {
             std::string binary(size, '\0');
             for (auto& c : binary) c = static_cast<char>(random());
             co_await client.send(binary, swirl::Opcode::binary);
-            const auto echoed = co_await next_message();
+            const auto echoed = co_await test::receive_skipping_pings(client);
             REQUIRE(echoed);
             CHECK(echoed->payload == binary);
-            for (int pings = 0; pings < 2; ++pings) {  // silent but for the pongs
-                const auto frame = co_await client.receive();
-                REQUIRE(frame);
-                REQUIRE(frame->opcode == swirl::Opcode::ping);
-            }
+            int pings = 0;  // silent but for the pongs to two pings
+            co_await test::receive_pings_until(client, [&] { return pings++ == 2; });
         }
         const auto reply = co_await client.close();
         REQUIRE(reply);
@@ -447,20 +439,7 @@ TEST_CASE("wss: a coroutine handler's connection hibernates when silent for a he
     const auto hibernations = [&] { return server.stats().total.hibernations; };
     test::run([&]() -> asio::awaitable<void> {
         auto client = co_await swirl::Client::connect("127.0.0.1", port, wss());
-        for (int round = 1; round <= 3; ++round) {
-            const std::string text = fmt::format("round {}", round);
-            co_await client.send(text);
-            auto echoed = co_await client.receive();  // rounds 2 and 3: woken from hibernation
-            while (echoed && echoed->opcode == swirl::Opcode::ping) echoed = co_await client.receive();
-            REQUIRE(echoed);
-            CHECK(echoed->payload == text);
-            const auto before = hibernations();
-            while (hibernations() == before) {  // silent but for the pongs: the next heartbeat ends the coroutine
-                const auto frame = co_await client.receive();
-                REQUIRE(frame);
-                REQUIRE(frame->opcode == swirl::Opcode::ping);
-            }
-        }
+        co_await test::echo_and_hibernate(client, hibernations);
         const auto reply = co_await client.close();
         REQUIRE(reply);
         CHECK(reply->code == swirl::close_code::normal);

@@ -1305,27 +1305,6 @@ TEST_CASE("heartbeat: data from the peer counts as an answer, so a chatty peer i
     });
 }
 
-namespace {
-
-/// The next frame that is not a ping (`receive()` answers each ping and returns it).
-asio::awaitable<std::optional<Frame>> receive_skipping_pings(Client& client) {
-    auto frame = co_await client.receive();
-    while (frame && frame->opcode == Opcode::ping) frame = co_await client.receive();
-    co_return frame;
-}
-
-/// Receives (and answers) the server's heartbeat pings until `done()`; anything else fails the test.
-template <class Done>
-asio::awaitable<void> receive_pings_until(Client& client, Done done) {
-    while (!done()) {
-        const auto frame = co_await client.receive();
-        REQUIRE(frame);
-        CHECK(frame->opcode == Opcode::ping);
-    }
-}
-
-} // namespace
-
 TEST_CASE("hibernation: a coroutine handler's connection, silent for a heartbeat interval, gives up its coroutine until its next message") {
     auto settings = test::local_settings();
     settings.ping_interval = 100ms;
@@ -1349,17 +1328,7 @@ TEST_CASE("hibernation: a coroutine handler's connection, silent for a heartbeat
     const auto hibernations = [&] { return server.stats().total.hibernations; };
     test::run([&]() -> asio::awaitable<void> {
         auto client = co_await Client::connect("127.0.0.1", running.port());
-        for (int round = 1; round <= 3; ++round) {
-            const std::string text = fmt::format("round {}", round);
-            co_await client.send(text, round == 2 ? Opcode::binary : Opcode::text);
-            const auto echoed = co_await receive_skipping_pings(client);  // rounds 2 and 3: woken from hibernation
-            REQUIRE(echoed);
-            CHECK(echoed->payload == text);
-            // Silent from here: the next heartbeat ends the session coroutine (and goes out just after that). The
-            // pongs that receive() sends back are answered in place: the connection stays parked.
-            const auto before = hibernations();
-            co_await receive_pings_until(client, [&] { return hibernations() != before; });
-        }
+        co_await test::echo_and_hibernate(client, hibernations);
         // Parked, the peer's close frame still reaches the coroutine handler (deliver_close), then on_close runs.
         const auto reply = co_await client.close();
         REQUIRE(reply);
@@ -1388,11 +1357,11 @@ TEST_CASE("hibernation: counted once, not again for a coroutine that only waited
     test::run([&]() -> asio::awaitable<void> {
         auto client = co_await Client::connect("127.0.0.1", running.port());
         co_await client.send("hello");
-        const auto echoed = co_await receive_skipping_pings(client);
+        const auto echoed = co_await test::receive_skipping_pings(client);
         REQUIRE(echoed);
         CHECK(echoed->payload == "hello");
         // Silent: the next heartbeat ends the session coroutine.
-        co_await receive_pings_until(client, [&] { return hibernations() != 0; });
+        co_await test::receive_pings_until(client, [&] { return hibernations() != 0; });
         // Reading paused, the parked connection's next input (a ping) starts a coroutine that waits for the resume,
         // then answers the ping, finds nothing more to read and parks again: the connection hibernated all along.
         REQUIRE(conn.load() != nullptr);
@@ -1401,7 +1370,7 @@ TEST_CASE("hibernation: counted once, not again for a coroutine that only waited
         asio::steady_timer wait(co_await asio::this_coro::executor, 200ms);
         co_await wait.async_wait(asio::use_awaitable);
         conn.load()->resume_reading();
-        const auto pong = co_await receive_skipping_pings(client);
+        const auto pong = co_await test::receive_skipping_pings(client);
         REQUIRE(pong);
         CHECK(pong->opcode == Opcode::pong);
         CHECK(pong->payload == "are you there");
@@ -1410,10 +1379,10 @@ TEST_CASE("hibernation: counted once, not again for a coroutine that only waited
         CHECK(hibernations() == 1);
         // A message starts its coroutine again, and the next silence is the second hibernation.
         co_await client.send("again");
-        const auto again = co_await receive_skipping_pings(client);
+        const auto again = co_await test::receive_skipping_pings(client);
         REQUIRE(again);
         CHECK(again->payload == "again");
-        co_await receive_pings_until(client, [&] { return hibernations() != 1; });
+        co_await test::receive_pings_until(client, [&] { return hibernations() != 1; });
         CHECK(hibernations() == 2);
         co_await client.close();
     }, 30s);
@@ -1441,7 +1410,7 @@ TEST_CASE("hibernation: not while the handler is suspended, nor while a write wa
         {
             auto client = co_await Client::connect("127.0.0.1", running.port());
             co_await client.send("slow");
-            const auto done = co_await receive_skipping_pings(client);  // pings came meanwhile: the peer was silent
+            const auto done = co_await test::receive_skipping_pings(client);  // pings came meanwhile: the peer was silent
             REQUIRE(done);
             CHECK(done->payload == "slow done");
             CHECK(during_slow == 0);  // the coroutine was in the handler, not waiting for input
