@@ -176,6 +176,16 @@ asio::awaitable<void> send_and_check(SslStream& stream, const std::string& messa
 
 std::string message_of(const std::error_code& ec) { return ec.message(); }
 
+/// Completes once `flag` is set by the other side of the test (a coroutine on the same io_context), looking every
+/// `step`.
+asio::awaitable<void> until_set(const bool& flag, std::chrono::milliseconds step = 5ms) {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    while (!flag) {
+        timer.expires_after(step);
+        co_await timer.async_wait(asio::use_awaitable);
+    }
+}
+
 } // namespace
 
 TEST_CASE("tls: handshake, then echo 1 byte to 16 MiB both ways; ALPN, SNI, version; close_notify is eof") {
@@ -267,18 +277,11 @@ TEST_CASE("tls: one read takes the records waiting while its buffer has room; a 
     const std::string second = pattern(60000, 12);
     bool sent = false;
     bool taken = false;
-    const auto until = [&](const bool& flag) -> asio::awaitable<void> {
-        asio::steady_timer timer(ctx);
-        while (!flag) {
-            timer.expires_after(5ms);
-            co_await timer.async_wait(asio::use_awaitable);
-        }
-    };
     auto server = [&]() -> asio::awaitable<void> {
         TlsTransport t = co_await listener.accept(tls);
         const std::error_code ec = co_await t.handshake();
         REQUIRE_MESSAGE(!ec, ec.message());
-        co_await until(sent);
+        co_await until_set(sent);
         asio::steady_timer timer(ctx, 50ms);  // the last bytes cross the loopback
         co_await timer.async_wait(asio::use_awaitable);
         std::vector<unsigned char> buffer(512 * 1024);
@@ -308,7 +311,7 @@ TEST_CASE("tls: one read takes the records waiting while its buffer has room; a 
         REQUIRE_MESSAGE(!ec, ec.message());
         co_await asio::async_write(c.stream, asio::buffer(first), asio::use_awaitable);
         sent = true;
-        co_await until(taken);
+        co_await until_set(taken);
         co_await send_and_check(c.stream, second);
     };
     run_pair(ctx, server(), client());
@@ -715,11 +718,7 @@ TEST_CASE("tls: reload() serves the new certificate to the next connection; an o
         REQUIRE(!(co_await a.handshake()));
         CHECK(a.server_cn() == "localhost");
         co_await send_and_check(a.stream, "one");
-        asio::steady_timer timer(co_await asio::this_coro::executor);
-        while (!reloaded) {
-            timer.expires_after(2ms);
-            co_await timer.async_wait(asio::use_awaitable);
-        }
+        co_await until_set(reloaded, 2ms);
         TlsClient b(ctx.get_executor(), {});
         co_await b.connect(listener.port());
         REQUIRE(!(co_await b.handshake()));
@@ -949,11 +948,7 @@ TEST_CASE("tls: release_buffers frees OpenSSL's record buffers only while they h
         const std::error_code ec = co_await c.handshake();
         REQUIRE_MESSAGE(!ec, ec.message());
         co_await send_and_check(c.stream, first);
-        asio::steady_timer timer(ctx);
-        while (!ready) {
-            timer.expires_after(5ms);
-            co_await timer.async_wait(asio::use_awaitable);
-        }
+        co_await until_set(ready);
         co_await send_and_check(c.stream, second);
     };
     run_pair(ctx, server(), client());
