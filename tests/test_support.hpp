@@ -141,7 +141,7 @@ asio::awaitable<void> receive_pings_until(swirl::Client& client, Done done) {
     while (!done()) {
         const auto frame = co_await client.receive();
         REQUIRE(frame);
-        CHECK(frame->opcode == swirl::Opcode::ping);
+        REQUIRE(frame->opcode == swirl::Opcode::ping);
     }
 }
 
