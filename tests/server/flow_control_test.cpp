@@ -78,6 +78,81 @@ TEST_CASE("buffered() grows while the peer does not read; on_drain fires once it
     CHECK(at_drain <= settings.drain_below);
 }
 
+TEST_CASE("a plain handler's small replies are bounded by max_output_buffer and arrive in order") {
+    // Replies under 8 KiB from a plain message handler take the connection's short path (`queue_reply`); at the
+    // limit it gives way to the general one, which refuses.
+    auto settings = test::local_settings();
+    settings.max_output_buffer = 256u << 10;
+    Server server(settings);
+    std::atomic<std::size_t> sent{0}, at_refusal{0};
+    std::atomic<bool> refused{false};
+    server.on_message([&](Conn& c, swirl::Frame&) {
+        std::string chunk(4000, 'r');
+        for (std::size_t i = 0; i < 16384; ++i) {  // 64 MiB at most
+            std::memcpy(chunk.data(), &i, sizeof i);
+            const auto r = c.send(chunk, Opcode::binary);
+            if (r.status == swirl::PushStatus::buffer_full) {
+                refused = true;
+                at_refusal = c.buffered();
+                break;
+            }
+            REQUIRE(r);
+            ++sent;
+        }
+    });
+    test::RunningServer running(server);
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await Client::connect("127.0.0.1", running.port());
+        co_await client.send("go");
+        asio::steady_timer pause(co_await asio::this_coro::executor, 200ms);  // not reading meanwhile
+        co_await pause.async_wait(asio::use_awaitable);
+        REQUIRE(refused);
+        for (std::size_t i = 0; i < sent; ++i) {
+            const swirl::Frame f = co_await next_data(client);
+            REQUIRE(f.payload.size() == 4000);
+            std::size_t n = 0;
+            std::memcpy(&n, f.payload.data(), sizeof n);
+            REQUIRE(n == i);
+        }
+        co_await client.close();
+    }, 30s);
+    CHECK(at_refusal >= settings.max_output_buffer);
+    CHECK(at_refusal <= settings.max_output_buffer + 4000 + 16);
+}
+
+TEST_CASE("a plain handler's replies keep their order across sizes and opcodes") {
+    // Small whole data frames take the short path; large ones and fragments the general one: one queue, in order.
+    Server server(test::local_settings());
+    const std::string large(20000, 'L');
+    server.on_message([&](Conn& c, swirl::Frame& f) {
+        c.send("one");
+        c.send(large, Opcode::binary);
+        c.send(std::string(9000, 'M'), Opcode::binary);
+        c.send(f.payload, f.opcode);
+        c.send("last", Opcode::text, false);  // a fragment: the general path
+        c.send("", Opcode::continuation, true);
+    });
+    test::RunningServer running(server);
+    test::run([&]() -> asio::awaitable<void> {
+        auto client = co_await Client::connect("127.0.0.1", running.port());
+        co_await client.send_raw(test::client_frame("a") + test::client_frame("b"));
+        for (const char* echoed : {"a", "b"}) {
+            swirl::Frame f = co_await next_data(client);
+            CHECK(f.payload == "one");
+            f = co_await next_data(client);
+            CHECK(f.payload == large);
+            f = co_await next_data(client);
+            CHECK(f.payload == std::string(9000, 'M'));
+            f = co_await next_data(client);
+            CHECK(f.payload == echoed);
+            f = co_await next_data(client);
+            CHECK(f.payload == "last");
+            CHECK(f.opcode == Opcode::text);
+        }
+        co_await client.close();
+    });
+}
+
 TEST_CASE("on_drain may be a coroutine") {
     auto settings = test::local_settings();
     settings.max_output_buffer = 256u << 10;

@@ -40,6 +40,13 @@
 
 namespace swirl {
 
+namespace detail {
+/// The connection whose plain message handler runs on this thread, if any (set around the call by the session,
+/// inside the read's batch): a `send` to it from there is a reply, queued without asking which thread it is on and
+/// without scheduling a flush, since the batch's end writes it (`Connection::queue_reply`).
+inline thread_local const void* replying_to = nullptr;
+}  // namespace detail
+
 /// Connection ids are process-wide unique and never reused.
 using ConnectionId = std::uint64_t;
 
@@ -220,6 +227,17 @@ public:
     /// written at once, without a copy. With permessage-deflate agreed, a whole text or binary message (`fin`, not a
     /// continuation) of at least `CompressOptions::threshold` bytes is sent compressed, unless `compress` is false.
     PushResult send(std::string_view payload, Opcode opcode = Opcode::text, bool fin = true, bool compress = true) {
+        if (detail::replying_to == this && payload.size() < write_through_size && fin &&
+            (opcode == Opcode::binary || opcode == Opcode::text) && !deflate_ && queue_reply(opcode, payload))
+            return {PushStatus::queued};
+        return send_general(payload, opcode, fin, compress);
+    }
+
+private:
+#if defined(__GNUC__)
+    __attribute__((noinline))
+#endif
+    PushResult send_general(std::string_view payload, Opcode opcode, bool fin, bool compress) {
         if (is_control(opcode) && (!fin || payload.size() > 125)) return {PushStatus::invalid_frame};
         if (opcode == Opcode::close) return close(close_code::normal) ? PushResult{PushStatus::queued} : PushResult{PushStatus::not_open};
         if (compresses(opcode, fin, payload.size(), compress))
@@ -229,6 +247,7 @@ public:
         return counted(enqueue([&](detail::OutputQueue& q) { q.append_frame(opcode, fin, payload); }), opcode);
     }
 
+public:
     /// `send` for a payload the caller gives up: a large one is queued without a copy, e.g.
     /// `connection.send(std::move(frame.payload), frame.opcode)` to echo. Once written, its buffer receives a later
     /// message on the same event loop.
@@ -496,6 +515,26 @@ private:
             else loop_->counters.messages_out.add();
         }
         return r;
+    }
+
+    /// `send` of an uncompressed data frame under `write_through_size` from the plain message handler of this
+    /// connection, on its thread while its read's batch is open (`detail::replying_to`): `enqueue` less the thread
+    /// checks and the flush it would schedule (the batch's end writes), inline where the handler sends. False, with
+    /// nothing done, when the general path must answer (the connection closing, its queue at its limit).
+#if defined(__GNUC__)
+    __attribute__((always_inline))
+#endif
+    bool queue_reply(Opcode opcode, std::string_view payload) {
+        detail::SmallLock lock(mutex_);
+        if (status() != ConnectionStatus::active || pending_.size() + in_flight_ >= settings().max_output_buffer) return false;
+        if (pending_.capacity() == 0) [[unlikely]] borrow_output_buffer(pending_, true);
+        pending_.append_short_frame(opcode, payload);
+        const bool full_batch = !writing_ && (pending_.flat_size() >= coalesce_limit || pending_.held_count() >= coalesce_held ||
+                                              pending_.size() >= coalesce_bytes);
+        lock.unlock();
+        if (full_batch) [[unlikely]] flush();
+        loop_->counters.messages_out_here.add();
+        return true;
     }
 
     template <class Change>

@@ -472,7 +472,9 @@ private:
             if (r.event == ReadEvent::message) c_.counters().messages_in.add();
             if (take_frame(r.event, *stop.frame)) {
                 if (!on.plain_message) return {Stop::deliver, stop.frame};
+                const void* const outer = std::exchange(detail::replying_to, &c_);
                 call_plain("message", [&] { on.plain_message(c_, *stop.frame); });
+                detail::replying_to = outer;
             }
         }
         return {Stop::read};

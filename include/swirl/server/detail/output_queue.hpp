@@ -32,6 +32,25 @@ public:
         size_ += n + payload.size();
     }
 
+    /// `append_frame` of a final, uncompressed frame under 64 KiB: the header written in place, for a caller that
+    /// inlines it (`Connection::queue_reply`).
+    void append_short_frame(Opcode opcode, std::string_view payload) {
+        const std::size_t n = payload.size();
+        const std::size_t head = n < 126 ? 2 : 4;
+        auto* at = reinterpret_cast<std::uint8_t*>(room(head + n));
+        at[0] = static_cast<std::uint8_t>(0x80 | static_cast<std::uint8_t>(opcode));
+        if (n < 126) {
+            at[1] = static_cast<std::uint8_t>(n);
+        } else {
+            at[1] = 126;
+            at[2] = static_cast<std::uint8_t>(n >> 8);
+            at[3] = static_cast<std::uint8_t>(n);
+        }
+        std::memcpy(at + head, payload.data(), n);
+        used_ += head + n;
+        size_ += head + n;
+    }
+
     /// Appends one frame whose payload the queue takes over instead of copying: a large payload its sender gives up.
     void append_owned(Opcode opcode, bool fin, std::string&& payload) {
         const std::size_t n = encode_unmasked_header(
