@@ -22,6 +22,12 @@ asio::awaitable<swirl::Frame> next_data(Client& client) {
     }
 }
 
+/// Lets `d` pass (a peer not reading meanwhile, say).
+asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
+    asio::steady_timer t(co_await asio::this_coro::executor, d);
+    co_await t.async_wait(asio::use_awaitable);
+}
+
 /// Sends 32 KiB chunks until the server refuses one (64 MiB at most), so that on_drain follows once the peer reads.
 void flood(Conn& c, swirl::Frame&) {
     static const std::string chunk(32u << 10, 'y');
@@ -57,8 +63,7 @@ TEST_CASE("buffered() grows while the peer does not read; on_drain fires once it
     test::run([&]() -> asio::awaitable<void> {
         auto client = co_await Client::connect("127.0.0.1", running.port());
         co_await client.send("flood me");
-        asio::steady_timer pause(co_await asio::this_coro::executor, 200ms);  // not reading meanwhile
-        co_await pause.async_wait(asio::use_awaitable);
+        co_await sleep_for(200ms);  // not reading meanwhile
         CHECK(drains == 0);  // nothing has been read: the queue is still over the low-water mark
         std::size_t got = 0;
         while (true) {
@@ -104,8 +109,7 @@ TEST_CASE("a plain handler's small replies are bounded by max_output_buffer and 
     test::run([&]() -> asio::awaitable<void> {
         auto client = co_await Client::connect("127.0.0.1", running.port());
         co_await client.send("go");
-        asio::steady_timer pause(co_await asio::this_coro::executor, 200ms);  // not reading meanwhile
-        co_await pause.async_wait(asio::use_awaitable);
+        co_await sleep_for(200ms);  // not reading meanwhile
         REQUIRE(refused);
         for (std::size_t i = 0; i < sent; ++i) {
             const swirl::Frame f = co_await next_data(client);
@@ -159,8 +163,7 @@ TEST_CASE("on_drain may be a coroutine") {
     Server server(settings);
     server.on_message(flood);
     server.on_drain([](Conn& c) -> asio::awaitable<void> {
-        asio::steady_timer t(co_await asio::this_coro::executor, 10ms);
-        co_await t.async_wait(asio::use_awaitable);
+        co_await sleep_for(10ms);
         c.send("drained later");
     });
     test::RunningServer running(server);
@@ -257,8 +260,7 @@ TEST_CASE("resume_reading restarts the idle clock, also after a pause taken whil
             co_await client.send("hi");
             CHECK(co_await test::next_payload(client) == "hi");
             if (!from_handler) CHECK(server.pause(id));  // from this thread, while the session waits for input
-            asio::steady_timer t(co_await asio::this_coro::executor, 1s);  // 2.5 idle timeouts, paused
-            co_await t.async_wait(asio::use_awaitable);
+            co_await sleep_for(1s);  // 2.5 idle timeouts, paused
             CHECK(server.exist(id));
             resumed = clock_type::now();
             CHECK(server.resume(id));
@@ -287,8 +289,7 @@ TEST_CASE("a paused connection whose peer went away is still ended: the heartbea
     test::run([&]() -> asio::awaitable<void> {
         auto client = co_await Client::connect("127.0.0.1", running.port());
         co_await client.send("pause me");
-        asio::steady_timer t(co_await asio::this_coro::executor, 100ms);
-        co_await t.async_wait(asio::use_awaitable);
+        co_await sleep_for(100ms);
         co_await client.send_raw(test::client_frame(swirl::close_payload(1000, "bye"), Opcode::close));
         client.socket().close();  // and gone, without waiting for the server's answer
     });
