@@ -33,7 +33,8 @@ public:
     }
 
     /// `append_frame` of a final, uncompressed frame under 64 KiB: the header written in place, for a caller that
-    /// inlines it (`Connection::queue_reply`).
+    /// inlines it (`Connection::queue_reply`). Not `encode_unmasked_header`, which handles masks, RSV bits and
+    /// 8-byte lengths: with it a reply cost 21 instructions more (callgrind, 20 B echo at depth 16: 390 against 369).
     void append_short_frame(Opcode opcode, std::string_view payload) {
         const std::size_t n = payload.size();
         const std::size_t head = n < 126 ? 2 : 4;
