@@ -13,10 +13,14 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdarg>
 #include <cstring>
+#include <optional>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -443,6 +447,98 @@ TEST_CASE("a parked reader and a pending write wait on one socket both complete,
     asio::write(p.peer, asio::buffer("!", 1));
     REQUIRE(p.run_until([&] { return call.calls == 2; }));
     CHECK_FALSE(call.ec);
+}
+
+namespace {
+
+/// `count` connected pairs on one context, as a server loop's (no per-socket locks), each drained and parked with a
+/// callback that records the order of calls and posts a handler of its own.
+struct ParkedMany {
+    struct Reader {
+        ParkedMany* all = nullptr;
+        int index = 0;
+    };
+    asio::io_context ctx{ASIO_CONCURRENCY_HINT_UNSAFE_IO};
+    std::vector<asio::ip::tcp::socket> peers;
+    std::vector<std::optional<EdgeSocket>> ours;
+    std::vector<Reader> readers;
+    std::vector<std::string> log;  // "r<i>": reader i called; "p<i>": the handler it posted ran
+    int throw_at = 0;              // the call (1st, 2nd...) that throws; 0: none
+    bool post = true;              // each reader posts a handler
+
+    explicit ParkedMany(int count) : ours(static_cast<std::size_t>(count)), readers(static_cast<std::size_t>(count)) {
+        asio::ip::tcp::acceptor acceptor(ctx, {asio::ip::make_address("127.0.0.1"), 0});
+        for (int i = 0; i < count; ++i) {
+            peers.emplace_back(ctx).connect(acceptor.local_endpoint());
+            ours[static_cast<std::size_t>(i)].emplace(acceptor.accept());
+            readers[static_cast<std::size_t>(i)] = {this, i};
+        }
+        for (auto& socket : ours) {
+            std::array<char, 8> buf{};
+            std::error_code ec;
+            socket->read_some(asio::buffer(buf), ec);
+            REQUIRE(ec == asio::error::would_block);
+        }
+        for (std::size_t i = 0; i < ours.size(); ++i) {
+            auto owner = std::make_shared<int>(static_cast<int>(i));
+            REQUIRE(ours[i]->park(&ParkedMany::called, &readers[i], owner));
+        }
+    }
+
+    static void called(void* host, std::shared_ptr<void>&&, std::error_code ec) {
+        auto& reader = *static_cast<Reader*>(host);
+        ParkedMany& all = *reader.all;
+        REQUIRE_FALSE(ec);
+        all.log.push_back("r" + std::to_string(reader.index));
+        if (static_cast<int>(all.log.size()) == all.throw_at) throw std::runtime_error("reader");
+        if (all.post) asio::post(all.ctx, [&all, i = reader.index] { all.log.push_back("p" + std::to_string(i)); });
+    }
+
+    /// Input on every socket, and time for it to arrive, so that one `epoll_wait` reports them all.
+    void send_all() {
+        for (auto& peer : peers) asio::write(peer, asio::buffer("x", 1));
+        std::this_thread::sleep_for(20ms);
+    }
+
+    int count(char kind) const {
+        return static_cast<int>(std::count_if(log.begin(), log.end(), [&](const std::string& e) { return e[0] == kind; }));
+    }
+};
+
+} // namespace
+
+TEST_CASE("readers parked on sockets one epoll_wait reports run one after another, and the work count stays right") {
+    uncounted_thread = std::thread::id{};
+    for (const bool post : {true, false}) {  // the work each finishes counted against posted work, or on its own
+        CAPTURE(post);
+        ParkedMany m(4);
+        m.post = post;
+        m.send_all();
+        // No work guard: run() returns once nothing is parked or queued, which it does only if each reader's unit
+        // of work was counted finished exactly once (more would have stopped it early, fewer keep it running).
+        m.ctx.run_for(2s);
+        CHECK(m.ctx.stopped());
+        CHECK(m.count('r') == 4);
+        CHECK(m.count('p') == (post ? 4 : 0));
+        for (std::size_t i = 0; i < 4; ++i) CHECK(m.log.at(i)[0] == 'r');  // posts queue behind the sockets reported with them
+    }
+}
+
+TEST_CASE("a reader that throws leaves the sockets reported with it for the next run") {
+    uncounted_thread = std::thread::id{};
+    for (const int throw_at : {1, 2, 4}) {  // the scheduler's own first operation, one run in the batch, the last
+        CAPTURE(throw_at);
+        ParkedMany m(4);
+        m.throw_at = throw_at;
+        m.send_all();
+        CHECK_THROWS_AS(m.ctx.run_for(2s), std::runtime_error);
+        CHECK(m.count('r') == throw_at);
+        m.ctx.restart();
+        m.ctx.run_for(2s);
+        CHECK(m.ctx.stopped());  // and the work count is still right
+        CHECK(m.count('r') == 4);
+        CHECK(m.count('p') == 3);  // each reader but the one that threw posted one
+    }
 }
 #endif
 
