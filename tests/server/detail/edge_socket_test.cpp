@@ -514,7 +514,8 @@ struct ParkedMany {
     }
 
     int count(char kind) const {
-        return static_cast<int>(std::count_if(log.begin(), log.end(), [&](const std::string& e) { return e[0] == kind; }));
+        const auto of_kind = [&](const std::string& e) { return e[0] == kind; };
+        return static_cast<int>(std::count_if(log.begin(), log.end(), of_kind));
     }
 };
 
@@ -533,7 +534,8 @@ TEST_CASE("readers parked on sockets one epoll_wait reports run one after anothe
         CHECK(m.ctx.stopped());
         CHECK(m.count('r') == 4);
         CHECK(m.count('p') == (post ? 4 : 0));
-        for (std::size_t i = 0; i < 4; ++i) CHECK(m.log.at(i)[0] == 'r');  // posts queue behind the sockets reported with them
+        // Posts queue behind the sockets reported with them.
+        for (std::size_t i = 0; i < 4; ++i) CHECK(m.log.at(i)[0] == 'r');
     }
 }
 

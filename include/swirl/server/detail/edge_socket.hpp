@@ -401,7 +401,8 @@ inline void complete_parked(void* owner, asio::detail::scheduler_operation* base
 /// Operations posted meanwhile queue behind them, as they would. What the scheduler does after each operation is
 /// done after each here: an exception a handler left for it to rethrow is rethrown (what was not run yet goes back
 /// to the front of the queue, as it does when a handler throws), and the operation's unit of work is finished
-/// (against work posted on this thread meanwhile, which the scheduler counts once the first of them returns).
+/// (against work posted on this thread meanwhile, if any, which the scheduler settles once its own operation, the
+/// first of the batch, returns).
 /// Two differences, neither of which swirl's loops meet: `io_context::stop()` from another thread takes effect once
 /// these have run (the scheduler reads its flag under its lock), and `run_one` or `poll_one` may run them all.
 inline void run_ready_descriptors(asio::detail::scheduler& scheduler, const std::error_code& ec) {
@@ -421,7 +422,7 @@ inline void run_ready_descriptors(asio::detail::scheduler& scheduler, const std:
         asio::detail::conditionally_enabled_mutex& mutex;
         Queue& queue;
         ~Batch() {
-            if (ready.empty()) return;  // all run (or an exception left none)
+            if (ready.empty()) return;  // all run; otherwise a handler threw, and these wait for the next run
             Lock lock(mutex);
             Queue rest;
             rest.push(ready);
